@@ -1,0 +1,24 @@
+"""engine: a CPU inference engine for convolutional networks trained in PyTorch.
+
+    import engine
+    sess = engine.Session("model.safetensors")
+    probs, = sess.run(x)
+
+Public API: Builder (write models like torch.nn.functional), Model, Session (prepare once,
+run many), save / load (safe single-file format), show_config.
+"""
+
+__version__ = "0.1.0"
+
+from .errors import (EngineError, GraphError, InputError, ModelFormatError,  # noqa: E402
+                     UnsupportedError)
+from . import ops  # noqa: E402,F401  (fills the op registry)
+from .ir import Model, Node, Value  # noqa: E402
+from .builder import Builder, Tensor  # noqa: E402
+from .format import load, save  # noqa: E402
+from .runtime import Session  # noqa: E402
+from .config import show_config  # noqa: E402
+
+__all__ = ["Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
+           "show_config", "EngineError", "GraphError", "InputError", "ModelFormatError",
+           "UnsupportedError", "__version__"]

@@ -1,0 +1,118 @@
+"""Kernel registry: kernels are looked up by (backend, op, variant).
+
+A backend module registers a *factory* per op.  At prepare time the session calls the
+factory once per node with a ``PrepareContext`` (concrete shapes, constant inputs, thread
+count); the factory does all shape checks and weight packing then and returns a ``Kernel``
+whose ``run(inputs, outputs, scratch)`` writes into preallocated output arrays.  Adding a
+faster variant is one more ``@register_kernel`` with a ``supports`` predicate and a higher
+priority: graph code never changes.
+"""
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+import numpy as np
+
+from ..errors import UnsupportedError
+
+KERNELS: dict = {}       # (backend, op) -> [KernelSpec], best first
+BACKENDS: dict = {}      # backend name -> loader that imports its kernel modules
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    backend: str
+    op: str
+    variant: str
+    factory: Callable            # (node, ctx) -> Kernel
+    supports: Optional[Callable]  # (node, ctx) -> bool; None = always
+    priority: int = 0
+    native: bool = True          # False: implemented with NumPy (reason in ``note``)
+    note: str = ""
+
+
+@dataclass
+class PrepareContext:
+    """What a kernel factory may look at: everything known before the first run."""
+    in_shapes: list
+    out_shapes: list
+    constants: list          # per input: the constant array, or None for a runtime value
+    threads: int
+    backend: str
+    options: dict = field(default_factory=dict)
+
+
+class Kernel:
+    """A prepared kernel.  Subclasses set ``scratch`` (float32 elements of workspace)."""
+    scratch = 0
+    variant = "default"
+
+    def run(self, inputs, outputs, scratch):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class FunctionKernel(Kernel):
+    """Wraps ``fn(inputs, outputs, scratch)`` as a kernel."""
+
+    def __init__(self, fn, scratch=0, variant="default"):
+        self.fn = fn
+        self.scratch = int(scratch)
+        self.variant = variant
+
+    def run(self, inputs, outputs, scratch):
+        self.fn(inputs, outputs, scratch)
+
+
+def register_kernel(backend, op, variant="default", *, supports=None, priority=0, native=True,
+                    note=""):
+    """Decorator registering a kernel factory for ``op`` on ``backend``."""
+    def deco(factory):
+        specs = KERNELS.setdefault((backend, op), [])
+        if any(s.variant == variant for s in specs):
+            raise RuntimeError(f"kernel {backend}/{op}/{variant} registered twice")
+        specs.append(KernelSpec(backend, op, variant, factory, supports, priority, native, note))
+        specs.sort(key=lambda s: -s.priority)
+        return factory
+    return deco
+
+
+def register_backend(name, loader):
+    BACKENDS[name] = loader
+
+
+def load_backend(name):
+    try:
+        loader = BACKENDS[name]
+    except KeyError:
+        raise UnsupportedError(f"unknown backend {name!r}; available: {sorted(BACKENDS)}") from None
+    try:
+        loader()
+    except ImportError as e:
+        raise UnsupportedError(f"backend {name!r} is not available: {e}. The cpu backend needs "
+                               f"the compiled extensions: reinstall with 'pip install .'") from e
+
+
+def select_kernel(node, ctx, variant=None) -> KernelSpec:
+    """The highest-priority kernel of ``ctx.backend`` that supports this node."""
+    specs = KERNELS.get((ctx.backend, node.op), [])
+    for spec in specs:
+        if variant is not None and spec.variant != variant:
+            continue
+        if spec.supports is None or spec.supports(node, ctx):
+            return spec
+    if not specs:
+        raise UnsupportedError(f"node '{node.name}': backend {ctx.backend!r} has no kernel for "
+                               f"op {node.op!r}")
+    raise UnsupportedError(f"node '{node.name}': no {ctx.backend!r} kernel for op {node.op!r} "
+                           f"supports this configuration (variants: "
+                           f"{[s.variant for s in specs]})")
+
+
+def kernels_for(backend):
+    """{op: [KernelSpec]} of one backend (for docs, ``engine ops`` and tests)."""
+    load_backend(backend)
+    return {op: specs for (b, op), specs in KERNELS.items() if b == backend}
+
+
+def as_f32(a):
+    return np.ascontiguousarray(a, dtype=np.float32)

@@ -1,0 +1,71 @@
+"""Runtime configuration: thread defaults and what this build of engine can do."""
+
+import os
+import platform
+
+from . import __version__
+
+
+def physical_cores():
+    """Physical cores this process may use: SMT siblings count once; cgroup quotas apply."""
+    try:
+        allowed = os.sched_getaffinity(0)
+    except AttributeError:          # not Linux
+        allowed = set(range(os.cpu_count() or 1))
+    cores = set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = phys = None
+            for line in f:
+                key, _, val = line.partition(":")
+                key, val = key.strip(), val.strip()
+                if key == "processor":
+                    cpu, phys = int(val), "0"
+                elif key == "physical id":
+                    phys = val
+                elif key == "core id" and cpu in allowed:
+                    cores.add((phys, val))
+    except (OSError, ValueError):
+        pass
+    n = len(cores) or len(allowed) or 1
+    quota = _cgroup_cpu_quota()
+    return max(1, min(n, quota)) if quota else n
+
+
+def _cgroup_cpu_quota():
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            q, period = f.read().split()[:2]
+        if q != "max":
+            return max(1, -(-int(q) // int(period)))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def build_info():
+    """What the compiled kernels were built with (None values if they are not built)."""
+    try:
+        from ._kernels import build_config
+        return dict(build_config())
+    except ImportError as e:
+        return {"kernels": f"not built ({e})"}
+
+
+def config_dict():
+    import numpy
+    info = {
+        "engine": __version__,
+        "python": platform.python_version(),
+        "numpy": numpy.__version__,
+        "machine": platform.machine(),
+        "default_threads": physical_cores(),
+    }
+    info.update(build_info())
+    return info
+
+
+def show_config(file=None):
+    """Print the build and runtime configuration (instruction set, OpenMP, threads)."""
+    for k, v in config_dict().items():
+        print(f"{k:>16}: {v}", file=file)

@@ -1,0 +1,29 @@
+"""Exceptions raised by engine. Every user-facing failure is an EngineError subclass."""
+
+
+class EngineError(Exception):
+    """Base class of every error engine raises on purpose."""
+
+
+class GraphError(EngineError, ValueError):
+    """The graph is malformed: unknown values, bad attributes, shapes that do not fit.
+
+    Messages name the node (``node 'conv1' (conv): ...``) and say what was expected.
+    """
+
+
+class InputError(EngineError, ValueError):
+    """Arrays handed to ``Session.run`` do not match the model's inputs."""
+
+
+class ModelFormatError(EngineError):
+    """A model file is truncated, corrupted, of another format, or hostile."""
+
+
+class UnsupportedError(EngineError):
+    """An op, backend or kernel variant is not available."""
+
+
+def node_error(node, message):
+    """GraphError naming the node; used by shape inference and passes."""
+    return GraphError(f"node '{node.name}' ({node.op}): {message}")

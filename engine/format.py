@@ -1,0 +1,230 @@
+"""The model file: one safetensors file holding the graph, the weights and metadata.
+
+Layout: a standard safetensors file (8-byte little-endian header length, a JSON header
+describing each tensor's dtype, shape and byte range, then the raw little-endian data).
+Its ``__metadata__`` string map carries:
+
+    "format": "engine-model"     marks the file as ours (plain weight files are rejected)
+    "format_version": "1"        bumped on incompatible change; newer files are refused
+    "graph": JSON                inputs, outputs, nodes (op, name, inputs, outputs, attrs)
+    "metadata": JSON             labels, preprocessing, provenance
+
+Why safetensors: no code execution on load (unlike pickle), a trivial layout, and files
+every ML toolchain reads (the ``safetensors`` package opens ours; tests check that).  The
+format is small enough that we read and write it ourselves, keeping NumPy the only
+run-time dependency and every error ours.  Before trusting anything we check: the file
+size against the header, the
+header's JSON structure, every tensor's dtype/shape/byte count, the graph's JSON types,
+op names and attribute types, and finally the whole graph with shape inference.  Any
+failure raises ``ModelFormatError`` naming the problem; nothing is executed.
+"""
+
+import json
+import os
+import struct
+
+import numpy as np
+
+from .errors import EngineError, ModelFormatError
+from .ir import Model, Node, Value
+
+FORMAT = "engine-model"
+VERSION = 1
+MAX_HEADER = 100 * 2**20          # bytes of JSON header we are willing to parse
+MAX_JSON_DEPTH = 64
+
+
+def save(model, path):
+    """Write ``model`` to ``path`` (conventionally ``*.safetensors``)."""
+    if not isinstance(model, Model):
+        raise TypeError(f"save expects a Model, got {type(model).__name__}")
+    meta = {
+        "format": FORMAT,
+        "format_version": str(VERSION),
+        "graph": json.dumps(model.graph_dict(), separators=(",", ":")),
+        "metadata": json.dumps(model.metadata, separators=(",", ":")),
+    }
+    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(dumps(model.constants, meta))
+        os.replace(tmp, path)       # never leave a half-written model behind
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def dumps(tensors, metadata):
+    """safetensors bytes: header length, JSON header (space-padded to 8 bytes), data."""
+    header, chunks, offset = {"__metadata__": metadata}, [], 0
+    for name in sorted(tensors):
+        arr = np.ascontiguousarray(tensors[name], dtype="<f4")
+        header[name] = {"dtype": "F32", "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        chunks.append(arr.tobytes())
+        offset += arr.nbytes
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(chunks)
+
+
+def load(path):
+    """Read and validate a model file; raises ModelFormatError on any problem."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ModelFormatError(f"cannot read model file {path!r}: {e.strerror}") from None
+    return loads(data, source=path)
+
+
+def loads(data, source="<bytes>"):
+    """Parse a model from the bytes of a file."""
+    header, body = _split(data, source)
+    meta = header.pop("__metadata__", None)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ModelFormatError(f"{source}: a safetensors file without an engine graph (plain "
+                               f"weights?); convert a checkpoint with 'engine convert'")
+    version = meta.get("format_version")
+    if version != str(VERSION):
+        raise ModelFormatError(f"{source}: model format version {version!r}; this engine reads "
+                               f"version {VERSION} (upgrade engine for newer files)")
+    constants = _tensors(header, body, source)
+    graph = _json(meta.get("graph"), "graph", source)
+    extra = _json(meta.get("metadata", "{}"), "metadata", source)
+    if not isinstance(extra, dict):
+        raise ModelFormatError(f"{source}: metadata must be a JSON object")
+    try:
+        inputs, outputs, nodes, names = _graph(graph)
+        if sorted(names) != sorted(constants):
+            raise ModelFormatError(
+                f"constants listed in the graph and tensors stored differ: "
+                f"missing {sorted(set(names) - set(constants))[:5]}, "
+                f"unlisted {sorted(set(constants) - set(names))[:5]}")
+        return Model(inputs, outputs, nodes, constants, extra)
+    except ModelFormatError as e:
+        raise ModelFormatError(f"{source}: {e}") from None
+    except EngineError as e:
+        raise ModelFormatError(f"{source}: invalid graph: {e}") from None
+    except Exception as e:  # hostile attribute values can break any shape function
+        raise ModelFormatError(f"{source}: invalid graph ({type(e).__name__}: {e})") from None
+
+
+# -- container ------------------------------------------------------------------------------
+_DTYPES = {"F32": np.float32}
+
+
+def _split(data, source):
+    if len(data) < 8:
+        raise ModelFormatError(f"{source}: file too short ({len(data)} bytes) to be a model")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > MAX_HEADER or 8 + n > len(data):
+        raise ModelFormatError(f"{source}: header claims {n} bytes but the file has "
+                               f"{len(data) - 8} after the length field (truncated or corrupt)")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise ModelFormatError(f"{source}: header is not valid JSON ({e.__class__.__name__})") \
+            from None
+    if not isinstance(header, dict):
+        raise ModelFormatError(f"{source}: header must be a JSON object")
+    meta = header.get("__metadata__")
+    if meta is not None and (not isinstance(meta, dict)
+                             or not all(isinstance(v, str) for v in meta.values())):
+        raise ModelFormatError(f"{source}: __metadata__ must map strings to strings")
+    return header, memoryview(data)[8 + n:]
+
+
+def _tensors(header, body, source):
+    constants = {}
+    spans = []
+    for name, info in header.items():
+        where = f"{source}: tensor {name!r}"
+        if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+            raise ModelFormatError(f"{where}: entry must have dtype, shape and data_offsets")
+        dtype = _DTYPES.get(info["dtype"])
+        if dtype is None:
+            raise ModelFormatError(f"{where}: dtype {info['dtype']!r} is not supported (F32)")
+        shape, offs = info["shape"], info["data_offsets"]
+        if (not isinstance(shape, list) or len(shape) > 8
+                or not all(type(d) is int and 0 <= d < 2**40 for d in shape)):
+            raise ModelFormatError(f"{where}: invalid shape {shape!r}")
+        if (not isinstance(offs, list) or len(offs) != 2
+                or not all(type(o) is int for o in offs) or not 0 <= offs[0] <= offs[1] <= len(body)):
+            raise ModelFormatError(f"{where}: byte range {offs!r} lies outside the file's "
+                                   f"{len(body)} data bytes (truncated or corrupt)")
+        count = int(np.prod(shape, dtype=np.int64))
+        if (offs[1] - offs[0]) != count * np.dtype(dtype).itemsize:
+            raise ModelFormatError(f"{where}: shape {shape} needs {count * 4} bytes, the file "
+                                   f"gives {offs[1] - offs[0]}")
+        spans.append((offs[0], offs[1], name))
+        arr = np.frombuffer(body[offs[0]:offs[1]], dtype="<f4").reshape(shape)
+        constants[name] = arr.astype(np.float32, copy=True)
+    spans.sort()
+    for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
+        if b0 < a1:
+            raise ModelFormatError(f"{source}: tensors {an!r} and {bn!r} overlap")
+    return constants
+
+
+def _json(text, what, source):
+    if not isinstance(text, str):
+        raise ModelFormatError(f"{source}: {what} is missing")
+    try:
+        value = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as e:
+        raise ModelFormatError(f"{source}: {what} is not valid JSON ({e.__class__.__name__})") \
+            from None
+    if _depth(value) > MAX_JSON_DEPTH:
+        raise ModelFormatError(f"{source}: {what} is nested deeper than {MAX_JSON_DEPTH}")
+    return value
+
+
+def _depth(v, d=0):
+    if d > MAX_JSON_DEPTH:
+        return d
+    if isinstance(v, dict):
+        return max([_depth(x, d + 1) for x in v.values()] or [d + 1])
+    if isinstance(v, list):
+        return max([_depth(x, d + 1) for x in v] or [d + 1])
+    return d
+
+
+# -- graph ----------------------------------------------------------------------------------
+def _expect(cond, msg):
+    if not cond:
+        raise ModelFormatError(msg)
+
+
+def _str_list(v, what):
+    _expect(isinstance(v, list) and all(isinstance(s, str) for s in v),
+            f"{what} must be a list of strings")
+    return v
+
+
+def _graph(g):
+    _expect(isinstance(g, dict), "graph must be a JSON object")
+    for key in ("inputs", "outputs", "nodes", "constants"):
+        _expect(key in g, f"graph lacks {key!r}")
+    inputs = []
+    _expect(isinstance(g["inputs"], list), "graph inputs must be a list")
+    for v in g["inputs"]:
+        _expect(isinstance(v, dict) and isinstance(v.get("name"), str)
+                and isinstance(v.get("shape"), list) and len(v["shape"]) <= 8
+                and all(d is None or type(d) is int for d in v["shape"])
+                and v.get("dtype", "float32") == "float32",
+                f"graph input {v!r} must have a name, a shape of ints/null and dtype float32")
+        inputs.append(Value(v["name"], tuple(v["shape"]), "float32"))
+    outputs = _str_list(g["outputs"], "graph outputs")
+    _expect(isinstance(g["nodes"], list), "graph nodes must be a list")
+    nodes = []
+    for i, n in enumerate(g["nodes"]):
+        _expect(isinstance(n, dict), f"node #{i} must be an object")
+        _expect(isinstance(n.get("op"), str) and isinstance(n.get("name"), str),
+                f"node #{i} needs string 'op' and 'name'")
+        attrs = n.get("attrs", {})
+        _expect(isinstance(attrs, dict), f"node {n['name']!r}: attrs must be an object")
+        nodes.append(Node(n["op"], n["name"], _str_list(n.get("inputs"), f"node {n['name']!r} inputs"),
+                          _str_list(n.get("outputs"), f"node {n['name']!r} outputs"), attrs))
+    return inputs, outputs, nodes, _str_list(g["constants"], "graph constants")

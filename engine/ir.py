@@ -1,0 +1,193 @@
+"""Graph IR: named values, nodes and constant tensors, in topological order.
+
+A ``Model`` is a dataflow graph.  Every tensor is named; a node reads values by name and
+writes new ones.  Weights are constants: named float32 arrays that nodes read like any
+other value, so passes such as constant folding need no special cases.
+
+Shapes are tuples of ints; ``None`` stands for the symbolic batch dimension of the model's
+inputs and flows through shape inference.  Activations are NCHW float32, as in PyTorch.
+"""
+
+import copy
+import heapq
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import GraphError, node_error
+from .ops import get_op
+
+DTYPE = "float32"
+
+
+@dataclass
+class Value:
+    name: str
+    shape: tuple
+    dtype: str = DTYPE
+
+
+@dataclass
+class Node:
+    op: str
+    name: str
+    inputs: list
+    outputs: list
+    attrs: dict = field(default_factory=dict)
+
+    def to_dict(self):
+        return {"op": self.op, "name": self.name, "inputs": list(self.inputs),
+                "outputs": list(self.outputs), "attrs": _jsonable(self.attrs)}
+
+
+class Model:
+    """A validated graph: inputs, nodes, constants, outputs and free-form metadata.
+
+    ``metadata`` holds JSON-serialisable extras that travel in the model file: class
+    labels, preprocessing, provenance.
+    """
+
+    def __init__(self, inputs, outputs, nodes, constants, metadata=None, validate=True):
+        self.inputs = [Value(v.name, tuple(v.shape), v.dtype) for v in inputs]
+        self.outputs = list(outputs)
+        self.nodes = list(nodes)
+        self.constants = dict(constants)
+        self.metadata = dict(metadata or {})
+        self.values = {}
+        if validate:
+            self.validate()
+
+    # -- structure -------------------------------------------------------------------------
+    @property
+    def input_names(self):
+        return [v.name for v in self.inputs]
+
+    def producers(self):
+        return {o: n for n in self.nodes for o in n.outputs}
+
+    def consumers(self):
+        uses = {}
+        for n in self.nodes:
+            for i in n.inputs:
+                if i:
+                    uses.setdefault(i, []).append(n)
+        return uses
+
+    def copy(self):
+        """Deep copy of the structure; constant arrays are shared (passes replace, never mutate)."""
+        m = Model(self.inputs, self.outputs, copy.deepcopy(self.nodes), dict(self.constants),
+                  copy.deepcopy(self.metadata), validate=False)
+        m.values = dict(self.values)
+        return m
+
+    def toposort(self):
+        """Order nodes so each runs after the producers of its inputs (Kahn, stable, O(n))."""
+        known = set(self.input_names) | set(self.constants)
+        producer = {o: i for i, n in enumerate(self.nodes) for o in n.outputs}
+        waiting = [0] * len(self.nodes)
+        readers = {}
+        for i, n in enumerate(self.nodes):
+            for v in n.inputs:
+                if not v or v in known:
+                    continue
+                if v not in producer:
+                    raise node_error(n, f"reads undefined value {v!r}")
+                waiting[i] += 1
+                readers.setdefault(v, []).append(i)
+        ready = [i for i, w in enumerate(waiting) if w == 0]
+        heapq.heapify(ready)
+        order = []
+        while ready:
+            i = heapq.heappop(ready)
+            order.append(self.nodes[i])
+            for o in self.nodes[i].outputs:
+                for j in readers.get(o, ()):
+                    waiting[j] -= 1
+                    if waiting[j] == 0:
+                        heapq.heappush(ready, j)
+        if len(order) != len(self.nodes):
+            stuck = next(n for i, n in enumerate(self.nodes) if waiting[i])
+            raise node_error(stuck, "is part of a cycle")
+        self.nodes = order
+
+    # -- validation and shape inference ----------------------------------------------------
+    def validate(self):
+        """Check names, order and every node's shapes; fills ``self.values``."""
+        seen = set()
+        for name in self.input_names + list(self.constants):
+            if not name or name in seen:
+                raise GraphError(f"value name {name!r} is empty or defined twice")
+            seen.add(name)
+        node_names = set()
+        for n in self.nodes:
+            get_op(n.op)
+            if n.name in node_names:
+                raise GraphError(f"node name {n.name!r} is used twice")
+            node_names.add(n.name)
+            for o in n.outputs:
+                if not o or o in seen:
+                    raise node_error(n, f"output name {o!r} is empty or already defined")
+                seen.add(o)
+        for name, arr in self.constants.items():
+            if not isinstance(arr, np.ndarray) or arr.dtype != np.float32:
+                raise GraphError(f"constant {name!r} must be a float32 ndarray, got "
+                                 f"{getattr(arr, 'dtype', type(arr).__name__)}")
+        for v in self.inputs:
+            if v.dtype != DTYPE:
+                raise GraphError(f"input {v.name!r} has dtype {v.dtype}; only float32 is supported")
+            if any(d is not None and (not isinstance(d, int) or d < 1) for d in v.shape):
+                raise GraphError(f"input {v.name!r} has invalid shape {v.shape}: dimensions must "
+                                 f"be positive ints or None (the symbolic batch)")
+        if not self.outputs:
+            raise GraphError("the model has no outputs")
+        for o in self.outputs:
+            if o not in seen:
+                raise GraphError(f"output {o!r} is not produced by any node or input")
+        if len(set(self.outputs)) != len(self.outputs):
+            raise GraphError("an output is listed twice")
+        self.toposort()
+        self.values = self.infer_shapes()
+
+    def infer_shapes(self, input_shapes=None):
+        """Shapes of every value, given concrete or symbolic shapes of the inputs."""
+        shapes = {name: tuple(a.shape) for name, a in self.constants.items()}
+        for v in self.inputs:
+            shapes[v.name] = tuple((input_shapes or {}).get(v.name, v.shape))
+        for n in self.nodes:
+            opdef = get_op(n.op)
+            ins = [shapes[i] if i else None for i in n.inputs]
+            for o, s in zip(n.outputs, opdef.infer_shapes(n, ins)):
+                shapes[o] = s
+        return {k: Value(k, s) for k, s in shapes.items()}
+
+    # -- serialisation (the file format wraps this) ----------------------------------------
+    def graph_dict(self):
+        return {
+            "inputs": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype}
+                       for v in self.inputs],
+            "outputs": list(self.outputs),
+            "nodes": [n.to_dict() for n in self.nodes],
+            "constants": sorted(self.constants),
+        }
+
+    def __repr__(self):
+        ins = ", ".join(f"{v.name}{list(v.shape)}" for v in self.inputs)
+        return (f"<Model inputs=[{ins}] outputs={self.outputs} nodes={len(self.nodes)} "
+                f"params={self.num_parameters():,}>")
+
+    def num_parameters(self):
+        return int(sum(a.size for a in self.constants.values()))
+
+
+def _jsonable(obj):
+    """Attributes as JSON types (tuples become lists); checked so saving cannot fail later."""
+    return json.loads(json.dumps(obj, default=_reject))
+
+
+def _reject(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    raise GraphError(f"attribute value {o!r} of type {type(o).__name__} is not serialisable")

@@ -1,0 +1,146 @@
+"""Session: prepare a model once, run it many times.
+
+    sess = engine.Session("model.safetensors", threads=2)
+    probs, = sess.run(x)                   # list, in output order
+    d = sess.run({"x": x}, return_dict=True)
+    feats = sess.run(x, outputs=["layer3"])  # intermediate activations
+
+Preparation (optimisation passes, kernel choice, weight packing, memory plan) happens in
+the constructor and once per new input shape; ``run`` only executes the bound plan.
+
+Thread safety: a session owns one activation arena per input shape, so concurrent calls
+to ``run`` on one session are serialised by a lock.  For parallel requests, create one
+session per Python thread (weights are shared only through the model object, which is
+read-only after preparation).
+"""
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from ..backends.base import load_backend
+from ..errors import InputError
+from ..ir import Model
+from ..passes import optimize
+from .plan import build_plan
+
+
+def default_threads():
+    from ..config import physical_cores
+    return physical_cores()
+
+
+class Session:
+    def __init__(self, model, threads=None, backend="cpu", optimize_graph=True):
+        if isinstance(model, (str, os.PathLike, Path)):
+            from ..format import load
+            model = load(model)
+        if not isinstance(model, Model):
+            raise TypeError(f"Session expects a Model or a path, got {type(model).__name__}")
+        load_backend(backend)
+        if threads is None:
+            threads = default_threads()
+        if not isinstance(threads, int) or threads < 1:
+            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        self.model = model
+        self.backend = backend
+        self.threads = threads
+        self.optimize_graph = optimize_graph
+        self._graphs = {}       # frozenset(keep) -> optimised Model
+        self._plans = {}        # (keep, input shapes) -> Plan
+        self._lock = threading.Lock()
+        self.graph = self._graph(frozenset())
+
+    # -- public ----------------------------------------------------------------------------
+    @property
+    def input_names(self):
+        return self.model.input_names
+
+    @property
+    def output_names(self):
+        return list(self.model.outputs)
+
+    def run(self, inputs, outputs=None, return_dict=False):
+        """Run the model; ``inputs`` is an array (single-input models), a list, or a dict."""
+        feeds = self._feeds(inputs)
+        wanted = list(outputs) if outputs is not None else self.output_names
+        keep = frozenset(wanted) - frozenset(self.model.outputs)
+        with self._lock:
+            plan = self._plan(keep, feeds)
+            result = plan.execute(feeds, wanted)
+        return dict(zip(wanted, result)) if return_dict else result
+
+    __call__ = run
+
+    def prepare(self, batch_size=1):
+        """Build (and cache) the plan for this batch size now, rather than at first run."""
+        shapes = {v.name: self._concrete(v, batch_size) for v in self.model.inputs}
+        with self._lock:
+            return self._plan(frozenset(), {k: np.empty(s, np.float32) for k, s in shapes.items()})
+
+    def memory_report(self, batch_size=1):
+        return self.prepare(batch_size).memory
+
+    def plan(self, batch_size=1):
+        """Per-node kernel choice: list of (node name, op, variant, output shape)."""
+        p = self.prepare(batch_size)
+        return [(s.node.name, s.node.op, s.variant, tuple(s.outputs[0].shape)) for s in p.steps]
+
+    # -- internals -------------------------------------------------------------------------
+    def _graph(self, keep):
+        g = self._graphs.get(keep)
+        if g is None:
+            missing = [k for k in keep if k not in self.model.values]
+            if missing:
+                raise InputError(f"unknown output name(s) {missing}; "
+                                 f"names are listed by 'engine summary MODEL'")
+            g = optimize(self.model, keep=keep) if self.optimize_graph else self.model.copy()
+            self._graphs[keep] = g
+        return g
+
+    def _plan(self, keep, feeds):
+        key = (keep, tuple((k, a.shape) for k, a in feeds.items()))
+        plan = self._plans.get(key)
+        if plan is None:
+            graph = self._graph(keep)
+            plan = build_plan(graph, {k: a.shape for k, a in feeds.items()}, self.backend,
+                              self.threads, keep=sorted(keep))
+            self._plans[key] = plan
+        return plan
+
+    def _concrete(self, value, batch):
+        return tuple(batch if d is None else d for d in value.shape)
+
+    def _feeds(self, inputs):
+        names = self.input_names
+        if isinstance(inputs, dict):
+            unknown = sorted(set(inputs) - set(names))
+            missing = [n for n in names if n not in inputs]
+            if unknown or missing:
+                raise InputError(f"inputs do not match the model: expected {names}, "
+                                 f"missing {missing}, unknown {unknown}")
+            items = [(n, inputs[n]) for n in names]
+        else:
+            arrays = [inputs] if not isinstance(inputs, (list, tuple)) else list(inputs)
+            if len(arrays) != len(names):
+                raise InputError(f"the model takes {len(names)} input(s) {names}, "
+                                 f"got {len(arrays)}")
+            items = list(zip(names, arrays))
+        feeds = {}
+        for (name, arr), spec in zip(items, self.model.inputs):
+            if not isinstance(arr, np.ndarray):
+                raise InputError(f"input {name!r}: expected a numpy.ndarray, got "
+                                 f"{type(arr).__name__}")
+            if arr.dtype != np.float32:
+                raise InputError(f"input {name!r}: expected dtype float32, got {arr.dtype} "
+                                 f"(convert with x.astype(numpy.float32))")
+            if arr.ndim != len(spec.shape) or any(
+                    d is not None and d != a for d, a in zip(spec.shape, arr.shape)):
+                want = tuple("N" if d is None else d for d in spec.shape)
+                raise InputError(f"input {name!r}: expected shape {want}, got {arr.shape}")
+            if any(a == 0 for a in arr.shape):
+                raise InputError(f"input {name!r}: empty array of shape {arr.shape}")
+            feeds[name] = arr
+        return feeds
