@@ -1,0 +1,55 @@
+"""Builder: PyTorch-style API, errors at the call that made them, naming the layer."""
+
+import numpy as np
+import pytest
+
+import engine
+
+
+def test_errors_name_the_layer():
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 8, 8))
+    with pytest.raises(engine.GraphError, match=r"node 'stem' \(conv\).*channels"):
+        b.conv2d(x, np.zeros((4, 5, 3, 3), np.float32), name="stem")
+    with pytest.raises(engine.GraphError, match="add"):
+        b.add(x, b.input("y", (None, 4, 8, 8)))
+
+
+def test_padding_same_matches_input_size():
+    b = engine.Builder()
+    x = b.input("x", (None, 2, 9, 10))
+    y = b.conv2d(x, np.zeros((3, 2, 4, 3), np.float32), padding="same", dilation=2)
+    assert y.shape == (None, 3, 9, 10)
+    with pytest.raises(engine.GraphError, match="stride 1"):
+        b.conv2d(x, np.zeros((3, 2, 3, 3), np.float32), stride=2, padding="same")
+
+
+def test_operators_and_names():
+    b = engine.Builder()
+    x = b.input("x", (None, 4))
+    y = (x * 2.0 + 1.0) / x - x
+    out = b.output(y, "out")
+    m = b.build()
+    assert m.outputs == ["out"] and out.name == "out"
+    with pytest.raises(engine.GraphError, match="already used"):
+        b.input("x", (None, 4))
+
+
+def test_symbolic_batch_flows_through_shapes():
+    b = engine.Builder()
+    x = b.input("x", (None, 16, 5, 5))
+    f = b.flatten(x, 1)
+    assert f.shape == (None, 400)
+    assert b.reshape(f, [-1, 16, 25]).shape == (None, 16, 25)
+    y = b.linear(f, np.zeros((10, 400), np.float32))
+    assert y.shape == (None, 10)
+
+
+def test_build_validates_and_reports():
+    b = engine.Builder()
+    x = b.input("x", (None, 1, 4, 4))
+    b.output(b.relu(x))
+    m = b.build()
+    assert "nodes=1" in repr(m)
+    with pytest.raises(engine.GraphError, match="no outputs"):
+        engine.Builder().build()

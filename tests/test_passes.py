@@ -1,0 +1,209 @@
+"""Every optimisation pass leaves the model's outputs unchanged (reference backend).
+
+Tolerance: 1e-5 relative to the output magnitude (folding changes rounding only).
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, strategies as st
+
+import engine
+from engine.passes import (fold_batchnorm, fold_constants, fuse_activation, optimize,
+                           remove_dead_code, remove_identity)
+from graphs import random_model
+from helpers import assert_close, rng_array
+
+
+def outputs(model, x, optimized, **kw):
+    m = optimize(model, **kw) if optimized else model
+    return engine.Session(m, backend="reference", optimize_graph=False).run(x)
+
+
+def check_same(model, x, tol=1e-5):
+    for a, b in zip(outputs(model, x, True), outputs(model, x, False)):
+        assert_close(a, b, tol)
+
+
+def bn_params(rng, c):
+    return dict(running_mean=rng_array(rng, c), running_var=rng.uniform(0.2, 2, c).astype(np.float32),
+                weight=rng_array(rng, c), bias=rng_array(rng, c))
+
+
+@given(st.integers(0, 2**31), st.sampled_from(["conv", "conv_transpose", "linear"]),
+       st.sampled_from([1, 2]), st.booleans())
+def test_fold_batchnorm_after_layer(seed, kind, groups, with_bias):
+    rng = np.random.default_rng(seed)
+    b = engine.Builder()
+    cin, cout = 4, 6
+    if kind == "linear":
+        x = b.input("x", (None, 5))
+        y = b.linear(x, rng_array(rng, (cout, 5)), rng_array(rng, cout) if with_bias else None)
+        xs = (3, 5)
+    elif kind == "conv":
+        x = b.input("x", (None, cin, 7, 7))
+        y = b.conv2d(x, rng_array(rng, (cout, cin // groups, 3, 3)),
+                     rng_array(rng, cout) if with_bias else None, padding=1, groups=groups)
+        xs = (2, cin, 7, 7)
+    else:
+        x = b.input("x", (None, cin, 5, 5))
+        y = b.conv_transpose2d(x, rng_array(rng, (cin, cout // groups, 3, 3)),
+                               rng_array(rng, cout) if with_bias else None, stride=2,
+                               groups=groups)
+        xs = (2, cin, 5, 5)
+    y = b.batch_norm(y, **bn_params(rng, cout))
+    b.output(y)
+    m = b.build()
+    opt = optimize(m)
+    assert [n.op for n in opt.nodes] == [kind], "BatchNorm was not folded"
+    check_same(m, rng_array(rng, xs))
+
+
+@given(st.integers(0, 2**31), st.sampled_from([1, 2]))
+def test_fold_batchnorm_before_unpadded_conv(seed, groups):
+    rng = np.random.default_rng(seed)
+    b = engine.Builder()
+    x = b.input("x", (None, 4, 6, 6))
+    y = b.batch_norm(x, **bn_params(rng, 4))
+    y = b.conv2d(y, rng_array(rng, (6, 4 // groups, 3, 3)), rng_array(rng, 6), groups=groups)
+    b.output(y)
+    m = b.build()
+    assert [n.op for n in optimize(m).nodes] == ["conv"]
+    check_same(m, rng_array(rng, (2, 4, 6, 6)))
+
+
+def test_batchnorm_before_padded_conv_is_not_folded():
+    rng = np.random.default_rng(0)
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 5, 5))
+    y = b.batch_norm(x, **bn_params(rng, 3))
+    b.output(b.conv2d(y, rng_array(rng, (2, 3, 3, 3)), padding=1))
+    m = b.build()
+    assert [n.op for n in optimize(m).nodes] == ["batch_norm", "conv"]
+    check_same(m, rng_array(rng, (1, 3, 5, 5)))
+
+
+def test_batchnorm_with_two_readers_is_not_folded():
+    rng = np.random.default_rng(1)
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 5, 5))
+    c = b.conv2d(x, rng_array(rng, (3, 3, 1, 1)))
+    y = b.batch_norm(c, **bn_params(rng, 3))
+    b.output(b.add(y, c))
+    m = b.build()
+    assert "batch_norm" in [n.op for n in optimize(m).nodes]
+    check_same(m, rng_array(rng, (1, 3, 5, 5)))
+
+
+ACTS = [("relu", {}), ("relu6", {}), ("leaky_relu", {"negative_slope": 0.2}),
+        ("clip", {"min": -0.5, "max": 0.7}), ("sigmoid", {}), ("tanh", {}), ("silu", {}),
+        ("hardswish", {}), ("hardsigmoid", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"})]
+
+
+@pytest.mark.parametrize("act,kw", ACTS)
+@pytest.mark.parametrize("kind", ["conv", "linear", "conv_transpose"])
+def test_fuse_activation(act, kw, kind):
+    rng = np.random.default_rng(2)
+    b = engine.Builder()
+    if kind == "linear":
+        x = b.input("x", (None, 8))
+        y = b.linear(x, rng_array(rng, (5, 8)), rng_array(rng, 5))
+        xs = (2, 8)
+    elif kind == "conv":
+        x = b.input("x", (None, 3, 6, 6))
+        y = b.conv2d(x, rng_array(rng, (4, 3, 3, 3)), rng_array(rng, 4), padding=1)
+        xs = (2, 3, 6, 6)
+    else:
+        x = b.input("x", (None, 3, 4, 4))
+        y = b.conv_transpose2d(x, rng_array(rng, (3, 4, 2, 2)), rng_array(rng, 4), stride=2)
+        xs = (2, 3, 4, 4)
+    y = getattr(b, act)(y, **kw)
+    b.output(y, "out")
+    m = b.build()
+    opt = optimize(m)
+    assert len(opt.nodes) == 1 and opt.nodes[0].attrs["activation"]["op"] == act
+    assert opt.outputs == ["out"]
+    check_same(m, rng_array(rng, xs, 3.0))
+
+
+def test_remove_dropout_and_identity_keeps_output_names():
+    rng = np.random.default_rng(3)
+    b = engine.Builder()
+    x = b.input("x", (None, 4))
+    y = b.dropout(b.linear(x, rng_array(rng, (3, 4))), 0.5)
+    y = b.identity(y)
+    b.output(y, "probs")
+    m = b.build()
+    opt = optimize(m)
+    assert [n.op for n in opt.nodes] == ["linear"] and opt.outputs == ["probs"]
+    check_same(m, rng_array(rng, (2, 4)))
+
+
+def test_dropout_directly_on_input_stays():
+    b = engine.Builder()
+    x = b.input("x", (None, 4))
+    b.output(b.dropout(x))
+    m = b.build()
+    opt = optimize(m)
+    x = rng_array(np.random.default_rng(0), (2, 4))
+    assert_close(engine.Session(opt, backend="reference").run(x)[0], x, 0)
+
+
+def test_constant_folding_and_dead_code():
+    rng = np.random.default_rng(4)
+    b = engine.Builder()
+    x = b.input("x", (None, 6))
+    w = b.constant(rng_array(rng, (3, 2)))
+    wt = b.reshape(b.permute(w, [1, 0]), [6])          # constant subgraph
+    scale = b.add(b.mul(wt, 2.0), 1.0)
+    unused = b.relu(x)                                   # dead
+    del unused
+    b.output(b.mul(x, scale))
+    m = b.build()
+    opt = optimize(m)
+    assert [n.op for n in opt.nodes] == ["mul"]
+    assert len(opt.constants) == 1
+    check_same(m, rng_array(rng, (2, 6)))
+
+
+def test_keep_protects_intermediate_values():
+    rng = np.random.default_rng(5)
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 5, 5))
+    c = b.conv2d(x, rng_array(rng, (4, 3, 3, 3)), name="conv")
+    y = b.relu(b.batch_norm(c, **bn_params(rng, 4), name="bn"))
+    b.output(y)
+    m = b.build()
+    opt = optimize(m, keep={"conv"})
+    assert "conv" in {o for n in opt.nodes for o in n.outputs}
+    xs = rng_array(rng, (1, 3, 5, 5))
+    ref = engine.Session(m, backend="reference", optimize_graph=False).run(xs, outputs=["conv"])
+    got = engine.Session(m, backend="reference").run(xs, outputs=["conv"])
+    assert_close(got[0], ref[0], 1e-6)
+
+
+def test_passes_do_not_mutate_the_input_model():
+    rng = np.random.default_rng(6)
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 5, 5))
+    y = b.relu(b.batch_norm(b.conv2d(x, rng_array(rng, (4, 3, 3, 3))), **bn_params(rng, 4)))
+    b.output(y)
+    m = b.build()
+    before = ([n.to_dict() for n in m.nodes], {k: v.copy() for k, v in m.constants.items()})
+    optimize(m)
+    assert [n.to_dict() for n in m.nodes] == before[0]
+    for k, v in before[1].items():
+        assert np.array_equal(m.constants[k], v)
+
+
+@pytest.mark.parametrize("pass_fn", [remove_identity, fold_constants, fold_batchnorm,
+                                     fuse_activation, remove_dead_code])
+@given(seed=st.integers(0, 2**31))
+def test_each_pass_alone_preserves_random_graphs(pass_fn, seed):
+    rng = np.random.default_rng(seed)
+    m, xs = random_model(rng, layers=12)
+    opt = optimize(m, passes=(pass_fn,))
+    x = rng_array(rng, xs)
+    a = engine.Session(opt, backend="reference", optimize_graph=False).run(x)
+    r = engine.Session(m, backend="reference", optimize_graph=False).run(x)
+    for u, v in zip(a, r):
+        assert_close(u, v, 1e-5)

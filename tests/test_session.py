@@ -1,0 +1,163 @@
+"""Session API: input forms, output forms, bad input, NaN/Inf, batches, memory, threads."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import engine
+from helpers import assert_close, rng_array
+
+
+def mid_model(rng, c=8):
+    """A small VGG/ResNet-like net: enough layers for the memory plan to matter."""
+    b = engine.Builder()
+    x = b.input("image", (None, 3, 32, 32))
+    t = x
+    for i, cout in enumerate([c, c, 2 * c, 2 * c, 4 * c]):
+        y = b.conv2d(t, rng_array(rng, (cout, t.shape[1], 3, 3), 0.2), rng_array(rng, cout),
+                     padding=1, name=f"conv{i}")
+        y = b.batch_norm(y, rng_array(rng, cout), rng.uniform(.5, 2, cout).astype(np.float32),
+                         rng_array(rng, cout), rng_array(rng, cout))
+        y = b.relu(y)
+        if y.shape == t.shape:
+            y = b.add(y, t)
+        t = b.max_pool2d(y, 2) if i % 2 else y
+    f = b.flatten(b.adaptive_avg_pool2d(t, 1), 1, name="features")
+    b.output(b.linear(f, rng_array(rng, (10, 4 * c)), rng_array(rng, 10)), "logits")
+    return b.build()
+
+
+@pytest.fixture(scope="module")
+def model():
+    return mid_model(np.random.default_rng(0))
+
+
+def test_input_forms_agree(model):
+    x = rng_array(np.random.default_rng(1), (2, 3, 32, 32))
+    s = engine.Session(model, threads=1)
+    a = s.run(x)[0]
+    assert_close(s.run([x])[0], a, 0)
+    assert_close(s({"image": x})[0], a, 0)
+    d = s.run({"image": x}, return_dict=True)
+    assert list(d) == ["logits"] and d["logits"].shape == (2, 10)
+
+
+def test_cpu_matches_reference_and_batches_are_independent(model):
+    rng = np.random.default_rng(2)
+    x = rng_array(rng, (3, 3, 32, 32))
+    s = engine.Session(model, threads=2)
+    ref = engine.Session(model, backend="reference", optimize_graph=False).run(x)[0]
+    out = s.run(x)[0]
+    assert_close(out, ref, 1e-4)
+    for i in range(3):                      # batch 1 gives the same rows (new plan per shape)
+        assert_close(s.run(x[i:i + 1])[0], out[i:i + 1], 1e-5)
+
+
+def test_outputs_are_copies_not_arena_views(model):
+    s = engine.Session(model, threads=1)
+    rng = np.random.default_rng(3)
+    a = s.run(rng_array(rng, (1, 3, 32, 32)))[0]
+    keep = a.copy()
+    s.run(rng_array(rng, (1, 3, 32, 32)))
+    assert np.array_equal(a, keep)
+
+
+def test_intermediate_outputs(model):
+    x = rng_array(np.random.default_rng(4), (2, 3, 32, 32))
+    s = engine.Session(model, threads=1)
+    feats, logits = s.run(x, outputs=["features", "logits"])
+    assert feats.shape == (2, 32)
+    ref = engine.Session(model, backend="reference", optimize_graph=False)
+    assert_close(feats, ref.run(x, outputs=["features"])[0], 1e-4)
+    assert_close(logits, s.run(x)[0], 1e-6)
+    with pytest.raises(engine.InputError, match="unknown output"):
+        s.run(x, outputs=["nope"])
+
+
+def test_memory_plan_reuses_buffers(model):
+    mem = engine.Session(model, threads=1).memory_report(batch_size=4)
+    assert mem.arena_bytes < 0.5 * mem.sum_activation_bytes
+    assert mem.arena_bytes >= mem.peak_live_bytes
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((1, 3, 32, 32), np.float64), "dtype float32"),
+    (np.zeros((1, 3, 32, 32), np.int32), "dtype float32"),
+    (np.zeros((3, 32, 32), np.float32), r"expected shape \('N', 3, 32, 32\)"),
+    (np.zeros((1, 4, 32, 32), np.float32), "expected shape"),
+    (np.zeros((1, 3, 31, 32), np.float32), "expected shape"),
+    (np.zeros((0, 3, 32, 32), np.float32), "empty"),
+    ([[1.0]], "numpy.ndarray"),
+])
+def test_bad_inputs_raise_clear_errors(model, bad, match):
+    with pytest.raises(engine.InputError, match=match):
+        engine.Session(model, threads=1).run(bad)
+
+
+def test_wrong_input_names(model):
+    s = engine.Session(model, threads=1)
+    with pytest.raises(engine.InputError, match="missing"):
+        s.run({"x": np.zeros((1, 3, 32, 32), np.float32)})
+    with pytest.raises(engine.InputError, match="takes 1 input"):
+        s.run([np.zeros((1, 3, 32, 32), np.float32)] * 2)
+
+
+def test_non_contiguous_input_is_accepted(model):
+    x = rng_array(np.random.default_rng(5), (2, 3, 32, 64))[..., ::2]
+    s = engine.Session(model, threads=1)
+    assert_close(s.run(x)[0], s.run(np.ascontiguousarray(x))[0], 0)
+
+
+@pytest.mark.parametrize("backend", ["reference", "cpu"])
+def test_nan_and_inf_propagate(model, backend):
+    x = rng_array(np.random.default_rng(6), (2, 3, 32, 32))
+    x[0, 0, 5, 5] = np.nan
+    x[1, 1, 7, 7] = np.inf
+    out = engine.Session(model, threads=1, backend=backend).run(x)[0]
+    assert np.isnan(out[0]).any()          # NaN reaches the logits of sample 0
+    assert not np.isfinite(out[1]).all()   # Inf (or inf - inf = NaN) reaches sample 1
+
+
+def test_concurrent_python_threads_share_a_session(model):
+    rng = np.random.default_rng(7)
+    xs = [rng_array(rng, (1, 3, 32, 32)) for _ in range(6)]
+    s = engine.Session(model, threads=1)
+    expected = [s.run(x)[0] for x in xs]
+    results = [None] * len(xs)
+
+    def work(i):
+        for _ in range(5):
+            results[i] = s.run(xs[i])[0]
+
+    ts = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    for r, e in zip(results, expected):
+        assert np.array_equal(r, e)
+
+
+def test_session_from_path_and_bad_arguments(model, tmp_path):
+    p = tmp_path / "m.safetensors"
+    engine.save(model, p)
+    s = engine.Session(str(p), threads=1)
+    assert s.input_names == ["image"] and s.output_names == ["logits"]
+    with pytest.raises(engine.UnsupportedError, match="unknown backend"):
+        engine.Session(model, backend="tpu")
+    with pytest.raises(ValueError, match="threads"):
+        engine.Session(model, threads=0)
+
+
+def test_plan_lists_every_kernel(model):
+    plan = engine.Session(model, threads=1).plan()
+    ops = [op for _, op, _, _ in plan]
+    assert "batch_norm" not in ops and "relu" not in ops      # folded and fused
+    assert ops.count("conv") == 5
+
+
+def test_default_threads_is_physical_cores():
+    from engine.config import physical_cores
+    s = engine.Session(mid_model(np.random.default_rng(0), c=2))
+    assert s.threads == physical_cores() >= 1
