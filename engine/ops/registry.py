@@ -56,7 +56,8 @@ class OpDef:
     def run_reference(self, node, inputs):
         out = self.reference(*inputs, **node.attrs)
         arrays = [out] if isinstance(out, np.ndarray) else list(out)
-        return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+        # np.ascontiguousarray would turn 0-d results (a full mean, vector dot) into (1,).
+        return [np.require(np.asarray(a, dtype=np.float32), requirements="C") for a in arrays]
 
     def count_macs(self, node, in_shapes, out_shapes):
         if self.macs is None:

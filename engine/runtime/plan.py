@@ -34,16 +34,19 @@ class Step:
 
 @dataclass
 class MemoryReport:
-    arena_bytes: int          # what the plan allocates for all activations and workspaces
+    activation_bytes: int      # planned activations alone (buffers shared across lifetimes)
     sum_activation_bytes: int  # what naive allocation (one buffer per value) would need
-    peak_live_bytes: int      # lower bound: most bytes alive at one step
+    peak_live_bytes: int       # lower bound for the activations: most bytes alive at one step
+    workspace_bytes: int       # largest kernel workspace (im2col columns and the like)
+    arena_bytes: int           # what the plan allocates: activations and workspaces together
     constant_bytes: int
 
     def __str__(self):
         mb = 1 / 2**20
-        return (f"activations: arena {self.arena_bytes * mb:.2f} MiB (lower bound "
-                f"{self.peak_live_bytes * mb:.2f} MiB) vs {self.sum_activation_bytes * mb:.2f} MiB "
-                f"if every value had its own buffer; weights {self.constant_bytes * mb:.2f} MiB")
+        return (f"activations {self.activation_bytes * mb:.2f} MiB planned (lower bound "
+                f"{self.peak_live_bytes * mb:.2f}) vs {self.sum_activation_bytes * mb:.2f} MiB "
+                f"unplanned; arena with kernel workspaces {self.arena_bytes * mb:.2f} MiB; "
+                f"weights {self.constant_bytes * mb:.2f} MiB")
 
 
 @dataclass
@@ -159,10 +162,13 @@ def build_plan(model, input_shapes, backend, threads, keep=()):
         s.outputs = [views[v] for v in s.node.outputs]
         s.scratch = view(f"#scratch{i}", (scratch_need[i],)) if scratch_need[i] else empty
 
-    activations = [b for b in bufs if not b.key.startswith("#")]
+    activations = [Buffer(b.key, b.size, b.first, b.last) for b in bufs
+                   if not b.key.startswith("#")]
     memory = MemoryReport(
-        arena_bytes=arena_bytes,
+        activation_bytes=plan_arena(activations),
         sum_activation_bytes=sum(b.size for b in activations),
-        peak_live_bytes=peak_live_bytes(bufs),
+        peak_live_bytes=peak_live_bytes(activations),
+        workspace_bytes=max(scratch_need, default=0) * F32,
+        arena_bytes=arena_bytes,
         constant_bytes=sum(a.nbytes for a in model.constants.values()))
     return Plan(model, dict(input_shapes), shapes, steps, arena, views, memory, outputs)
