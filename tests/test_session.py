@@ -168,7 +168,7 @@ def test_plan_lists_every_kernel(model):
     plan = engine.Session(model, threads=1).plan()
     ops = [op for _, op, _, _ in plan]
     assert "batch_norm" not in ops and "relu" not in ops      # folded and fused
-    assert ops.count("conv") == 5
+    assert ops.count("conv+relu") == 5
 
 
 def test_default_threads_is_physical_cores():

@@ -84,9 +84,14 @@ class Session:
         return self.prepare(batch_size).memory
 
     def plan(self, batch_size=1):
-        """Per-node kernel choice: list of (node name, op, variant, output shape)."""
+        """Per-node kernel choice: list of (node name, op[+fused activation], variant, shape)."""
         p = self.prepare(batch_size)
-        return [(s.node.name, s.node.op, s.variant, tuple(s.outputs[0].shape)) for s in p.steps]
+        rows = []
+        for s in p.steps:
+            act = s.node.attrs.get("activation")
+            op = f"{s.node.op}+{act['op']}" if act else s.node.op
+            rows.append((s.node.name, op, s.variant, tuple(s.outputs[0].shape)))
+        return rows
 
     # -- internals -------------------------------------------------------------------------
     def _graph(self, keep):
