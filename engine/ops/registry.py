@@ -54,7 +54,8 @@ class OpDef:
         return [tuple(s) for s in shapes]
 
     def run_reference(self, node, inputs):
-        out = self.reference(*inputs, **node.attrs)
+        with np.errstate(all="ignore"):     # NaN / Inf propagate silently, as in PyTorch
+            out = self.reference(*inputs, **node.attrs)
         arrays = [out] if isinstance(out, np.ndarray) else list(out)
         # np.ascontiguousarray would turn 0-d results (a full mean, vector dot) into (1,).
         return [np.require(np.asarray(a, dtype=np.float32), requirements="C") for a in arrays]

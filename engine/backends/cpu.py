@@ -1,0 +1,739 @@
+"""The CPU backend: kernel factories binding IR nodes to the compiled C kernels.
+
+Every factory runs once per node at prepare time.  It reads the concrete shapes and the
+constant inputs from the ``PrepareContext``, does all the work that does not depend on the
+input values (weights reshaped / transposed, batch-norm scale and shift folded, index
+tables for interpolation, broadcasting strides collapsed, the workspace size computed into
+``kernel.scratch``) and returns a kernel whose ``run`` only reshapes the preallocated
+arrays (views, no copies) and calls one Cython function (engine._kernels.*), which checks
+the arguments, releases the GIL and runs the C kernel with ``ctx.threads`` threads.
+
+Pure data-movement ops (dropout, identity, flatten, reshape, permute, concat, split,
+channel_shuffle) copy with NumPy and are registered ``native=False``; so is ``mean`` over
+non-trailing dims (trailing-dims means run through the adaptive-average-pool kernel).
+"""
+
+import math
+
+import numpy as np
+
+from .._kernels import conv as _conv
+from .._kernels import eltwise as _elt
+from .._kernels import gemm as _gemm
+from .._kernels import norm as _norm
+from .._kernels import pool as _pool
+from .._kernels import spatial as _sp
+from ..errors import UnsupportedError
+from .base import FunctionKernel, Kernel, as_f32, register_kernel
+
+B = "cpu"
+MOVE_NOTE = "data movement only; numpy's C copy loops"
+
+# -- activations ----------------------------------------------------------------------------
+
+ACT_CODES = {"relu": 1, "relu6": 2, "leaky_relu": 3, "clip": 4, "sigmoid": 5, "tanh": 6,
+             "silu": 7, "hardswish": 8, "hardsigmoid": 9, "gelu": 10}
+GELU_TANH = 11
+
+
+def act_params(activation):
+    """(code, p0, p1) of a fused activation dict (None: no activation)."""
+    if activation is None:
+        return 0, 0.0, 0.0
+    name = activation.get("op")
+    if name not in ACT_CODES:
+        raise UnsupportedError(f"cpu backend: activation {name!r} cannot be fused; expected one "
+                               f"of {sorted(ACT_CODES)}")
+    code = ACT_CODES[name]
+    if name == "leaky_relu":
+        return code, float(activation.get("negative_slope", 0.01)), 0.0
+    if name == "clip":
+        lo, hi = activation.get("min"), activation.get("max")
+        return (code, -math.inf if lo is None else float(lo),
+                math.inf if hi is None else float(hi))
+    if name == "gelu":
+        approx = activation.get("approximate", "none")
+        return (GELU_TANH if approx == "tanh" else code), 0.0, 0.0
+    return code, 0.0, 0.0
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+def _getter(ctx, i):
+    """A function inputs -> array of input i: the prepared constant, or the runtime value."""
+    c = ctx.constants[i] if i < len(ctx.constants) else None
+    if c is not None:
+        c = as_f32(c)
+        return lambda inputs: c
+    return lambda inputs: inputs[i]
+
+
+def _optional_const(ctx, i):
+    """(present, constant or None) of optional input i."""
+    if i >= len(ctx.in_shapes) or ctx.in_shapes[i] is None:
+        return False, None
+    c = ctx.constants[i]
+    return True, (None if c is None else as_f32(c))
+
+
+def _view(a, shape):
+    """A reshaped *view* of a C-contiguous array (the kernels write through it)."""
+    if not a.flags.c_contiguous:
+        raise ValueError(f"kernel arrays must be C-contiguous, got strides {a.strides}")
+    return a.reshape(shape)
+
+
+def _c(a):
+    """A runtime input as a C-contiguous float32 array (no copy in the normal case)."""
+    if a.dtype == np.float32 and a.flags.c_contiguous:
+        return a
+    return np.ascontiguousarray(a, dtype=np.float32)
+
+
+def _prod(dims):
+    p = 1
+    for d in dims:
+        p *= int(d)
+    return p
+
+
+def _lead(vals, r, fill):
+    """Pad a per-spatial-dim list of length r to 3 entries (leading unit dims)."""
+    return [fill] * (3 - r) + [int(v) for v in vals]
+
+
+def _shape5(shape):
+    """(N, C, *spatial) -> (N, C, D, H, W) with leading unit spatial dims."""
+    r = len(shape) - 2
+    return tuple(int(d) for d in shape[:2]) + (1,) * (3 - r) + tuple(int(d) for d in shape[2:])
+
+
+# -- convolution ----------------------------------------------------------------------------
+
+def _conv_setup(node, ctx):
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    y_shape = ctx.out_shapes[0]
+    r = len(x_shape) - 2
+    if not 1 <= r <= 3:
+        raise UnsupportedError(f"node '{node.name}': cpu conv supports 1 to 3 spatial dims, "
+                               f"got input shape {x_shape}")
+    a = node.attrs
+    s = dict(
+        x5=_shape5(x_shape), w5=_shape5(w_shape), y5=_shape5(y_shape),
+        stride=_lead(a["stride"], r, 1), dilation=_lead(a["dilation"], r, 1),
+        groups=int(a["groups"]), act=act_params(a.get("activation")))
+    return s
+
+
+def _is_depthwise(node, ctx):
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    if not 1 <= len(x_shape) - 2 <= 3 or len(w_shape) != len(x_shape):
+        return False
+    g, c, cout = int(node.attrs["groups"]), x_shape[1], w_shape[0]
+    return g > 1 and g == c and w_shape[1] == 1 and cout % c == 0
+
+
+def _conv_weights(ctx, w5):
+    wget = _getter(ctx, 1)
+    has_b, bconst = _optional_const(ctx, 2)
+    if ctx.constants[1] is not None:
+        w = np.ascontiguousarray(wget(None)).reshape(w5)
+        wfn = lambda inputs: w  # noqa: E731
+    else:
+        wfn = lambda inputs: _c(inputs[1]).reshape(w5)  # noqa: E731
+    if not has_b:
+        bfn = lambda inputs: None  # noqa: E731
+    elif bconst is not None:
+        bfn = lambda inputs: bconst  # noqa: E731
+    else:
+        bfn = lambda inputs: _c(inputs[2])  # noqa: E731
+    return wfn, bfn
+
+
+@register_kernel(B, "conv", "im2col_gemm",
+                 note="im2col into the workspace + blocked SGEMM with fused bias/activation; "
+                      "1x1 stride-1 convs skip im2col")
+def conv_im2col_gemm(node, ctx):
+    s = _conv_setup(node, ctx)
+    r = len(ctx.in_shapes[0]) - 2
+    pad_begin = _lead([p[0] for p in node.attrs["padding"]], r, 0)
+    x5, w5, y5 = s["x5"], s["w5"], s["y5"]
+    stride, dilation, groups = s["stride"], s["dilation"], s["groups"]
+    code, p0, p1 = s["act"]
+    threads = ctx.threads
+    xget = _getter(ctx, 0)
+    wfn, bfn = _conv_weights(ctx, w5)
+    scratch = _conv.conv_workspace(x5, w5, y5, stride, pad_begin, dilation, groups, threads)
+
+    def run(inputs, outputs, work):
+        _conv.conv3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
+                     _view(outputs[0], y5), stride, pad_begin, dilation, groups, code, p0, p1,
+                     work, threads)
+    return FunctionKernel(run, scratch, "im2col_gemm")
+
+
+@register_kernel(B, "conv", "depthwise_direct", supports=_is_depthwise, priority=10,
+                 note="direct depthwise kernel (groups == C, channel multiplier allowed)")
+def conv_depthwise(node, ctx):
+    s = _conv_setup(node, ctx)
+    r = len(ctx.in_shapes[0]) - 2
+    pad_begin = _lead([p[0] for p in node.attrs["padding"]], r, 0)
+    x5, w5, y5 = s["x5"], s["w5"], s["y5"]
+    stride, dilation = s["stride"], s["dilation"]
+    code, p0, p1 = s["act"]
+    threads = ctx.threads
+    xget = _getter(ctx, 0)
+    wfn, bfn = _conv_weights(ctx, w5)
+
+    def run(inputs, outputs, work):
+        _conv.conv3d_depthwise(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
+                               _view(outputs[0], y5), stride, pad_begin, dilation, code, p0,
+                               p1, threads)
+    return FunctionKernel(run, 0, "depthwise_direct")
+
+
+@register_kernel(B, "conv_transpose", "gemm_col2im",
+                 note="W^T x by SGEMM into the workspace + col2im scatter, bias, activation")
+def conv_transpose_gemm_col2im(node, ctx):
+    s = _conv_setup(node, ctx)
+    r = len(ctx.in_shapes[0]) - 2
+    pad_begin = _lead(node.attrs["padding"], r, 0)
+    x5, w5, y5 = s["x5"], s["w5"], s["y5"]
+    stride, dilation, groups = s["stride"], s["dilation"], s["groups"]
+    code, p0, p1 = s["act"]
+    threads = ctx.threads
+    xget = _getter(ctx, 0)
+    wfn, bfn = _conv_weights(ctx, w5)
+    scratch = _conv.conv_transpose_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
+                                             threads)
+
+    def run(inputs, outputs, work):
+        _conv.conv_transpose3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
+                               _view(outputs[0], y5), stride, pad_begin, dilation, groups,
+                               code, p0, p1, work, threads)
+    return FunctionKernel(run, scratch, "gemm_col2im")
+
+
+# -- pooling --------------------------------------------------------------------------------
+
+def _pool_factory(mode):
+    def factory(node, ctx):
+        x_shape, y_shape = ctx.in_shapes[0], ctx.out_shapes[0]
+        r = len(x_shape) - 2
+        a = node.attrs
+        x5, y5 = _shape5(x_shape), _shape5(y_shape)
+        kernel = _lead(a["kernel_size"], r, 1)
+        stride = _lead(a["stride"], r, 1)
+        pad = _lead(a["padding"], r, 0)
+        dilation = _lead(a.get("dilation", [1] * r), r, 1)
+        cip = bool(a.get("count_include_pad", True))
+        threads = ctx.threads
+        xget = _getter(ctx, 0)
+
+        def run(inputs, outputs, work):
+            _pool.pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), kernel, stride,
+                         pad, pad, dilation, mode, cip, threads)
+        return FunctionKernel(run, 0, "direct")
+    return factory
+
+
+register_kernel(B, "max_pool", "direct", note="direct windowed max, NaN-propagating")(
+    _pool_factory(_pool.MAX))
+register_kernel(B, "min_pool", "direct", note="direct windowed min, NaN-propagating")(
+    _pool_factory(_pool.MIN))
+register_kernel(B, "avg_pool", "direct", note="direct windowed mean (double accumulation)")(
+    _pool_factory(_pool.AVG))
+
+
+def _adaptive_factory(mode):
+    def factory(node, ctx):
+        x5, y5 = _shape5(ctx.in_shapes[0]), _shape5(ctx.out_shapes[0])
+        threads = ctx.threads
+        xget = _getter(ctx, 0)
+
+        def run(inputs, outputs, work):
+            _pool.adaptive_pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), mode,
+                                  threads)
+        return FunctionKernel(run, 0, "direct")
+    return factory
+
+
+register_kernel(B, "adaptive_avg_pool", "direct", note="torch adaptive windows")(
+    _adaptive_factory(_pool.AVG))
+register_kernel(B, "adaptive_max_pool", "direct", note="torch adaptive windows")(
+    _adaptive_factory(_pool.MAX))
+
+
+# -- linear / matmul ------------------------------------------------------------------------
+
+@register_kernel(B, "linear", "gemm",
+                 note="blocked SGEMM with the weight pre-transposed, fused bias/activation")
+def linear_gemm(node, ctx):
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    out_f, in_f = int(w_shape[0]), int(w_shape[1])
+    M = _prod(x_shape[:-1])
+    code, p0, p1 = act_params(node.attrs.get("activation"))
+    threads = ctx.threads
+    xget = _getter(ctx, 0)
+    has_b, bconst = _optional_const(ctx, 2)
+    if ctx.constants[1] is not None:
+        wt = np.ascontiguousarray(as_f32(ctx.constants[1]).T)      # (in, out)
+        wfn = lambda inputs: wt  # noqa: E731
+        trans_b = False
+    else:
+        wfn = lambda inputs: _c(inputs[1])  # noqa: E731
+        trans_b = True
+    if not has_b:
+        bfn = lambda inputs: None  # noqa: E731
+    elif bconst is not None:
+        bfn = lambda inputs: bconst  # noqa: E731
+    else:
+        bfn = lambda inputs: _c(inputs[2])  # noqa: E731
+    scratch = _gemm.gemm_workspace(M, out_f, in_f, trans_b, threads)
+
+    def run(inputs, outputs, work):
+        _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wfn(inputs),
+                    _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, trans_b, False,
+                    code, p0, p1, work, threads)
+    return FunctionKernel(run, scratch, "gemm")
+
+
+@register_kernel(B, "matmul", "gemm_batched",
+                 note="one blocked SGEMM per (broadcast) batch matrix")
+def matmul_gemm(node, ctx):
+    a_shape, b_shape = tuple(ctx.in_shapes[0]), tuple(ctx.in_shapes[1])
+    a2 = (1,) + a_shape if len(a_shape) == 1 else a_shape
+    b2 = b_shape + (1,) if len(b_shape) == 1 else b_shape
+    M, K, N = int(a2[-2]), int(a2[-1]), int(b2[-1])
+    batch = np.broadcast_shapes(a2[:-2], b2[:-2])
+    nb = _prod(batch)
+    ba, bb = _prod(a2[:-2]), _prod(b2[:-2])
+    ia = np.ascontiguousarray(np.broadcast_to(
+        np.arange(ba, dtype=np.intp).reshape(a2[:-2]), batch).ravel())
+    ib = np.ascontiguousarray(np.broadcast_to(
+        np.arange(bb, dtype=np.intp).reshape(b2[:-2]), batch).ravel())
+    a3, b3, c3 = (ba, M, K), (bb, K, N), (nb, M, N)
+    threads = ctx.threads
+    aget, bget = _getter(ctx, 0), _getter(ctx, 1)
+    scratch = _gemm.gemm_workspace(M, N, K, False, threads)
+
+    def run(inputs, outputs, work):
+        _gemm.matmul_batched(_c(aget(inputs)).reshape(a3), _c(bget(inputs)).reshape(b3),
+                             _view(outputs[0], c3), ia, ib, work, threads)
+    return FunctionKernel(run, scratch, "gemm_batched")
+
+
+# -- elementwise ----------------------------------------------------------------------------
+
+def broadcast_plan(a_shape, b_shape, out_shape):
+    """(shape, a_strides, b_strides) in elements, broadcast dims stride 0, size-1 dims
+    dropped and mergeable neighbours merged; at least one dim."""
+    n = len(out_shape)
+    a_shape = (1,) * (n - len(a_shape)) + tuple(a_shape)
+    b_shape = (1,) * (n - len(b_shape)) + tuple(b_shape)
+
+    def strides(shape):
+        st, acc = [0] * n, 1
+        for d in range(n - 1, -1, -1):
+            st[d] = acc if shape[d] != 1 else 0
+            acc *= shape[d]
+        return st
+
+    sa, sb = strides(a_shape), strides(b_shape)
+    dims = [(int(out_shape[d]), sa[d], sb[d]) for d in range(n) if out_shape[d] != 1]
+    merged = []
+    for size, x, y in dims:
+        if merged:
+            psize, px, py = merged[-1]
+            if px == x * size and py == y * size:
+                merged[-1] = (psize * size, x, y)
+                continue
+        merged.append((size, x, y))
+    if not merged:
+        merged = [(1, 0, 0)]
+    return ([m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged])
+
+
+def _binary_supported(node, ctx):
+    shape, _, _ = broadcast_plan(ctx.in_shapes[0], ctx.in_shapes[1], ctx.out_shapes[0])
+    return len(shape) <= 6
+
+
+def _binary_factory(opcode):
+    def factory(node, ctx):
+        shape, sa, sb = broadcast_plan(ctx.in_shapes[0], ctx.in_shapes[1], ctx.out_shapes[0])
+        aget, bget = _getter(ctx, 0), _getter(ctx, 1)
+        threads = ctx.threads
+
+        def run(inputs, outputs, work):
+            _elt.binary(opcode, _c(aget(inputs)), _c(bget(inputs)), outputs[0], shape, sa, sb,
+                        threads)
+        return FunctionKernel(run, 0, "broadcast")
+    return factory
+
+
+def _binary_numpy_factory(ufunc):
+    def factory(node, ctx):
+        aget, bget = _getter(ctx, 0), _getter(ctx, 1)
+
+        def run(inputs, outputs, work):
+            with np.errstate(all="ignore"):
+                ufunc(aget(inputs), bget(inputs), out=outputs[0])
+        return FunctionKernel(run, 0, "numpy_broadcast")
+    return factory
+
+
+for _name, _code, _uf in (("add", _elt.ADD, np.add), ("sub", _elt.SUB, np.subtract),
+                          ("mul", _elt.MUL, np.multiply), ("div", _elt.DIV, np.divide)):
+    register_kernel(B, _name, "broadcast", supports=_binary_supported, priority=10,
+                    note="strided broadcast loop (dims collapsed at prepare time, <= 6)")(
+        _binary_factory(_code))
+    register_kernel(B, _name, "numpy_broadcast", native=False,
+                    note="numpy ufunc fallback for broadcasts that collapse to > 6 dims")(
+        _binary_numpy_factory(_uf))
+
+
+def _unary_factory(node, ctx):
+    code, p0, p1 = act_params({"op": node.op, **node.attrs})
+    xget = _getter(ctx, 0)
+    threads = ctx.threads
+
+    def run(inputs, outputs, work):
+        _elt.unary(_c(xget(inputs)), outputs[0], code, p0, p1, threads)
+    return FunctionKernel(run, 0, "eltwise")
+
+
+for _name in ACT_CODES:
+    register_kernel(B, _name, "eltwise", note="vectorisable activation loop")(_unary_factory)
+
+
+@register_kernel(B, "prelu", "eltwise", note="per-channel slope on dim 1")
+def prelu_kernel(node, ctx):
+    xget = _getter(ctx, 0)
+    if ctx.constants[1] is not None:
+        w = np.ascontiguousarray(as_f32(ctx.constants[1]).ravel())
+        wfn = lambda inputs: w  # noqa: E731
+    else:
+        wfn = lambda inputs: _c(inputs[1]).ravel()  # noqa: E731
+    threads = ctx.threads
+
+    def run(inputs, outputs, work):
+        _elt.prelu(_c(xget(inputs)), wfn(inputs), outputs[0], threads)
+    return FunctionKernel(run, 0, "eltwise")
+
+
+def _softmax_factory(use_log):
+    def factory(node, ctx):
+        shape = tuple(ctx.in_shapes[0]) or (1,)
+        d = int(node.attrs["dim"]) % len(shape)
+        outer, axis, inner = _prod(shape[:d]), int(shape[d]), _prod(shape[d + 1:])
+        xget = _getter(ctx, 0)
+        threads = ctx.threads
+
+        def run(inputs, outputs, work):
+            _elt.softmax(_c(xget(inputs)), outputs[0], outer, axis, inner, use_log, threads)
+        return FunctionKernel(run, 0, "stable")
+    return factory
+
+
+register_kernel(B, "softmax", "stable", note="max-subtracted, double sums")(
+    _softmax_factory(False))
+register_kernel(B, "log_softmax", "stable", note="max-subtracted, double sums")(
+    _softmax_factory(True))
+
+
+# -- normalisation --------------------------------------------------------------------------
+
+@register_kernel(B, "batch_norm", "channel_affine",
+                 note="scale/shift folded at prepare time, one fused multiply-add pass")
+def batch_norm_kernel(node, ctx):
+    eps = float(node.attrs["eps"])
+    xget = _getter(ctx, 0)
+    threads = ctx.threads
+    n_in = len(ctx.in_shapes)
+    present = [i < n_in and ctx.in_shapes[i] is not None for i in range(5)]
+
+    def fold(vals):
+        mean, var, w, b = (None if v is None else np.asarray(v, dtype=np.float64)
+                           for v in vals)
+        scale = 1.0 / np.sqrt(var + eps)
+        if w is not None:
+            scale = scale * w
+        shift = -mean * scale
+        if b is not None:
+            shift = shift + b
+        return as_f32(scale), as_f32(shift)
+
+    const = all(not present[i] or ctx.constants[i] is not None for i in range(1, 5))
+    if const:
+        scale, shift = fold([ctx.constants[i] if present[i] else None for i in range(1, 5)])
+
+        def params(inputs):
+            return scale, shift
+    else:
+        def params(inputs):
+            return fold([inputs[i] if present[i] else None for i in range(1, 5)])
+
+    def run(inputs, outputs, work):
+        s, t = params(inputs)
+        _elt.channel_affine(_c(xget(inputs)), s, t, outputs[0], 0, 0.0, 0.0, threads)
+    return FunctionKernel(run, 0, "channel_affine")
+
+
+def _affine_params(ctx, first, size):
+    """Getters of the optional weight (input `first`) and bias (`first + 1`), flattened."""
+    fns = []
+    for i in (first, first + 1):
+        present, const = _optional_const(ctx, i)
+        if not present:
+            fns.append(lambda inputs: None)
+        elif const is not None:
+            c = np.ascontiguousarray(const.reshape(size))
+            fns.append(lambda inputs, c=c: c)
+        else:
+            fns.append(lambda inputs, i=i: _c(inputs[i]).reshape(size))
+    return fns
+
+
+def _group_norm_factory(groups_of):
+    def factory(node, ctx):
+        x_shape = ctx.in_shapes[0]
+        C = int(x_shape[1])
+        groups = groups_of(node, C)
+        eps = float(node.attrs["eps"])
+        xget = _getter(ctx, 0)
+        gfn, bfn = _affine_params(ctx, 1, C)
+        threads = ctx.threads
+
+        def run(inputs, outputs, work):
+            _norm.group_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], groups,
+                             eps, threads)
+        return FunctionKernel(run, 0, "two_pass")
+    return factory
+
+
+register_kernel(B, "group_norm", "two_pass", note="double two-pass statistics")(
+    _group_norm_factory(lambda node, C: int(node.attrs["num_groups"])))
+register_kernel(B, "instance_norm", "two_pass", note="group norm with one channel per group")(
+    _group_norm_factory(lambda node, C: C))
+
+
+@register_kernel(B, "layer_norm", "two_pass", note="double two-pass statistics")
+def layer_norm_kernel(node, ctx):
+    L = _prod(node.attrs["normalized_shape"])
+    eps = float(node.attrs["eps"])
+    xget = _getter(ctx, 0)
+    gfn, bfn = _affine_params(ctx, 1, L)
+    threads = ctx.threads
+
+    def run(inputs, outputs, work):
+        _norm.layer_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], L, eps,
+                         threads)
+    return FunctionKernel(run, 0, "two_pass")
+
+
+@register_kernel(B, "local_response_norm", "direct", note="across-channel window sums")
+def lrn_kernel(node, ctx):
+    a = node.attrs
+    size, alpha, beta, k = int(a["size"]), float(a["alpha"]), float(a["beta"]), float(a["k"])
+    xget = _getter(ctx, 0)
+    threads = ctx.threads
+
+    def run(inputs, outputs, work):
+        _norm.lrn(_c(xget(inputs)), outputs[0], size, alpha, beta, k, threads)
+    return FunctionKernel(run, 0, "direct")
+
+
+# -- spatial: pad, interpolate --------------------------------------------------------------
+
+_PAD_MODES = {"constant": _sp.CONSTANT, "reflect": _sp.REFLECT, "replicate": _sp.REPLICATE}
+
+
+@register_kernel(B, "pad", "direct", note="row-wise copy with mode-specific borders")
+def pad_kernel(node, ctx):
+    a = node.attrs
+    x_shape = tuple(ctx.in_shapes[0])
+    rank = len(x_shape)
+    pad = [int(v) for v in a["pad"]]
+    begin = [0] * rank
+    for i in range(len(pad) // 2):                   # torch order: last dim first
+        begin[rank - 1 - i] = pad[2 * i]
+    mode = _PAD_MODES[a["mode"]]
+    value = float(a.get("value") or 0.0)
+    xget = _getter(ctx, 0)
+    threads = ctx.threads
+    if rank > 6:
+        raise UnsupportedError(f"node '{node.name}': cpu pad supports up to 6 dims, got "
+                               f"{rank}")
+    if rank == 0:
+        def run(inputs, outputs, work):
+            np.copyto(outputs[0], xget(inputs))
+        return FunctionKernel(run, 0, "direct")
+
+    def run(inputs, outputs, work):
+        _sp.pad(_c(xget(inputs)), outputs[0], begin, mode, value, threads)
+    return FunctionKernel(run, 0, "direct")
+
+
+@register_kernel(B, "interpolate", "table_gather",
+                 note="per-dim source index / weight tables built at prepare time")
+def interpolate_kernel(node, ctx):
+    from ..ops.resize import linear_indices, nearest_indices
+    a = node.attrs
+    x_shape, y_shape = tuple(ctx.in_shapes[0]), tuple(ctx.out_shapes[0])
+    r = len(x_shape) - 2
+    sf = a.get("scale_factor")
+    xget = _getter(ctx, 0)
+    threads = ctx.threads
+    if a["mode"] == "nearest":
+        tabs = []
+        for i in range(r):
+            f = None if sf is None else sf[i]
+            tabs.append(np.ascontiguousarray(
+                nearest_indices(int(x_shape[2 + i]), int(y_shape[2 + i]), f, shortcuts=(r == 2)),
+                dtype=np.intp))
+        tabs = [np.zeros(1, dtype=np.intp)] * (3 - r) + tabs
+        x5, y5 = _shape5(x_shape), _shape5(y_shape)
+
+        def run(inputs, outputs, work):
+            _sp.resize_nearest3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), tabs[0],
+                                 tabs[1], tabs[2], threads)
+        return FunctionKernel(run, 0, "table_gather")
+    if a["mode"] != "bilinear" or r != 2:
+        raise UnsupportedError(f"node '{node.name}': cpu interpolate supports nearest (1-3 "
+                               f"spatial dims) and bilinear (2), got {a['mode']} with {r}")
+    ac = bool(a.get("align_corners"))
+    tabs = []
+    for i in range(2):
+        f = None if sf is None else sf[i]
+        i0, i1, l0, l1 = linear_indices(int(x_shape[2 + i]), int(y_shape[2 + i]), f, ac)
+        tabs.append((np.ascontiguousarray(i0, dtype=np.intp),
+                     np.ascontiguousarray(i1, dtype=np.intp), as_f32(l0), as_f32(l1)))
+    (h0, h1, lh0, lh1), (w0, w1, lw0, lw1) = tabs
+
+    def run_bilinear(inputs, outputs, work):
+        _sp.resize_bilinear2d(_c(xget(inputs)), outputs[0], h0, h1, lh0, lh1, w0, w1, lw0, lw1,
+                              threads)
+    return FunctionKernel(run_bilinear, 0, "table_gather")
+
+
+# -- reductions -----------------------------------------------------------------------------
+
+def _mean_axes(node, rank):
+    dim = node.attrs["dim"]
+    dims = [dim] if isinstance(dim, int) else list(dim)
+    n = max(rank, 1)
+    axes = sorted({int(d) % n for d in dims}) if dims else list(range(rank))
+    return axes
+
+
+def _mean_trailing(node, ctx):
+    rank = len(ctx.in_shapes[0])
+    axes = _mean_axes(node, rank)
+    return rank >= 1 and bool(axes) and axes == list(range(rank - len(axes), rank))
+
+
+@register_kernel(B, "mean", "trailing_pool", supports=_mean_trailing, priority=10,
+                 note="mean over trailing dims via the adaptive average-pool kernel")
+def mean_trailing(node, ctx):
+    x_shape = tuple(ctx.in_shapes[0])
+    axes = _mean_axes(node, len(x_shape))
+    outer = _prod(x_shape[:len(x_shape) - len(axes)])
+    L = _prod(x_shape[len(x_shape) - len(axes):])
+    xget = _getter(ctx, 0)
+    threads = ctx.threads
+
+    def run(inputs, outputs, work):
+        _pool.adaptive_pool3d(_c(xget(inputs)).reshape(1, outer, 1, 1, L),
+                              _view(outputs[0], (1, outer, 1, 1, 1)), _pool.AVG, threads)
+    return FunctionKernel(run, 0, "trailing_pool")
+
+
+@register_kernel(B, "mean", "numpy", native=False, note="numpy reduction (float64 accumulation)")
+def mean_numpy(node, ctx):
+    rank = len(ctx.in_shapes[0])
+    axes = tuple(_mean_axes(node, rank))
+    keep = bool(node.attrs["keepdim"])
+    xget = _getter(ctx, 0)
+    out_shape = tuple(ctx.out_shapes[0])
+
+    def run(inputs, outputs, work):
+        m = np.mean(xget(inputs), axis=axes, dtype=np.float64, keepdims=keep)
+        np.copyto(outputs[0], np.reshape(m, out_shape), casting="same_kind")
+    return FunctionKernel(run, 0, "numpy")
+
+
+# -- data movement (numpy copies) -----------------------------------------------------------
+
+def _copy_factory(node, ctx):
+    xget = _getter(ctx, 0)
+    out_shape = tuple(ctx.out_shapes[0])
+
+    def run(inputs, outputs, work):
+        np.copyto(outputs[0], np.reshape(xget(inputs), out_shape))
+    return FunctionKernel(run, 0, "copy")
+
+
+for _name in ("dropout", "identity", "flatten", "reshape"):
+    register_kernel(B, _name, "copy", native=False, note=MOVE_NOTE)(_copy_factory)
+
+
+@register_kernel(B, "permute", "copy", native=False, note=MOVE_NOTE)
+def permute_kernel(node, ctx):
+    rank = len(ctx.in_shapes[0])
+    perm = [int(d) % max(rank, 1) for d in node.attrs["dims"]]
+    xget = _getter(ctx, 0)
+
+    def run(inputs, outputs, work):
+        np.copyto(outputs[0], np.transpose(xget(inputs), perm))
+    return FunctionKernel(run, 0, "copy")
+
+
+@register_kernel(B, "concat", "copy", native=False, note=MOVE_NOTE)
+def concat_kernel(node, ctx):
+    rank = len(ctx.out_shapes[0])
+    d = int(node.attrs["dim"]) % rank
+    getters = [_getter(ctx, i) for i in range(len(ctx.in_shapes))]
+    offsets = np.cumsum([0] + [int(s[d]) for s in ctx.in_shapes]).tolist()
+    pre = (slice(None),) * d
+
+    def run(inputs, outputs, work):
+        out = outputs[0]
+        for g, lo, hi in zip(getters, offsets[:-1], offsets[1:]):
+            if hi > lo:
+                np.copyto(out[pre + (slice(lo, hi),)], g(inputs))
+    return FunctionKernel(run, 0, "copy")
+
+
+@register_kernel(B, "split", "copy", native=False, note=MOVE_NOTE)
+def split_kernel(node, ctx):
+    rank = len(ctx.in_shapes[0])
+    d = int(node.attrs["dim"]) % rank
+    sizes = [int(s[d]) for s in ctx.out_shapes]
+    offsets = np.cumsum([0] + sizes).tolist()
+    pre = (slice(None),) * d
+    xget = _getter(ctx, 0)
+
+    def run(inputs, outputs, work):
+        x = xget(inputs)
+        for out, lo, hi in zip(outputs, offsets[:-1], offsets[1:]):
+            np.copyto(out, x[pre + (slice(lo, hi),)])
+    return FunctionKernel(run, 0, "copy")
+
+
+@register_kernel(B, "channel_shuffle", "copy", native=False, note=MOVE_NOTE)
+def channel_shuffle_kernel(node, ctx):
+    shape = tuple(int(d) for d in ctx.in_shapes[0])
+    g = int(node.attrs["groups"])
+    n, c, rest = shape[0], shape[1], shape[2:]
+    src_view = (n, g, c // g) + rest
+    dst_view = (n, c // g, g) + rest
+    xget = _getter(ctx, 0)
+
+    def run(inputs, outputs, work):
+        np.copyto(_view(outputs[0], dst_view),
+                  np.reshape(xget(inputs), src_view).swapaxes(1, 2))
+    return FunctionKernel(run, 0, "copy")
+
+
+__all__ = ["act_params", "broadcast_plan", "ACT_CODES", "Kernel"]

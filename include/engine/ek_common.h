@@ -1,0 +1,359 @@
+/*
+ * ek_common.h - shared definitions of the engine's C kernels (portable C99 + OpenMP).
+ *
+ * Multi-compilation ("ISA variants")
+ * ----------------------------------
+ * Every kernel is a `static` function named through EK_FN(name), which appends the
+ * suffix EK_SUFFIX (empty by default).  A translation unit may therefore include the
+ * kernel headers several times, once per instruction-set variant:
+ *
+ *     #include "engine/ek_all.h"              // baseline: ek_sgemm, ek_conv_nd, ...
+ *     #include "engine/ek_reset.h"            // forget the per-ISA include guards
+ *     #define EK_SUFFIX _avx2
+ *     #pragma GCC push_options
+ *     #pragma GCC target("avx2,fma")
+ *     #include "engine/ek_all.h"              // ek_sgemm_avx2, ek_conv_nd_avx2, ...
+ *     #pragma GCC pop_options
+ *
+ * (or compile one .c file per ISA with different flags and EK_SUFFIX values).  The part of
+ * this header below "ISA-independent" is guarded once per translation unit; every other
+ * kernel header is guarded by an EK_*_ISA macro that ek_reset.h undefines.
+ *
+ * There is no global state: every function takes its sizes, pointers, a workspace (when
+ * it needs one) and `nthreads`.  Functions never validate their arguments: the callers
+ * (the Cython layer in pyx/) check every size and pointer the preconditions name.
+ *
+ * Sizes and strides are ptrdiff_t (element counts, never bytes).
+ */
+
+/* ------------------------------------------------------------------ ISA-independent -- */
+#ifndef EK_COMMON_H
+#define EK_COMMON_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <math.h>
+#include <float.h>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#if defined(__cplusplus)
+#define EK_RESTRICT __restrict
+#elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L
+#define EK_RESTRICT restrict
+#elif defined(__GNUC__) || defined(_MSC_VER)
+#define EK_RESTRICT __restrict
+#else
+#define EK_RESTRICT
+#endif
+
+#if defined(__GNUC__)
+#define EK_INLINE static inline __attribute__((always_inline))
+#define EK_UNUSED __attribute__((unused))
+#else
+#define EK_INLINE static inline
+#define EK_UNUSED
+#endif
+
+/* Every kernel is file-local (static); unused ones draw no warnings. */
+#define EK_API static EK_UNUSED
+
+/* Name mangling for ISA variants: EK_FN(ek_sgemm) -> ek_sgemm<EK_SUFFIX>. */
+#define EK_CAT2_(a, b) a##b
+#define EK_CAT_(a, b) EK_CAT2_(a, b)
+#define EK_FN(name) EK_CAT_(name, EK_SUFFIX)
+
+/* 1 when the kernels were compiled with OpenMP (threads honoured), else 0. */
+#ifdef _OPENMP
+#define EK_OPENMP 1
+#else
+#define EK_OPENMP 0
+#endif
+
+/* Fused activation codes (the `act` argument of every kernel with an epilogue). */
+enum ek_act_code {
+    EK_ACT_NONE = 0,
+    EK_ACT_RELU = 1,
+    EK_ACT_RELU6 = 2,
+    EK_ACT_LEAKY_RELU = 3,  /* p0 = negative slope */
+    EK_ACT_CLIP = 4,        /* p0 = min, p1 = max (-INFINITY / INFINITY when absent) */
+    EK_ACT_SIGMOID = 5,
+    EK_ACT_TANH = 6,
+    EK_ACT_SILU = 7,
+    EK_ACT_HARDSWISH = 8,
+    EK_ACT_HARDSIGMOID = 9,
+    EK_ACT_GELU = 10,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+    EK_ACT_GELU_TANH = 11,  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
+    EK_ACT_COUNT = 12
+};
+
+/* Pooling modes. */
+enum ek_pool_mode { EK_POOL_MAX = 0, EK_POOL_MIN = 1, EK_POOL_AVG = 2 };
+
+/* Binary elementwise ops. */
+enum ek_binop { EK_BIN_ADD = 0, EK_BIN_SUB = 1, EK_BIN_MUL = 2, EK_BIN_DIV = 3 };
+
+/* Pad modes. */
+enum ek_pad_mode { EK_PAD_CONSTANT = 0, EK_PAD_REFLECT = 1, EK_PAD_REPLICATE = 2 };
+
+/* Bias modes of the GEMM epilogue. */
+enum ek_bias_mode { EK_BIAS_NONE = 0, EK_BIAS_ROW = 1, EK_BIAS_COL = 2 };
+
+/* Geometry of a convolution over 3 spatial dims (input D,H,W -> output OD,OH,OW). */
+typedef struct {
+    ptrdiff_t D, H, W;        /* input spatial sizes */
+    ptrdiff_t KD, KH, KW;     /* kernel sizes */
+    ptrdiff_t OD, OH, OW;     /* output spatial sizes */
+    ptrdiff_t sd, sh, sw;     /* strides (>= 1) */
+    ptrdiff_t pd, ph, pw;     /* padding at the beginning of each dim (>= 0 for conv) */
+    ptrdiff_t dd, dh, dw;     /* dilations (>= 1) */
+} ek_geom3;
+
+#define EK_MIN(a, b) ((a) < (b) ? (a) : (b))
+#define EK_MAX(a, b) ((a) > (b) ? (a) : (b))
+
+/* Rounded up to a multiple of 16 floats (64 bytes). */
+#define EK_ROUND16(n) ((((ptrdiff_t)(n)) + 15) & ~(ptrdiff_t)15)
+
+/* Pointer rounded up to a 64-byte boundary (workspaces reserve 16 extra floats). */
+static inline float *ek_align64(float *p)
+{
+    uintptr_t u = (uintptr_t)p;
+    return (float *)((u + 63u) & ~(uintptr_t)63u);
+}
+
+/* Number of threads to use for `work` independent items: min(nthreads, work), >= 1. */
+static inline int ek_nthreads(int nthreads, ptrdiff_t work)
+{
+    if (nthreads < 1) nthreads = 1;
+    if (work < (ptrdiff_t)nthreads) nthreads = work < 1 ? 1 : (int)work;
+#ifndef _OPENMP
+    nthreads = 1;
+#endif
+    return nthreads;
+}
+
+/* Thread id inside a parallel region (0 without OpenMP). */
+static inline int ek_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+/* Work below which kernels do not start a parallel region (elements touched). */
+#ifndef EK_PAR_MIN_WORK
+#define EK_PAR_MIN_WORK 32768
+#endif
+
+/* Threads for an elementwise-style loop of `elems` elements split over `items` items. */
+static inline int ek_nthreads_work(int nthreads, ptrdiff_t items, ptrdiff_t elems)
+{
+    if (elems < EK_PAR_MIN_WORK) return 1;
+    return ek_nthreads(nthreads, items);
+}
+
+#endif /* EK_COMMON_H */
+
+/* --------------------------------------------------------------- per ISA variant -- */
+#ifndef EK_SUFFIX
+#define EK_SUFFIX
+#endif
+
+#ifndef EK_COMMON_ISA
+#define EK_COMMON_ISA
+
+/*
+ * Branch-free single-precision exp (Cephes polynomial, <= 1.4 ulp measured), written so that
+ * gcc vectorises loops calling it (the selects if-convert with -fno-trapping-math).
+ * NaN -> NaN, x > 88.72 -> +inf, x < -103.98 -> 0; denormal results are scaled correctly.
+ */
+EK_INLINE float EK_FN(ek_expf)(float x)
+{
+    union { float f; int32_t i; } s1, s2;
+    float xc, n, r, p, res;
+    int32_t ni, n1, n2;
+    xc = x > -104.0f ? x : -104.0f;          /* also maps NaN to -104 (fixed below) */
+    xc = xc < 89.0f ? xc : 89.0f;
+    /* n = round(x / ln 2) with the 1.5 * 2^23 trick (IEEE round-to-nearest) */
+    n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+    r = xc - n * 0.693359375f;
+    r = r - n * -2.12194440e-4f;
+    p = 1.9875691500E-4f;
+    p = p * r + 1.3981999507E-3f;
+    p = p * r + 8.3334519073E-3f;
+    p = p * r + 4.1665795894E-2f;
+    p = p * r + 1.6666665459E-1f;
+    p = p * r + 5.0000001201E-1f;
+    p = p * r * r + r + 1.0f;
+    ni = (int32_t)n;                          /* in [-150, 129] */
+    n1 = ni >> 1;
+    n2 = ni - n1;
+    s1.i = (n1 + 127) << 23;
+    s2.i = (n2 + 127) << 23;
+    res = p * s1.f * s2.f;
+    res = x > 88.72283935546875f ? INFINITY : res;
+    return x != x ? x : res;
+}
+
+/* tanh: odd polynomial for |x| < 0.625 (Cephes tanhf), else 1 - 2 / (exp(2|x|) + 1). */
+EK_INLINE float EK_FN(ek_tanhf)(float x)
+{
+    const float ax = x < 0.0f ? -x : x;
+    const float z = x * x;
+    float small = -5.70498872745E-3f;
+    float e, big;
+    small = small * z + 2.06390887954E-2f;
+    small = small * z - 5.37397155531E-2f;
+    small = small * z + 1.33314422036E-1f;
+    small = small * z - 3.33332819422E-1f;
+    small = small * z * x + x;
+    e = EK_FN(ek_expf)(2.0f * (ax < 10.0f ? ax : 10.0f));   /* tanh(10) rounds to 1 */
+    big = 1.0f - 2.0f / (e + 1.0f);
+    big = x < 0.0f ? -big : big;
+    small = x == 0.0f ? x : small;           /* keep the sign of zero */
+    return ax < 0.625f ? small : (x != x ? x : big);
+}
+
+/*
+ * The range [*lo, *hi) of output positions o in [0, n_out) whose input position
+ * o * s + off lies inside [0, n_in).  s >= 1.
+ */
+EK_INLINE void EK_FN(ek_valid_range)(ptrdiff_t n_out, ptrdiff_t n_in, ptrdiff_t s,
+                                     ptrdiff_t off, ptrdiff_t *lo, ptrdiff_t *hi)
+{
+    ptrdiff_t a = off >= 0 ? 0 : (-off + s - 1) / s;
+    ptrdiff_t b = (n_in - 1 - off) < 0 ? 0 : (n_in - 1 - off) / s + 1;
+    if (a > n_out) a = n_out;
+    if (b > n_out) b = n_out;
+    if (b < a) b = a;
+    *lo = a;
+    *hi = b;
+}
+
+/*
+ * Scalar activation.  NaN propagates exactly as in PyTorch: comparisons are written so
+ * that a NaN input takes the "pass-through" branch (relu: x < 0 ? 0 : x).
+ */
+EK_INLINE float EK_FN(ek_act1)(float x, int act, float p0, float p1)
+{
+    switch (act) {
+    case EK_ACT_RELU:
+        return x < 0.0f ? 0.0f : x;
+    case EK_ACT_RELU6:
+        return x < 0.0f ? 0.0f : (x > 6.0f ? 6.0f : x);
+    case EK_ACT_LEAKY_RELU:
+        return x < 0.0f ? x * p0 : x;
+    case EK_ACT_CLIP: {
+        float y = x < p0 ? p0 : x;     /* torch.clamp: min(max(x, lo), hi) */
+        return y > p1 ? p1 : y;
+    }
+    case EK_ACT_SIGMOID:
+        return 1.0f / (1.0f + EK_FN(ek_expf)(-x));
+    case EK_ACT_TANH:
+        return EK_FN(ek_tanhf)(x);
+    case EK_ACT_SILU:
+        return x / (1.0f + EK_FN(ek_expf)(-x));
+    case EK_ACT_HARDSWISH: {
+        float t = x + 3.0f;
+        t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
+        return x * t / 6.0f;
+    }
+    case EK_ACT_HARDSIGMOID: {
+        float t = x + 3.0f;
+        t = t < 0.0f ? 0.0f : (t > 6.0f ? 6.0f : t);
+        return t / 6.0f;
+    }
+    case EK_ACT_GELU:
+        return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+    case EK_ACT_GELU_TANH: {
+        float inner = 0.79788456080286535588f * (x + 0.044715f * x * x * x);
+        return 0.5f * x * (1.0f + EK_FN(ek_tanhf)(inner));
+    }
+    default:
+        return x;
+    }
+}
+
+/*
+ * y[i] = act(x[i]) for i < n.  x == y (in place) is allowed; otherwise the ranges must
+ * not overlap.  The switch is outside the loops so the cheap cases vectorise.
+ */
+EK_API void EK_FN(ek_act_row)(const float *x, float *y, ptrdiff_t n, int act, float p0,
+                              float p1)
+{
+    ptrdiff_t i;
+    switch (act) {
+    case EK_ACT_NONE:
+        if (x != y) memcpy(y, x, (size_t)n * sizeof(float));
+        break;
+    case EK_ACT_RELU:
+        for (i = 0; i < n; i++) { float v = x[i]; y[i] = v < 0.0f ? 0.0f : v; }
+        break;
+    case EK_ACT_RELU6:
+        for (i = 0; i < n; i++) {
+            float v = x[i];
+            v = v < 0.0f ? 0.0f : v;
+            y[i] = v > 6.0f ? 6.0f : v;
+        }
+        break;
+    case EK_ACT_LEAKY_RELU:
+        for (i = 0; i < n; i++) { float v = x[i]; y[i] = v < 0.0f ? v * p0 : v; }
+        break;
+    case EK_ACT_CLIP:
+        for (i = 0; i < n; i++) {
+            float v = x[i];
+            v = v < p0 ? p0 : v;
+            y[i] = v > p1 ? p1 : v;
+        }
+        break;
+    case EK_ACT_HARDSWISH:
+        for (i = 0; i < n; i++) {
+            float v = x[i], t = v + 3.0f;
+            t = t < 0.0f ? 0.0f : t;
+            t = t > 6.0f ? 6.0f : t;
+            y[i] = v * t / 6.0f;
+        }
+        break;
+    case EK_ACT_HARDSIGMOID:
+        for (i = 0; i < n; i++) {
+            float t = x[i] + 3.0f;
+            t = t < 0.0f ? 0.0f : t;
+            t = t > 6.0f ? 6.0f : t;
+            y[i] = t / 6.0f;
+        }
+        break;
+    case EK_ACT_SIGMOID:
+        for (i = 0; i < n; i++) y[i] = 1.0f / (1.0f + EK_FN(ek_expf)(-x[i]));
+        break;
+    case EK_ACT_TANH:
+        for (i = 0; i < n; i++) y[i] = EK_FN(ek_tanhf)(x[i]);
+        break;
+    case EK_ACT_SILU:
+        for (i = 0; i < n; i++) { float v = x[i]; y[i] = v / (1.0f + EK_FN(ek_expf)(-v)); }
+        break;
+    case EK_ACT_GELU_TANH:
+        for (i = 0; i < n; i++) {
+            float v = x[i];
+            float inner = 0.79788456080286535588f * (v + 0.044715f * v * v * v);
+            y[i] = 0.5f * v * (1.0f + EK_FN(ek_tanhf)(inner));
+        }
+        break;
+    default:
+        for (i = 0; i < n; i++) y[i] = EK_FN(ek_act1)(x[i], act, p0, p1);
+        break;
+    }
+}
+
+/* In-place activation of a row (no-op for EK_ACT_NONE). */
+EK_INLINE void EK_FN(ek_act_inplace)(float *x, ptrdiff_t n, int act, float p0, float p1)
+{
+    if (act != EK_ACT_NONE) EK_FN(ek_act_row)(x, x, n, act, p0, p1);
+}
+
+#endif /* EK_COMMON_ISA */

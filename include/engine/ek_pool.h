@@ -1,0 +1,193 @@
+/*
+ * ek_pool.h - max / min / average pooling and adaptive pooling over 3 spatial dims
+ * (1-D and 2-D use unit leading dims), on `planes` = N * C independent planes.
+ *
+ * NaN: a max/min window containing NaN yields NaN (as PyTorch): the running value is
+ * replaced when `v > m || v != v` and a NaN running value is never replaced.
+ */
+#include "ek_common.h"
+
+#ifndef EK_POOL_ISA
+#define EK_POOL_ISA
+
+#define EK_POOL_CHUNK 256
+
+/*
+ * y[p][od][oh][ow] = reduce over the window of x[p]:
+ *   window taps kd < KD, kh < KH, kw < KW at input position o*s - pad_begin + k*dil;
+ *   taps outside the input are skipped (max/min) or count as zeros (avg).
+ * mode: EK_POOL_MAX, EK_POOL_MIN, EK_POOL_AVG.  Average divisor (PyTorch), per dim:
+ *   start = o*s - pb; end = min(start + k, in + pe); size = end - start;
+ *   clipped = min(end, in) - max(start, 0);
+ *   divisor = product of `size` if count_include_pad else product of `clipped`.
+ * Average pooling ignores dilation (it must be 1).  An empty max window yields -inf
+ * (+inf for min), an empty avg window with divisor 0 yields NaN (0/0).
+ * g: D/H/W input sizes, KD/KH/KW kernel, OD/OH/OW output, sd.. strides, pd.. pad begin,
+ * dd.. dilation.  pe_d/pe_h/pe_w: padding at the end (avg divisor only).
+ * Preconditions: x has planes*D*H*W floats, y has planes*OD*OH*OW floats (no overlap);
+ * all sizes, strides, dilations >= 1.
+ */
+EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
+                             ptrdiff_t planes, const ek_geom3 *g, ptrdiff_t pe_d,
+                             ptrdiff_t pe_h, ptrdiff_t pe_w, int mode, int count_include_pad,
+                             int nthreads)
+{
+    const ptrdiff_t inL = g->D * g->H * g->W;
+    const ptrdiff_t rows = planes * g->OD * g->OH;
+    const int threads = ek_nthreads_work(nthreads, rows,
+                                         rows * g->OW * g->KD * g->KH * g->KW);
+    ptrdiff_t r;
+    (void)threads;  /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#endif
+    for (r = 0; r < rows; r++) {
+        const ptrdiff_t p = r / (g->OD * g->OH), od = (r / g->OH) % g->OD, oh = r % g->OH;
+        const float *xp = x + p * inL;
+        float *EK_RESTRICT yrow = y + r * g->OW;
+        const ptrdiff_t d0 = od * g->sd - g->pd, h0 = oh * g->sh - g->ph;
+        const ptrdiff_t sw = g->sw;
+        ptrdiff_t ow, kd, kh, kw;
+        if (mode != EK_POOL_AVG) {
+            /* One pass per kernel tap over the output row: vectorisable selects. */
+            const int is_max = (mode == EK_POOL_MAX);
+            const float init = is_max ? -INFINITY : INFINITY;
+            for (ow = 0; ow < g->OW; ow++) yrow[ow] = init;
+            for (kd = 0; kd < g->KD; kd++) {
+                const ptrdiff_t id = d0 + kd * g->dd;
+                if (id < 0 || id >= g->D) continue;
+                for (kh = 0; kh < g->KH; kh++) {
+                    const ptrdiff_t ih = h0 + kh * g->dh;
+                    const float *EK_RESTRICT xr;
+                    if (ih < 0 || ih >= g->H) continue;
+                    xr = xp + (id * g->H + ih) * g->W;
+                    for (kw = 0; kw < g->KW; kw++) {
+                        const ptrdiff_t off = kw * g->dw - g->pw;
+                        const float *EK_RESTRICT xs = xr + off;
+                        ptrdiff_t lo, hi;
+                        EK_FN(ek_valid_range)(g->OW, g->W, sw, off, &lo, &hi);
+                        if (is_max) {
+                            if (sw == 1) {
+                                for (ow = lo; ow < hi; ow++) {
+                                    const float v = xs[ow], m = yrow[ow];
+                                    yrow[ow] = (v > m || v != v) ? v : m;
+                                }
+                            } else if (sw == 2) {
+                                for (ow = lo; ow < hi; ow++) {
+                                    const float v = xs[2 * ow], m = yrow[ow];
+                                    yrow[ow] = (v > m || v != v) ? v : m;
+                                }
+                            } else {
+                                for (ow = lo; ow < hi; ow++) {
+                                    const float v = xr[ow * sw + off], m = yrow[ow];
+                                    yrow[ow] = (v > m || v != v) ? v : m;
+                                }
+                            }
+                        } else {
+                            for (ow = lo; ow < hi; ow++) {
+                                const float v = xr[ow * sw + off], m = yrow[ow];
+                                yrow[ow] = (v < m || v != v) ? v : m;
+                            }
+                        }
+                    }
+                }
+            }
+        } else {
+            /* Divisor pieces along D and H (constant over the row). */
+            ptrdiff_t de = EK_MIN(d0 + g->KD, g->D + pe_d), he = EK_MIN(h0 + g->KH, g->H + pe_h);
+            const ptrdiff_t dsz = de - d0, hsz = he - h0;
+            const ptrdiff_t ds = EK_MAX(d0, 0), hs = EK_MAX(h0, 0);
+            ptrdiff_t c0;
+            de = EK_MIN(de, g->D);
+            he = EK_MIN(he, g->H);
+            for (c0 = 0; c0 < g->OW; c0 += EK_POOL_CHUNK) {
+                const ptrdiff_t nc = EK_MIN(EK_POOL_CHUNK, g->OW - c0);
+                double acc[EK_POOL_CHUNK];
+                ptrdiff_t id, ih, j;
+                for (j = 0; j < nc; j++) acc[j] = 0.0;
+                for (id = ds; id < de; id++)
+                    for (ih = hs; ih < he; ih++) {
+                        const float *EK_RESTRICT xr = xp + (id * g->H + ih) * g->W;
+                        for (kw = 0; kw < g->KW; kw++) {
+                            const ptrdiff_t off = kw - g->pw;
+                            ptrdiff_t lo, hi;
+                            EK_FN(ek_valid_range)(g->OW, g->W, sw, off, &lo, &hi);
+                            lo = EK_MAX(lo, c0);
+                            hi = EK_MIN(hi, c0 + nc);
+                            for (ow = lo; ow < hi; ow++)
+                                acc[ow - c0] += (double)xr[ow * sw + off];
+                        }
+                    }
+                for (j = 0; j < nc; j++) {
+                    const ptrdiff_t w0 = (c0 + j) * sw - g->pw;
+                    ptrdiff_t we = EK_MIN(w0 + g->KW, g->W + pe_w), div;
+                    const ptrdiff_t wsz = we - w0, ws = EK_MAX(w0, 0);
+                    we = EK_MIN(we, g->W);
+                    if (count_include_pad)
+                        div = dsz * hsz * wsz;
+                    else
+                        div = EK_MAX(de - ds, 0) * EK_MAX(he - hs, 0) * EK_MAX(we - ws, 0);
+                    yrow[c0 + j] = (float)(acc[j] / (double)div);
+                }
+            }
+        }
+    }
+}
+
+/*
+ * Adaptive pooling (PyTorch windows): along each dim, output o covers input
+ * [floor(o*In/Out), ceil((o+1)*In/Out)).  mode: EK_POOL_MAX, EK_POOL_MIN or EK_POOL_AVG.
+ * g: D/H/W input sizes and OD/OH/OW output sizes (other fields ignored).
+ * Preconditions: x has planes*D*H*W floats, y planes*OD*OH*OW (no overlap); sizes >= 1.
+ */
+EK_API void EK_FN(ek_adaptive_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
+                                      ptrdiff_t planes, const ek_geom3 *g, int mode,
+                                      int nthreads)
+{
+    const ptrdiff_t inL = g->D * g->H * g->W;
+    const ptrdiff_t rows = planes * g->OD * g->OH;
+    const int threads = ek_nthreads_work(nthreads, rows, planes * inL);
+    ptrdiff_t r;
+    (void)threads;  /* unused without OpenMP */
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#endif
+    for (r = 0; r < rows; r++) {
+        const ptrdiff_t p = r / (g->OD * g->OH), od = (r / g->OH) % g->OD, oh = r % g->OH;
+        const float *xp = x + p * inL;
+        float *yrow = y + r * g->OW;
+        const ptrdiff_t ds = (od * g->D) / g->OD, de = ((od + 1) * g->D + g->OD - 1) / g->OD;
+        const ptrdiff_t hs = (oh * g->H) / g->OH, he = ((oh + 1) * g->H + g->OH - 1) / g->OH;
+        ptrdiff_t ow;
+        for (ow = 0; ow < g->OW; ow++) {
+            const ptrdiff_t ws = (ow * g->W) / g->OW;
+            const ptrdiff_t we = ((ow + 1) * g->W + g->OW - 1) / g->OW;
+            ptrdiff_t id, ih, iw;
+            if (mode == EK_POOL_AVG) {
+                double s = 0.0;
+                for (id = ds; id < de; id++)
+                    for (ih = hs; ih < he; ih++) {
+                        const float *xr = xp + (id * g->H + ih) * g->W;
+                        for (iw = ws; iw < we; iw++) s += (double)xr[iw];
+                    }
+                yrow[ow] = (float)(s / (double)((de - ds) * (he - hs) * (we - ws)));
+            } else {
+                const int is_max = (mode == EK_POOL_MAX);
+                float m = is_max ? -INFINITY : INFINITY;
+                for (id = ds; id < de; id++)
+                    for (ih = hs; ih < he; ih++) {
+                        const float *xr = xp + (id * g->H + ih) * g->W;
+                        for (iw = ws; iw < we; iw++) {
+                            const float v = xr[iw];
+                            if (is_max ? (v > m || v != v) : (v < m || v != v)) m = v;
+                        }
+                        if (m != m) goto done;
+                    }
+            done:
+                yrow[ow] = m;
+            }
+        }
+    }
+}
+
+#endif /* EK_POOL_ISA */

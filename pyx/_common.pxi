@@ -1,0 +1,155 @@
+# Shared argument checking of the kernel wrappers (textually included by each pyx module).
+#
+# Every array handed to C is checked here first: an ndarray of dtype float32 (index tables:
+# intp), C-contiguous, of the expected rank and size, writeable when written, not
+# overlapping the arrays the C function reads when the C precondition says so.  Failures
+# raise ValueError naming the argument with what was expected and what was given, so bad
+# input never reaches the C code.
+
+cimport numpy as cnp
+from libc.stdint cimport uintptr_t
+
+cnp.import_array()
+
+cdef extern from "engine/ek_common.h":
+    int EK_OPENMP
+
+
+def openmp_enabled():
+    """True when the kernels of this module were compiled with OpenMP (threads honoured)."""
+    return bool(EK_OPENMP)
+
+
+cdef inline cnp.ndarray _arr(object a, str name, int typenum=cnp.NPY_FLOAT32):
+    if not isinstance(a, cnp.ndarray):
+        raise ValueError(f"{name} must be a numpy.ndarray, got {type(a).__name__}")
+    cdef cnp.ndarray arr = <cnp.ndarray>a
+    if cnp.PyArray_TYPE(arr) != typenum:
+        want = "float32" if typenum == cnp.NPY_FLOAT32 else "intp (int64)"
+        raise ValueError(f"{name} must have dtype {want}, got {arr.dtype}")
+    if not cnp.PyArray_IS_C_CONTIGUOUS(arr):
+        raise ValueError(f"{name} must be C-contiguous, got strides {(<object>arr).strides} for shape "
+                         f"{(<object>arr).shape}")
+    return arr
+
+
+cdef inline float* _fptr(object a, str name, Py_ssize_t size=-1, int ndim=-1,
+                         bint writable=False) except NULL:
+    """Data pointer of a checked float32 array (never NULL; an empty array is allowed)."""
+    cdef cnp.ndarray arr = _arr(a, name)
+    if ndim >= 0 and cnp.PyArray_NDIM(arr) != ndim:
+        raise ValueError(f"{name} must be {ndim}-D, got {cnp.PyArray_NDIM(arr)}-D shape "
+                         f"{(<object>arr).shape}")
+    if size >= 0 and cnp.PyArray_SIZE(arr) != size:
+        raise ValueError(f"{name} must have {size} elements, got {cnp.PyArray_SIZE(arr)} "
+                         f"(shape {(<object>arr).shape})")
+    if writable and not cnp.PyArray_ISWRITEABLE(arr):
+        raise ValueError(f"{name} must be writeable")
+    return <float*>cnp.PyArray_DATA(arr)
+
+
+cdef inline float* _fptr_opt(object a, str name, Py_ssize_t size) except? NULL:
+    """Like _fptr for an optional argument: NULL for None."""
+    if a is None:
+        return NULL
+    return _fptr(a, name, size)
+
+
+cdef inline Py_ssize_t* _iptr(object a, str name, Py_ssize_t size, Py_ssize_t lo,
+                              Py_ssize_t hi) except NULL:
+    """Data pointer of an intp index table with `size` entries, each in [lo, hi)."""
+    cdef cnp.ndarray arr = _arr(a, name, cnp.NPY_INTP)
+    if cnp.PyArray_NDIM(arr) != 1 or cnp.PyArray_SIZE(arr) != size:
+        raise ValueError(f"{name} must be 1-D with {size} entries, got shape {(<object>arr).shape}")
+    cdef Py_ssize_t* p = <Py_ssize_t*>cnp.PyArray_DATA(arr)
+    cdef Py_ssize_t i
+    for i in range(size):
+        if p[i] < lo or p[i] >= hi:
+            raise ValueError(f"{name}[{i}] = {p[i]} is outside [{lo}, {hi})")
+    return p
+
+
+cdef inline Py_ssize_t _size(object a):
+    return cnp.PyArray_SIZE(<cnp.ndarray>a)
+
+
+cdef inline object _shape(object a):
+    return a.shape
+
+
+cdef inline int _ndim(object a):
+    return cnp.PyArray_NDIM(<cnp.ndarray>a)
+
+
+cdef inline int _overlap(const float* a, Py_ssize_t na, const float* b, Py_ssize_t nb):
+    if a == NULL or b == NULL or na <= 0 or nb <= 0:
+        return 0
+    cdef uintptr_t a0 = <uintptr_t>a, b0 = <uintptr_t>b
+    return a0 < b0 + <uintptr_t>nb * 4 and b0 < a0 + <uintptr_t>na * 4
+
+
+cdef inline int _disjoint(const float* out, Py_ssize_t nout, const float* inp, Py_ssize_t nin,
+                          str out_name, str in_name) except -1:
+    if _overlap(out, nout, inp, nin):
+        raise ValueError(f"{out_name} must not overlap {in_name}")
+    return 0
+
+
+cdef inline int _same_or_disjoint(const float* out, Py_ssize_t nout, const float* inp,
+                                  Py_ssize_t nin, str out_name, str in_name) except -1:
+    """In-place (identical buffer) is allowed; any other overlap is not."""
+    if out == inp and nout == nin:
+        return 0
+    return _disjoint(out, nout, inp, nin, out_name, in_name)
+
+
+cdef inline int _threads(object nthreads) except -1:
+    cdef long n = nthreads
+    if n < 1:
+        raise ValueError(f"nthreads must be >= 1, got {n}")
+    if n > 1024:
+        raise ValueError(f"nthreads must be <= 1024, got {n}")
+    return <int>n
+
+
+cdef inline int _act(object act) except -1:
+    cdef long a = act
+    if a < 0 or a > 11:
+        raise ValueError(f"act must be an activation code in [0, 11], got {a}")
+    return <int>a
+
+
+# Geometry values (kernel sizes, strides, dilations, pads) are bounded so that the C index
+# arithmetic (products of two of them) cannot overflow.
+cdef Py_ssize_t _INT_LIMIT = (1 << 31) - 1
+
+
+cdef inline int _ints(object seq, str name, Py_ssize_t n, Py_ssize_t minimum,
+                      Py_ssize_t* out) except -1:
+    """Copy a sequence of exactly n ints, each >= minimum, into out."""
+    try:
+        vals = [int(v) for v in seq]
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of {n} ints, got {seq!r}") from None
+    if len(vals) != n:
+        raise ValueError(f"{name} must have {n} entries, got {len(vals)}: {vals}")
+    cdef Py_ssize_t i
+    for i in range(n):
+        if vals[i] < minimum:
+            raise ValueError(f"{name} entries must be >= {minimum}, got {vals}")
+        if vals[i] > _INT_LIMIT:
+            raise ValueError(f"{name} entries must be <= {_INT_LIMIT}, got {vals}")
+        out[i] = vals[i]
+    return 0
+
+
+cdef inline float* _work(object work, Py_ssize_t need, str name="work") except? NULL:
+    """Workspace pointer: a 1-D float32 array of at least `need` elements (None if 0)."""
+    if need <= 0 and (work is None or _size(work) == 0):
+        return NULL
+    if work is None:
+        raise ValueError(f"{name} is required: {need} float32 elements, got None")
+    cdef float* p = _fptr(work, name, -1, 1, True)
+    if _size(work) < need:
+        raise ValueError(f"{name} must have at least {need} elements, got {_size(work)}")
+    return p

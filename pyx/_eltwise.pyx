@@ -1,0 +1,171 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Elementwise kernels (engine._kernels.eltwise): unary activations, per-channel affine
+(batch norm), prelu, broadcasting binary arithmetic and softmax / log_softmax.
+
+Arrays are float32 C-contiguous; in-place (the same array as input and output) is allowed
+where documented, any other overlap is rejected.
+"""
+
+include "_common.pxi"
+
+cdef extern from "engine/ek_eltwise.h" nogil:
+    void ek_unary(const float* x, float* y, Py_ssize_t n, int act, float p0, float p1,
+                  int nthreads)
+    void ek_channel_affine(const float* x, const float* scale, const float* shift, float* y,
+                           Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, int act, float p0,
+                           float p1, int nthreads)
+    void ek_prelu(const float* x, const float* w, Py_ssize_t nw, float* y, Py_ssize_t outer,
+                  Py_ssize_t C, Py_ssize_t inner, int nthreads)
+    void ek_binary_nd(int op, int ndim, const Py_ssize_t* shape, const float* a,
+                      const Py_ssize_t* a_strides, const float* b, const Py_ssize_t* b_strides,
+                      float* out, int nthreads)
+
+cdef extern from "engine/ek_softmax.h" nogil:
+    void ek_softmax(const float* x, float* y, Py_ssize_t outer, Py_ssize_t axis,
+                    Py_ssize_t inner, int use_log, int nthreads)
+
+ADD = 0
+SUB = 1
+MUL = 2
+DIV = 3
+
+
+def unary(x, y, act, float p0=0.0, float p1=0.0, nthreads=1):
+    """y = act(x) elementwise (x and y of equal size; y may be x)."""
+    cdef int nt = _threads(nthreads)
+    cdef int ac = _act(act)
+    cdef const float* px = _fptr(x, "x")
+    cdef float* py = _fptr(y, "y", _size(x), -1, True)
+    cdef Py_ssize_t n = _size(x)
+    _same_or_disjoint(py, n, px, n, "y", "x")
+    with nogil:
+        ek_unary(px, py, n, ac, p0, p1, nt)
+
+
+cdef int _nci(object x, Py_ssize_t* outer, Py_ssize_t* C, Py_ssize_t* inner) except -1:
+    """(outer, C, inner) view of an (N, C, ...) array (rank >= 2)."""
+    shape = _shape(x)
+    if len(shape) < 2:
+        raise ValueError(f"x must have rank >= 2 (N, C, ...), got shape {shape}")
+    outer[0] = shape[0]
+    C[0] = shape[1]
+    cdef Py_ssize_t n = 1
+    for d in shape[2:]:
+        n *= d
+    inner[0] = n
+    return 0
+
+
+def channel_affine(x, scale, shift, y, act=0, float p0=0.0, float p1=0.0, nthreads=1):
+    """y = act(x * scale[c] + shift[c]) with c the dim-1 index of x (N, C, ...).
+
+    scale / shift: (C,) float32 or None (1 / 0).  y: x's size, may be x.
+    """
+    cdef Py_ssize_t outer, C, inner
+    cdef int nt = _threads(nthreads)
+    cdef int ac = _act(act)
+    cdef const float* px = _fptr(x, "x")
+    _nci(x, &outer, &C, &inner)
+    cdef float* py = _fptr(y, "y", _size(x), -1, True)
+    cdef const float* ps = _fptr_opt(scale, "scale", C)
+    cdef const float* pb = _fptr_opt(shift, "shift", C)
+    cdef Py_ssize_t n = _size(x)
+    _same_or_disjoint(py, n, px, n, "y", "x")
+    if ps != NULL:
+        _disjoint(py, n, ps, C, "y", "scale")
+    if pb != NULL:
+        _disjoint(py, n, pb, C, "y", "shift")
+    with nogil:
+        ek_channel_affine(px, ps, pb, py, outer, C, inner, ac, p0, p1, nt)
+
+
+def prelu(x, w, y, nthreads=1):
+    """y = x < 0 ? w[c] * x : x, w broadcast over dim 1 of x (1 weight: all elements)."""
+    cdef int nt = _threads(nthreads)
+    cdef const float* px = _fptr(x, "x")
+    cdef Py_ssize_t n = _size(x)
+    cdef float* py = _fptr(y, "y", n, -1, True)
+    cdef const float* pw = _fptr(w, "w", -1, 1)
+    cdef Py_ssize_t nw = _size(w)
+    cdef Py_ssize_t outer = 1, C = 1, inner = n
+    shape = _shape(x)
+    if len(shape) >= 2:
+        _nci(x, &outer, &C, &inner)
+    if nw == 1:
+        outer, C, inner = 1, 1, n
+    elif nw != C:
+        raise ValueError(f"w must have 1 or {C} (x.shape[1]) elements, got {nw}")
+    _same_or_disjoint(py, n, px, n, "y", "x")
+    _disjoint(py, n, pw, nw, "y", "w")
+    with nogil:
+        ek_prelu(px, pw, nw, py, outer, C, inner, nt)
+
+
+def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1):
+    """out = a (op) b with broadcasting: op ADD, SUB, MUL or DIV.
+
+    out: C-contiguous with prod(shape) elements; a / b are read at element offsets
+    sum(idx[d] * strides[d]) (stride 0 on broadcast dims); 1 <= len(shape) <= 6.
+    out may be a or b only when that operand is read with out's own contiguous strides.
+    """
+    cdef Py_ssize_t sh[6]
+    cdef Py_ssize_t sa[6]
+    cdef Py_ssize_t sb[6]
+    cdef int nt = _threads(nthreads)
+    if op < 0 or op > 3:
+        raise ValueError(f"op must be 0 (add), 1 (sub), 2 (mul) or 3 (div), got {op}")
+    cdef int nd = len(shape)
+    if nd < 1 or nd > 6:
+        raise ValueError(f"shape must have 1 to 6 dims, got {nd}: {shape!r}")
+    _ints(shape, "shape", nd, 0, sh)
+    _ints(a_strides, "a_strides", nd, 0, sa)
+    _ints(b_strides, "b_strides", nd, 0, sb)
+    cdef const float* pa = _fptr(a, "a")
+    cdef const float* pb = _fptr(b, "b")
+    cdef Py_ssize_t total = 1, maxa = 0, maxb = 0, cstride = 1
+    cdef int d
+    for d in range(nd):
+        total *= sh[d]
+    cdef float* po = _fptr(out, "out", total, -1, True)
+    if total > 0:
+        for d in range(nd):
+            maxa += (sh[d] - 1) * sa[d]
+            maxb += (sh[d] - 1) * sb[d]
+        if maxa >= _size(a):
+            raise ValueError(f"a has {_size(a)} elements but shape {tuple(shape)} with strides "
+                             f"{tuple(a_strides)} reads up to element {maxa}")
+        if maxb >= _size(b):
+            raise ValueError(f"b has {_size(b)} elements but shape {tuple(shape)} with strides "
+                             f"{tuple(b_strides)} reads up to element {maxb}")
+    # aliasing: only exact in-place with the output's contiguous strides
+    cdef bint a_contig = True, b_contig = True
+    for d in range(nd - 1, -1, -1):
+        if sh[d] > 1:
+            if sa[d] != cstride:
+                a_contig = False
+            if sb[d] != cstride:
+                b_contig = False
+        cstride *= sh[d]
+    if _overlap(po, total, pa, _size(a)) and not (po == pa and a_contig):
+        raise ValueError("out must not overlap a (except exactly in place with a of out's shape)")
+    if _overlap(po, total, pb, _size(b)) and not (po == pb and b_contig):
+        raise ValueError("out must not overlap b (except exactly in place with b of out's shape)")
+    if total == 0:
+        return
+    with nogil:
+        ek_binary_nd(op, nd, sh, pa, sa, pb, sb, po, nt)
+
+
+def softmax(x, y, Py_ssize_t outer, Py_ssize_t axis, Py_ssize_t inner, bint log=False,
+            nthreads=1):
+    """y = softmax (log_softmax with log=True) of x viewed as (outer, axis, inner) along
+    the middle dim.  y may be x."""
+    cdef int nt = _threads(nthreads)
+    if outer < 0 or axis < 1 or inner < 0:
+        raise ValueError(f"need outer >= 0, axis >= 1, inner >= 0; got {outer}, {axis}, {inner}")
+    cdef Py_ssize_t n = outer * axis * inner
+    cdef const float* px = _fptr(x, "x", n)
+    cdef float* py = _fptr(y, "y", n, -1, True)
+    _same_or_disjoint(py, n, px, n, "y", "x")
+    with nogil:
+        ek_softmax(px, py, outer, axis, inner, log, nt)

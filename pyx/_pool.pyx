@@ -1,0 +1,92 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""Pooling kernels (engine._kernels.pool): max / min / avg pooling and adaptive pooling.
+
+Tensors are 5-D (N, C, D, H, W) float32 C-contiguous (1-D/2-D: unit leading spatial dims).
+"""
+
+include "_common.pxi"
+
+cdef extern from "engine/ek_pool.h" nogil:
+    ctypedef struct ek_geom3:
+        Py_ssize_t D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, pd, ph, pw, dd, dh, dw
+    void ek_pool3d(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
+                   Py_ssize_t pe_d, Py_ssize_t pe_h, Py_ssize_t pe_w, int mode,
+                   int count_include_pad, int nthreads)
+    void ek_adaptive_pool3d(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
+                            int mode, int nthreads)
+
+MAX = 0
+MIN = 1
+AVG = 2
+
+
+cdef int _xy(object x, object y, const float** px, float** py) except -1:
+    px[0] = _fptr(x, "x", -1, 5)
+    py[0] = _fptr(y, "y", -1, 5, True)
+    xs, ys = _shape(x), _shape(y)
+    if ys[0] != xs[0] or ys[1] != xs[1]:
+        raise ValueError(f"y must have the (N, C) of x = {xs[:2]}, got {ys[:2]}")
+    if any(d < 1 for d in xs) or any(d < 1 for d in ys):
+        raise ValueError(f"x and y dims must be >= 1, got {xs} and {ys}")
+    _disjoint(py[0], _size(y), px[0], _size(x), "y", "x")
+    return 0
+
+
+cdef int _mode(int mode) except -1:
+    if mode < 0 or mode > 2:
+        raise ValueError(f"mode must be 0 (max), 1 (min) or 2 (avg), got {mode}")
+    return mode
+
+
+def pool3d(x, y, kernel, stride, pad_begin, pad_end, dilation, int mode,
+           bint count_include_pad=True, nthreads=1):
+    """y = pool(x): windows of `kernel` taps at o*stride - pad_begin + k*dilation.
+
+    mode: MAX, MIN or AVG (avg needs dilation 1; its divisor follows PyTorch with the
+    padding pad_begin / pad_end, see ek_pool.h).  The output size (y's shape) is the
+    caller's (ceil_mode is expressed by it).
+    """
+    cdef const float* px
+    cdef float* py
+    cdef ek_geom3 g
+    cdef Py_ssize_t k[3]
+    cdef Py_ssize_t st[3]
+    cdef Py_ssize_t pb[3]
+    cdef Py_ssize_t pe[3]
+    cdef Py_ssize_t dl[3]
+    cdef int nt = _threads(nthreads)
+    _mode(mode)
+    _xy(x, y, &px, &py)
+    _ints(kernel, "kernel", 3, 1, k)
+    _ints(stride, "stride", 3, 1, st)
+    _ints(pad_begin, "pad_begin", 3, 0, pb)
+    _ints(pad_end, "pad_end", 3, 0, pe)
+    _ints(dilation, "dilation", 3, 1, dl)
+    if mode == 2 and (dl[0] != 1 or dl[1] != 1 or dl[2] != 1):
+        raise ValueError(f"avg pooling needs dilation 1, got {list(dilation)}")
+    xs, ys = _shape(x), _shape(y)
+    g.D, g.H, g.W = xs[2], xs[3], xs[4]
+    g.OD, g.OH, g.OW = ys[2], ys[3], ys[4]
+    g.KD, g.KH, g.KW = k[0], k[1], k[2]
+    g.sd, g.sh, g.sw = st[0], st[1], st[2]
+    g.pd, g.ph, g.pw = pb[0], pb[1], pb[2]
+    g.dd, g.dh, g.dw = dl[0], dl[1], dl[2]
+    cdef Py_ssize_t planes = xs[0] * xs[1]
+    with nogil:
+        ek_pool3d(px, py, planes, &g, pe[0], pe[1], pe[2], mode, count_include_pad, nt)
+
+
+def adaptive_pool3d(x, y, int mode, nthreads=1):
+    """Adaptive pooling of x to y's spatial size (PyTorch windows); mode MAX, MIN or AVG."""
+    cdef const float* px
+    cdef float* py
+    cdef ek_geom3 g
+    cdef int nt = _threads(nthreads)
+    _mode(mode)
+    _xy(x, y, &px, &py)
+    xs, ys = _shape(x), _shape(y)
+    g.D, g.H, g.W = xs[2], xs[3], xs[4]
+    g.OD, g.OH, g.OW = ys[2], ys[3], ys[4]
+    cdef Py_ssize_t planes = xs[0] * xs[1]
+    with nogil:
+        ek_adaptive_pool3d(px, py, planes, &g, mode, nt)
