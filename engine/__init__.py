@@ -10,8 +10,8 @@ run many), save / load (safe single-file format), show_config.
 
 __version__ = "0.1.0"
 
-from .errors import (EngineError, GraphError, InputError, ModelFormatError,  # noqa: E402
-                     UnsupportedError)
+from .errors import (ConversionError, EngineError, GraphError, InputError,  # noqa: E402
+                     ModelFormatError, UnsupportedError)
 from . import ops  # noqa: E402,F401  (fills the op registry)
 from .ir import Model, Node, Value  # noqa: E402
 from .builder import Builder, Tensor  # noqa: E402
@@ -20,5 +20,5 @@ from .runtime import Session  # noqa: E402
 from .config import show_config  # noqa: E402
 
 __all__ = ["Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
-           "show_config", "EngineError", "GraphError", "InputError", "ModelFormatError",
+           "show_config", "ConversionError", "EngineError", "GraphError", "InputError", "ModelFormatError",
            "UnsupportedError", "__version__"]

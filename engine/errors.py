@@ -27,3 +27,9 @@ class UnsupportedError(EngineError):
 def node_error(node, message):
     """GraphError naming the node; used by shape inference and passes."""
     return GraphError(f"node '{node.name}' ({node.op}): {message}")
+
+
+class ConversionError(EngineError):
+    """A PyTorch model or checkpoint cannot be converted: unsupported ops (all listed at
+    once, with module path and source line), weight names or shapes that do not match, or a
+    file that is not a state dict."""
