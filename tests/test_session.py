@@ -175,3 +175,19 @@ def test_default_threads_is_physical_cores():
     from engine.config import physical_cores
     s = engine.Session(mid_model(np.random.default_rng(0), c=2))
     assert s.threads == physical_cores() >= 1
+
+
+def test_huge_activation_needs_are_a_clean_error():
+    b = engine.Builder()
+    x = b.input("x", (None, 1, 1, 1))
+    b.output(b.interpolate(x, size=(300000, 300000)))
+    with pytest.raises(engine.EngineError, match="GiB"):
+        engine.Session(b.build(), threads=1).prepare(1)
+
+
+def test_plan_cache_is_bounded(model):
+    from engine.runtime.session import MAX_PLANS
+    s = engine.Session(model, threads=1)
+    for n in range(1, MAX_PLANS + 3):
+        s.run(np.zeros((n, 3, 32, 32), np.float32))
+    assert len(s._plans) == MAX_PLANS

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..backends.base import PrepareContext, select_kernel
+from ..errors import EngineError
 from ..ops import get_op
 from .memory import Buffer, plan_arena, peak_live_bytes
 
@@ -140,7 +141,12 @@ def build_plan(model, input_shapes, backend, threads, keep=()):
 
     bufs = list(buffers.values())
     arena_bytes = plan_arena(bufs)
-    arena = np.empty(arena_bytes // F32 + 16, dtype=np.float32)
+    try:
+        arena = np.empty(arena_bytes // F32 + 16, dtype=np.float32)
+    except (MemoryError, ValueError):
+        raise EngineError(f"the activations of this model at input shapes {dict(input_shapes)} "
+                          f"need {arena_bytes / 2**30:.1f} GiB, more than can be "
+                          f"allocated") from None
     base = (-arena.ctypes.data % 64) // F32          # 64-byte align the arena start
     arena = arena[base:base + arena_bytes // F32]
 

@@ -26,6 +26,8 @@ from ..ir import Model
 from ..passes import optimize
 from .plan import build_plan
 
+MAX_PLANS = 8   # cached input shapes per session
+
 
 def default_threads():
     from ..config import physical_cores
@@ -49,7 +51,7 @@ class Session:
         self.threads = threads
         self.optimize_graph = optimize_graph
         self._graphs = {}       # frozenset(keep) -> optimised Model
-        self._plans = {}        # (keep, input shapes) -> Plan
+        self._plans = {}        # (keep, input shapes) -> Plan, oldest first
         self._lock = threading.Lock()
         self.graph = self._graph(frozenset())
 
@@ -112,6 +114,8 @@ class Session:
             graph = self._graph(keep)
             plan = build_plan(graph, {k: a.shape for k, a in feeds.items()}, self.backend,
                               self.threads, keep=sorted(keep))
+            if len(self._plans) >= MAX_PLANS:     # each plan holds an arena: bound them
+                del self._plans[next(iter(self._plans))]
             self._plans[key] = plan
         return plan
 
