@@ -5,7 +5,8 @@
     probs, = sess.run(x)
 
 Public API: Builder (write models like torch.nn.functional), Model, Session (prepare once,
-run many), save / load (safe single-file format), show_config.
+run many), save / load (safe single-file format), from_torch (convert a PyTorch module),
+show_config; engine.zoo holds the classic architectures.
 """
 
 __version__ = "0.1.0"
@@ -18,7 +19,9 @@ from .builder import Builder, Tensor  # noqa: E402
 from .format import load, save  # noqa: E402
 from .runtime import Session  # noqa: E402
 from .config import show_config  # noqa: E402
+from . import convert  # noqa: E402,F401  (imports torch only when a conversion runs)
+from .convert import from_torch  # noqa: E402
 
-__all__ = ["Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
+__all__ = ["from_torch", "convert", "Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
            "show_config", "ConversionError", "EngineError", "GraphError", "InputError", "ModelFormatError",
            "UnsupportedError", "__version__"]
