@@ -218,7 +218,34 @@ def cmd_bench(args):
     print(f"latency ms: min {t.min():.3f}  median {np.median(t):.3f}  "
           f"p90 {np.percentile(t, 90):.3f}")
     print(f"memory: {mem}; process peak RSS {rss:.1f} MiB")
+    if args.vs:
+        _bench_vs_peers(model, sess, x, args)
     return 0
+
+
+def _bench_vs_peers(model, sess, x, args):
+    """Our median latency next to each peer's: same input, same threads, runs interleaved."""
+    from . import peers
+    wanted = [p.strip() for p in args.vs.split(",") if p.strip()]
+    if wanted == ["all"]:
+        wanted = peers.available()
+    runners = {"engine": lambda a: sess.run(a)[0]}
+    ours = runners["engine"](x)
+    scale = max(1.0, float(np.abs(ours).max()))
+    notes = {}
+    for p in wanted:
+        try:
+            fn = peers.make_runner(p, model, sess.threads)
+            notes[p] = f"max rel diff {np.abs(fn(x) - ours).max() / scale:.1e}"
+            runners[p] = fn
+        except EngineError as e:
+            print(f"  {p}: skipped ({e})")
+    med = peers.compare_latency(runners, x, repeat=args.repeat, warmup=args.warmup)
+    print(f"\nside by side ({sess.threads} thread(s), {args.repeat} interleaved runs, median):")
+    print(f"  {'runtime':<12} {'ms':>9}  {'engine / runtime':>16}  output vs engine")
+    for k, t in med.items():
+        ratio = med["engine"] / t
+        print(f"  {k:<12} {t * 1e3:9.3f}  {ratio:16.2f}  {notes.get(k, '')}")
 
 
 def _floats(text, what):
@@ -378,6 +405,9 @@ def build_parser():
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--repeat", type=int, default=50)
     b.add_argument("--backend", default="cpu", choices=["cpu", "reference"])
+    b.add_argument("--vs", default="", metavar="PEERS",
+                   help="also time peers on the same input and threads: a comma list of "
+                        "torch, onnxruntime, openvino, or 'all' installed")
     b.set_defaults(fn=cmd_bench)
 
     v = sub.add_parser(

@@ -1,0 +1,523 @@
+"""Run an engine model on peer runtimes, for side-by-side benchmarks and cross-checks.
+
+* ``torch``: PyTorch eager, interpreting the graph op by op with ``torch.nn.functional``
+  (what a user's ``forward`` does; BatchNorm stays unfused, as in eager PyTorch).
+* ``onnxruntime`` / ``openvino``: the graph exported to ONNX (opset 17) by ``to_onnx``;
+  both runtimes apply their own graph optimisations.
+
+Every peer gets the model as written (unoptimised): each applies its own optimisations.
+Thread counts are set per peer (``torch.set_num_threads``, ORT intra-op threads, OpenVINO
+``INFERENCE_NUM_THREADS``).  Peers are optional: ``available()`` lists what is installed.
+"""
+
+import importlib.util
+import math
+import time
+
+import numpy as np
+
+from .errors import UnsupportedError
+
+PEER_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+
+
+def available():
+    return [p for p, mod in PEER_MODULES.items() if importlib.util.find_spec(mod) is not None]
+
+
+def make_runner(peer, model, threads):
+    """A function x -> first output (numpy) running ``model`` on ``peer``."""
+    if peer not in PEER_MODULES:
+        raise UnsupportedError(f"unknown peer {peer!r}; known: {sorted(PEER_MODULES)}")
+    if importlib.util.find_spec(PEER_MODULES[peer]) is None:
+        raise UnsupportedError(f"peer {peer!r} is not installed (pip install {peer})")
+    make = {"torch": _torch_runner, "onnxruntime": _ort_runner,
+            "openvino": _openvino_runner}[peer]
+    try:
+        return make(model, threads)
+    except UnsupportedError:
+        raise
+    except Exception as e:      # the peer refused the graph (e.g. ORT: LRN with even size)
+        first = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+        raise UnsupportedError(f"{peer} cannot run this model: {first}") from None
+
+
+def compare_latency(runners, x, repeat=30, warmup=3):
+    """Median latency (seconds) per runner, runs interleaved so drift hits all alike."""
+    for fn in runners.values():
+        for _ in range(warmup):
+            fn(x)
+    times = {k: [] for k in runners}
+    for _ in range(repeat):
+        for k, fn in runners.items():
+            t0 = time.perf_counter()
+            fn(x)
+            times[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+# -- PyTorch eager ----------------------------------------------------------------------------
+def _torch_runner(model, threads):
+    import torch
+    import torch.nn.functional as F
+    torch.set_num_threads(threads)
+    consts = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in model.constants.items()}
+    nodes = list(model.nodes)
+    out_name = model.outputs[0]
+
+    def run(x):
+        env = dict(consts)
+        env[model.inputs[0].name] = torch.from_numpy(x)
+        with torch.inference_mode():
+            for n in nodes:
+                ins = [env[i] if i else None for i in n.inputs]
+                res = _TORCH_OPS[n.op](F, torch, ins, n.attrs)
+                if isinstance(res, (list, tuple)):
+                    env.update(zip(n.outputs, res))
+                else:
+                    env[n.outputs[0]] = res
+            return env[out_name].numpy()
+    return run
+
+
+def _t_act(F, torch, y, act):
+    if act is None:
+        return y
+    return _TORCH_OPS[act["op"]](F, torch, [y], {k: v for k, v in act.items() if k != "op"})
+
+
+def _t_conv(F, torch, ins, a):
+    x, w, b = (ins + [None])[:3]
+    r = w.dim() - 2
+    pads = a["padding"]
+    if all(p[0] == p[1] for p in pads):
+        padding = [p[0] for p in pads]
+    else:
+        flat = [v for p in reversed(pads) for v in p]
+        x, padding = F.pad(x, flat), 0
+    conv = (F.conv1d, F.conv2d, F.conv3d)[r - 1]
+    y = conv(x, w, b, a["stride"], padding, a["dilation"], a["groups"])
+    return _t_act(F, torch, y, a.get("activation"))
+
+
+def _t_conv_t(F, torch, ins, a):
+    x, w, b = (ins + [None])[:3]
+    conv = (F.conv_transpose1d, F.conv_transpose2d, F.conv_transpose3d)[w.dim() - 3]
+    y = conv(x, w, b, a["stride"], a["padding"], a["output_padding"], a["groups"], a["dilation"])
+    return _t_act(F, torch, y, a.get("activation"))
+
+
+def _t_pool(kind):
+    def f(F, torch, ins, a):
+        x = ins[0]
+        r = x.dim() - 2
+        if kind == "avg":
+            fn = (F.avg_pool1d, F.avg_pool2d, F.avg_pool3d)[r - 1]
+            return fn(x, a["kernel_size"], a["stride"], a["padding"], a["ceil_mode"],
+                      a["count_include_pad"])
+        fn = (F.max_pool1d, F.max_pool2d, F.max_pool3d)[r - 1]
+        sign = -1 if kind == "min" else 1
+        return sign * fn(sign * x, a["kernel_size"], a["stride"], a["padding"], a["dilation"],
+                         a["ceil_mode"])
+    return f
+
+
+def _t_adaptive(kind):
+    def f(F, torch, ins, a):
+        x = ins[0]
+        r = x.dim() - 2
+        fns = ((F.adaptive_avg_pool1d, F.adaptive_avg_pool2d, F.adaptive_avg_pool3d)
+               if kind == "avg" else
+               (F.adaptive_max_pool1d, F.adaptive_max_pool2d, F.adaptive_max_pool3d))
+        return fns[r - 1](x, a["output_size"])
+    return f
+
+
+def _t_interp(F, torch, ins, a):
+    mode = a["mode"]
+    kw = {} if mode == "nearest" else {"align_corners": bool(a["align_corners"])}
+    if a.get("scale_factor"):
+        return F.interpolate(ins[0], scale_factor=a["scale_factor"], mode=mode, **kw)
+    return F.interpolate(ins[0], size=a["size"], mode=mode, **kw)
+
+
+def _t_norm(kind):
+    def f(F, torch, ins, a):
+        x, w, b = (ins + [None, None])[:3]
+        if kind == "layer":
+            return F.layer_norm(x, a["normalized_shape"], w, b, a["eps"])
+        if kind == "instance":
+            return F.instance_norm(x, weight=w, bias=b, eps=a["eps"])
+        return F.group_norm(x, a["num_groups"], w, b, a["eps"])
+    return f
+
+
+def _t_split(F, torch, ins, a):
+    return list(torch.split(ins[0], a["split_size_or_sections"], a["dim"]))
+
+
+def _t_shuffle(F, torch, ins, a):
+    x = ins[0]
+    n, c = x.shape[:2]
+    g = a["groups"]
+    return x.reshape(n, g, c // g, *x.shape[2:]).transpose(1, 2).reshape(x.shape)
+
+
+def _t_mean(F, torch, ins, a):
+    return ins[0].mean(dim=a["dim"] or None, keepdim=a["keepdim"]) if a["dim"] else \
+        ins[0].mean()
+
+
+_TORCH_OPS = {
+    "conv": _t_conv,
+    "conv_transpose": _t_conv_t,
+    "max_pool": _t_pool("max"), "min_pool": _t_pool("min"), "avg_pool": _t_pool("avg"),
+    "adaptive_avg_pool": _t_adaptive("avg"), "adaptive_max_pool": _t_adaptive("max"),
+    "linear": lambda F, t, i, a: _t_act(F, t, F.linear(*(i + [None])[:3]), a.get("activation")),
+    "matmul": lambda F, t, i, a: t.matmul(i[0], i[1]),
+    "add": lambda F, t, i, a: i[0] + i[1], "sub": lambda F, t, i, a: i[0] - i[1],
+    "mul": lambda F, t, i, a: i[0] * i[1], "div": lambda F, t, i, a: i[0] / i[1],
+    "relu": lambda F, t, i, a: F.relu(i[0]), "relu6": lambda F, t, i, a: F.relu6(i[0]),
+    "leaky_relu": lambda F, t, i, a: F.leaky_relu(i[0], a["negative_slope"]),
+    "prelu": lambda F, t, i, a: F.prelu(i[0], i[1]),
+    "sigmoid": lambda F, t, i, a: t.sigmoid(i[0]), "tanh": lambda F, t, i, a: t.tanh(i[0]),
+    "silu": lambda F, t, i, a: F.silu(i[0]), "hardswish": lambda F, t, i, a: F.hardswish(i[0]),
+    "hardsigmoid": lambda F, t, i, a: F.hardsigmoid(i[0]),
+    "gelu": lambda F, t, i, a: F.gelu(i[0], approximate=a.get("approximate", "none")),
+    "clip": lambda F, t, i, a: t.clamp(i[0], a["min"], a["max"]),
+    "softmax": lambda F, t, i, a: F.softmax(i[0], a["dim"]),
+    "log_softmax": lambda F, t, i, a: F.log_softmax(i[0], a["dim"]),
+    "batch_norm": lambda F, t, i, a: F.batch_norm(i[0], i[1], i[2], *(i[3:] + [None, None])[:2],
+                                                  False, 0.0, a["eps"]),
+    "layer_norm": _t_norm("layer"), "instance_norm": _t_norm("instance"),
+    "group_norm": _t_norm("group"),
+    "local_response_norm": lambda F, t, i, a: F.local_response_norm(i[0], a["size"], a["alpha"],
+                                                                    a["beta"], a["k"]),
+    "dropout": lambda F, t, i, a: i[0], "identity": lambda F, t, i, a: i[0],
+    "flatten": lambda F, t, i, a: t.flatten(i[0], a["start_dim"], a["end_dim"]),
+    "reshape": lambda F, t, i, a: i[0].reshape(a["shape"]),
+    "permute": lambda F, t, i, a: i[0].permute(a["dims"]).contiguous(),
+    "concat": lambda F, t, i, a: t.cat(i, a["dim"]),
+    "split": _t_split,
+    "channel_shuffle": _t_shuffle,
+    "pad": lambda F, t, i, a: F.pad(i[0], a["pad"], a["mode"],
+                                    a["value"] if a["mode"] == "constant" else None),
+    "interpolate": _t_interp,
+    "mean": _t_mean,
+}
+
+
+# -- ONNX export --------------------------------------------------------------------------------
+OPSET = 17
+
+
+def to_onnx(model):
+    """An onnx.ModelProto computing ``model`` (raises UnsupportedError listing every op
+    the exporter cannot express)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    bad = sorted({n.op for n in model.nodes if n.op not in _ONNX_OPS})
+    if bad:
+        raise UnsupportedError(f"ONNX export does not cover: {', '.join(bad)}")
+    ex = _OnnxBuilder(helper, numpy_helper)
+    for name, arr in model.constants.items():
+        ex.initializers.append(numpy_helper.from_array(np.ascontiguousarray(arr), name))
+    shapes = {k: v.shape for k, v in model.values.items()}
+    for n in model.nodes:
+        _ONNX_OPS[n.op](ex, n, shapes)
+    dims = lambda s: ["N" if d is None else d for d in s]  # noqa: E731
+    graph = helper.make_graph(
+        ex.nodes, "engine",
+        [helper.make_tensor_value_info(v.name, TensorProto.FLOAT, dims(v.shape))
+         for v in model.inputs],
+        [helper.make_tensor_value_info(o, TensorProto.FLOAT, dims(shapes[o]))
+         for o in model.outputs],
+        initializer=ex.initializers)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+    proto.ir_version = 8
+    onnx.checker.check_model(proto)
+    return proto
+
+
+class _OnnxBuilder:
+    def __init__(self, helper, numpy_helper):
+        self.h, self.nh = helper, numpy_helper
+        self.nodes, self.initializers = [], []
+        self._k = 0
+
+    def tmp(self, stem):
+        self._k += 1
+        return f"__{stem}_{self._k}"
+
+    def const(self, arr, dtype=np.float32):
+        name = self.tmp("c")
+        self.initializers.append(self.nh.from_array(np.asarray(arr, dtype=dtype), name))
+        return name
+
+    def node(self, op, ins, outs, **attrs):
+        self.nodes.append(self.h.make_node(op, ins, outs, **attrs))
+        return outs[0]
+
+    def act(self, x, act, out):
+        """Apply a fused activation dict from value x into value out."""
+        if act is None:
+            return self.node("Identity", [x], [out])
+        _ONNX_UNARY[act["op"]](self, x, out, act)
+        return out
+
+
+def _o_conv(ex, n, shapes):
+    w = n.inputs[1]
+    out = ex.tmp("conv") if n.attrs.get("activation") else n.outputs[0]
+    pads = [p[0] for p in n.attrs["padding"]] + [p[1] for p in n.attrs["padding"]]
+    ex.node("Conv", [i for i in n.inputs if i], [out], strides=n.attrs["stride"], pads=pads,
+            dilations=n.attrs["dilation"], group=n.attrs["groups"])
+    if n.attrs.get("activation"):
+        ex.act(out, n.attrs["activation"], n.outputs[0])
+
+
+def _o_conv_t(ex, n, shapes):
+    out = ex.tmp("deconv") if n.attrs.get("activation") else n.outputs[0]
+    p = n.attrs["padding"]
+    ex.node("ConvTranspose", [i for i in n.inputs if i], [out], strides=n.attrs["stride"],
+            pads=p + p, output_padding=n.attrs["output_padding"], dilations=n.attrs["dilation"],
+            group=n.attrs["groups"])
+    if n.attrs.get("activation"):
+        ex.act(out, n.attrs["activation"], n.outputs[0])
+
+
+def _o_pool(kind):
+    def f(ex, n, shapes):
+        a = n.attrs
+        kw = dict(kernel_shape=a["kernel_size"], strides=a["stride"],
+                  pads=a["padding"] + a["padding"], ceil_mode=int(a["ceil_mode"]))
+        if kind == "avg":
+            ex.node("AveragePool", [n.inputs[0]], n.outputs,
+                    count_include_pad=int(a["count_include_pad"]), **kw)
+        elif kind == "max":
+            ex.node("MaxPool", [n.inputs[0]], n.outputs, dilations=a["dilation"], **kw)
+        else:
+            neg = ex.node("Neg", [n.inputs[0]], [ex.tmp("neg")])
+            pooled = ex.node("MaxPool", [neg], [ex.tmp("pool")], dilations=a["dilation"], **kw)
+            ex.node("Neg", [pooled], n.outputs)
+    return f
+
+
+def _o_adaptive(kind):
+    def f(ex, n, shapes):
+        x = shapes[n.inputs[0]]
+        out = n.attrs["output_size"]
+        if all(o == 1 for o in out):
+            return ex.node("GlobalAveragePool" if kind == "avg" else "GlobalMaxPool",
+                           [n.inputs[0]], n.outputs)
+        sizes = [s if o is None else o for s, o in zip(x[2:], out)]
+        if any(s % o for s, o in zip(x[2:], sizes)):
+            raise UnsupportedError(f"ONNX export: adaptive pooling {tuple(x[2:])} -> "
+                                   f"{tuple(sizes)} is not a plain pooling")
+        k = [s // o for s, o in zip(x[2:], sizes)]
+        ex.node("AveragePool" if kind == "avg" else "MaxPool", [n.inputs[0]], n.outputs,
+                kernel_shape=k, strides=k)
+    return f
+
+
+def _o_linear(ex, n, shapes):
+    a = n.attrs
+    out = ex.tmp("fc") if a.get("activation") else n.outputs[0]
+    if len(shapes[n.inputs[0]]) == 2:
+        ex.node("Gemm", [i for i in n.inputs if i], [out], transB=1)
+    else:
+        wt = ex.node("Transpose", [n.inputs[1]], [ex.tmp("wt")], perm=[1, 0])
+        if len(n.inputs) > 2 and n.inputs[2]:
+            mm = ex.node("MatMul", [n.inputs[0], wt], [ex.tmp("mm")])
+            ex.node("Add", [mm, n.inputs[2]], [out])
+        else:
+            ex.node("MatMul", [n.inputs[0], wt], [out])
+    if a.get("activation"):
+        ex.act(out, a["activation"], n.outputs[0])
+
+
+def _reshape(ex, x, shape, out):
+    target = [0 if i == 0 and d is None else (-1 if d is None else d) for i, d in enumerate(shape)]
+    return ex.node("Reshape", [x, ex.const(target, np.int64)], [out])
+
+
+def _o_shuffle(ex, n, shapes):
+    s = shapes[n.inputs[0]]
+    g = n.attrs["groups"]
+    a = _reshape(ex, n.inputs[0], (s[0], g, s[1] // g) + tuple(s[2:]), ex.tmp("r"))
+    t = ex.node("Transpose", [a], [ex.tmp("t")], perm=[0, 2, 1] + list(range(3, len(s) + 1)))
+    _reshape(ex, t, s, n.outputs[0])
+
+
+def _o_split(ex, n, shapes):
+    s = shapes[n.inputs[0]]
+    d = n.attrs["dim"] % len(s)
+    sizes = [shapes[o][d] for o in n.outputs]
+    ex.node("Split", [n.inputs[0], ex.const(sizes, np.int64)], n.outputs, axis=d)
+
+
+def _o_pad(ex, n, shapes):
+    r = len(shapes[n.inputs[0]])
+    p = n.attrs["pad"]
+    begins, ends = [0] * r, [0] * r
+    for i in range(len(p) // 2):
+        begins[r - 1 - i], ends[r - 1 - i] = p[2 * i], p[2 * i + 1]
+    mode = {"constant": "constant", "reflect": "reflect", "replicate": "edge"}[n.attrs["mode"]]
+    ins = [n.inputs[0], ex.const(begins + ends, np.int64)]
+    if mode == "constant":
+        ins.append(ex.const(n.attrs["value"] or 0.0))
+    ex.node("Pad", ins, n.outputs, mode=mode)
+
+
+def _o_interp(ex, n, shapes):
+    a = n.attrs
+    x = shapes[n.inputs[0]]
+    if a["mode"] == "nearest":
+        kw = dict(mode="nearest", coordinate_transformation_mode="asymmetric",
+                  nearest_mode="floor")
+    else:
+        kw = dict(mode="linear", coordinate_transformation_mode=(
+            "align_corners" if a["align_corners"] else "pytorch_half_pixel"))
+    if a.get("scale_factor"):
+        scales = ex.const([1.0, 1.0] + list(a["scale_factor"]))
+        ex.node("Resize", [n.inputs[0], "", scales], n.outputs, **kw)
+    else:
+        sizes = ex.const([1, x[1]] + list(a["size"]), np.int64)
+        # batch must be known for "sizes": take it from the input's shape at run time
+        shape = ex.node("Shape", [n.inputs[0]], [ex.tmp("shape")])
+        nc = ex.node("Slice", [shape, ex.const([0], np.int64), ex.const([2], np.int64)],
+                     [ex.tmp("nc")])
+        hw = ex.node("Slice", [sizes, ex.const([2], np.int64), ex.const([len(x)], np.int64)],
+                     [ex.tmp("hw")])
+        full = ex.node("Concat", [nc, hw], [ex.tmp("sizes")], axis=0)
+        ex.node("Resize", [n.inputs[0], "", "", full], n.outputs, **kw)
+
+
+def _o_bn(ex, n, shapes):
+    c = shapes[n.inputs[0]][1]
+    ins = list(n.inputs) + [""] * (5 - len(n.inputs))
+    w = ins[3] or ex.const(np.ones(c))
+    b = ins[4] or ex.const(np.zeros(c))
+    ex.node("BatchNormalization", [ins[0], w, b, ins[1], ins[2]], n.outputs,
+            epsilon=n.attrs["eps"])
+
+
+def _o_unary(op, **fixed):
+    def f(ex, x, out, a):
+        ex.node(op, [x], [out], **fixed)
+    return f
+
+
+def _o_clip(ex, x, out, a):
+    lo = ex.const(-math.inf if a.get("min") is None else a["min"])
+    hi = ex.const(math.inf if a.get("max") is None else a["max"])
+    ex.node("Clip", [x, lo, hi], [out])
+
+
+def _o_silu(ex, x, out, a):
+    s = ex.node("Sigmoid", [x], [ex.tmp("sig")])
+    ex.node("Mul", [x, s], [out])
+
+
+def _o_gelu(ex, x, out, a):
+    if a.get("approximate", "none") == "tanh":
+        x3 = ex.node("Mul", [x, ex.node("Mul", [x, x], [ex.tmp("x2")])], [ex.tmp("x3")])
+        inner = ex.node("Add", [x, ex.node("Mul", [x3, ex.const(0.044715)], [ex.tmp("m")])],
+                        [ex.tmp("in")])
+        t = ex.node("Tanh", [ex.node("Mul", [inner, ex.const(math.sqrt(2 / math.pi))],
+                                     [ex.tmp("s")])], [ex.tmp("tanh")])
+    else:
+        t = ex.node("Erf", [ex.node("Mul", [x, ex.const(1 / math.sqrt(2))], [ex.tmp("s")])],
+                    [ex.tmp("erf")])
+    one = ex.node("Add", [t, ex.const(1.0)], [ex.tmp("one")])
+    ex.node("Mul", [ex.node("Mul", [x, ex.const(0.5)], [ex.tmp("half")]), one], [out])
+
+
+_ONNX_UNARY = {
+    "relu": _o_unary("Relu"), "sigmoid": _o_unary("Sigmoid"), "tanh": _o_unary("Tanh"),
+    "relu6": lambda ex, x, out, a: _o_clip(ex, x, out, {"min": 0.0, "max": 6.0}),
+    "leaky_relu": lambda ex, x, out, a: ex.node("LeakyRelu", [x], [out],
+                                                alpha=a["negative_slope"]),
+    "clip": _o_clip, "silu": _o_silu, "gelu": _o_gelu,
+    "hardswish": _o_unary("HardSwish"),
+    "hardsigmoid": _o_unary("HardSigmoid", alpha=1 / 6, beta=0.5),
+}
+
+
+def _unary_node(name):
+    return lambda ex, n, shapes: _ONNX_UNARY[name](ex, n.inputs[0], n.outputs[0], n.attrs)
+
+
+def _simple(op, **attr_map):
+    def f(ex, n, shapes):
+        kw = {k: fn(n.attrs) for k, fn in attr_map.items()}
+        ex.node(op, [i for i in n.inputs if i], n.outputs, **kw)
+    return f
+
+
+def _o_prelu(ex, n, shapes):
+    r = len(shapes[n.inputs[0]])
+    slope = _reshape_const(ex, n.inputs[1], shapes[n.inputs[1]], r)
+    ex.node("PRelu", [n.inputs[0], slope], n.outputs)
+
+
+def _reshape_const(ex, name, shape, rank):
+    target = [shape[0]] + [1] * (rank - 2)
+    return ex.node("Reshape", [name, ex.const(target, np.int64)], [ex.tmp("slope")])
+
+
+def _o_flatten(ex, n, shapes):
+    _reshape(ex, n.inputs[0], shapes[n.outputs[0]], n.outputs[0])
+
+
+_ONNX_OPS = {
+    "conv": _o_conv, "conv_transpose": _o_conv_t,
+    "max_pool": _o_pool("max"), "avg_pool": _o_pool("avg"), "min_pool": _o_pool("min"),
+    "adaptive_avg_pool": _o_adaptive("avg"), "adaptive_max_pool": _o_adaptive("max"),
+    "linear": _o_linear, "matmul": _simple("MatMul"),
+    "add": _simple("Add"), "sub": _simple("Sub"), "mul": _simple("Mul"), "div": _simple("Div"),
+    "prelu": _o_prelu,
+    "softmax": _simple("Softmax", axis=lambda a: a["dim"]),
+    "log_softmax": _simple("LogSoftmax", axis=lambda a: a["dim"]),
+    "batch_norm": _o_bn,
+    "instance_norm": _simple("InstanceNormalization", epsilon=lambda a: a["eps"]),
+    "layer_norm": _simple("LayerNormalization", epsilon=lambda a: a["eps"],
+                          axis=lambda a: -len(a["normalized_shape"])),
+    "local_response_norm": _simple("LRN", size=lambda a: a["size"], alpha=lambda a: a["alpha"],
+                                   beta=lambda a: a["beta"], bias=lambda a: a["k"]),
+    "dropout": _simple("Identity"), "identity": _simple("Identity"),
+    "flatten": _o_flatten, "reshape": _o_flatten,
+    "permute": _simple("Transpose", perm=lambda a: a["dims"]),
+    "concat": _simple("Concat", axis=lambda a: a["dim"]),
+    "split": _o_split, "channel_shuffle": _o_shuffle, "pad": _o_pad, "interpolate": _o_interp,
+    "mean": _simple("ReduceMean", axes=lambda a: a["dim"], keepdims=lambda a: int(a["keepdim"])),
+}
+_ONNX_OPS.update({k: _unary_node(k) for k in _ONNX_UNARY})
+
+
+def _ort_runner(model, threads):
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    sess = ort.InferenceSession(to_onnx(model).SerializeToString(), opts,
+                                providers=["CPUExecutionProvider"])
+    name = model.inputs[0].name
+    return lambda x: sess.run(None, {name: x})[0]
+
+
+def _openvino_runner(model, threads):
+    import openvino as ov
+    core = ov.Core()
+    ov_model = core.read_model(to_onnx(model).SerializeToString())
+    compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads,
+                                                    "PERFORMANCE_HINT": "LATENCY",
+                                                    "INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+
+    def run(x):
+        request.infer({0: x})
+        return request.get_output_tensor(0).data.copy()
+    return run

@@ -1,0 +1,66 @@
+"""Peers as independent oracles: PyTorch eager and ONNX Runtime / OpenVINO (through our
+ONNX export) compute the same outputs as engine on random graphs and zoo models.
+
+Tolerance: 1e-4 relative to the output magnitude.  Skipped when a peer is not installed.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import assume, given, settings, strategies as st
+
+import engine
+from engine import peers
+from graphs import random_model
+from helpers import assert_close, rng_array
+
+
+def _need(peer):
+    if peer not in peers.available():
+        pytest.skip(f"{peer} not installed")
+    if peer != "torch":
+        pytest.importorskip("onnx")
+
+
+@pytest.mark.parametrize("peer", ["torch", "onnxruntime", "openvino"])
+@settings(max_examples=12)
+@given(seed=st.integers(0, 2**31))
+def test_random_graphs_agree_with_peer(peer, seed):
+    _need(peer)
+    rng = np.random.default_rng(seed)
+    model, shape = random_model(rng, layers=16)
+    try:
+        run = peers.make_runner(peer, model, threads=1)
+    except engine.UnsupportedError:
+        assume(False)                       # an op the ONNX export does not express
+    x = rng_array(rng, shape)
+    assert_close(run(x), engine.Session(model, threads=1).run(x)[0], 1e-4)
+
+
+@pytest.mark.parametrize("name,size", [("resnet18", 64), ("mobilenet_v2", 64),
+                                       ("googlenet", 64), ("alexnet_original", None)])
+@pytest.mark.parametrize("peer", ["torch", "onnxruntime", "openvino"])
+def test_zoo_models_agree_with_peer(name, size, peer):
+    _need(peer)
+    from engine import zoo
+    model = zoo.get(name) if size is None else zoo.get(name, input_size=(size, size))
+    shape = tuple(2 if d is None else d for d in model.inputs[0].shape)
+    x = rng_array(np.random.default_rng(0), shape)
+    ours = engine.Session(model, threads=2).run(x)[0]
+    assert_close(peers.make_runner(peer, model, threads=2)(x), ours, 1e-4)
+
+
+def test_onnx_export_lists_what_it_cannot_express():
+    pytest.importorskip("onnx")
+    b = engine.Builder()
+    x = b.input("x", (None, 4, 6, 6))
+    b.output(b.group_norm(x, 2))
+    with pytest.raises(engine.UnsupportedError, match="group_norm"):
+        peers.to_onnx(b.build())
+
+
+def test_bench_vs_peers_cli(capsys):
+    from engine.cli import main
+    assert main(["bench", "lenet5", "--threads", "1", "--repeat", "3", "--warmup", "1",
+                 "--vs", "all"]) == 0
+    out = capsys.readouterr().out
+    assert "side by side" in out and "engine" in out
