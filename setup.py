@@ -2,7 +2,9 @@
 
 The kernels are C headers (include/engine/*.h) compiled into Cython extension modules
 (pyx/_*.pyx -> engine._kernels.<name>).  Flags: -O3, no -ffast-math (NaN / Inf behave as
-IEEE), no -march=native (the wheel must run on any x86-64).  OpenMP is used when the
+IEEE), no -march=native (the wheel must run on any x86-64: include/engine/ek_dispatch.h
+compiles every kernel for the baseline, AVX2+FMA and AVX-512 through target pragmas in the
+same translation unit and picks one by CPUID at import).  OpenMP is used when the
 compiler accepts -fopenmp (probed with a tiny program); otherwise the kernels build
 single-threaded and a message says so.
 

@@ -44,12 +44,16 @@ def _cgroup_cpu_quota():
 
 
 def build_info():
-    """What the compiled kernels were built with (None values if they are not built)."""
+    """What the compiled kernels were built with and run on: the instruction set chosen
+    (and how: auto / ENGINE_ISA / set_isa), the ones available, OpenMP, the GEMM tile."""
     try:
         from ._kernels import build_config
         return dict(build_config())
     except ImportError as e:
-        return {"kernels": f"not built ({e})"}
+        msg = str(e)
+        if "ENGINE_ISA" in msg:
+            return {"kernels": f"unavailable ({msg})"}
+        return {"kernels": f"not built ({msg})"}
 
 
 def config_dict():
@@ -68,4 +72,6 @@ def config_dict():
 def show_config(file=None):
     """Print the build and runtime configuration (instruction set, OpenMP, threads)."""
     for k, v in config_dict().items():
+        if isinstance(v, (list, tuple)):
+            v = ", ".join(str(x) for x in v)
         print(f"{k:>16}: {v}", file=file)

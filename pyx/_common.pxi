@@ -11,13 +11,89 @@ from libc.stdint cimport uintptr_t
 
 cnp.import_array()
 
-cdef extern from "engine/ek_common.h":
+cdef extern from "engine/ek_dispatch.h":
     int EK_OPENMP
+    int EK_MULTI_ISA
+    int EK_ISA_COMPILED_MAX
+    int ek_isa_cur
+    int ek_isa_set(int level)
+    int ek_isa_max_level()
+    int ek_cpu_best_isa()
 
 
 def openmp_enabled():
     """True when the kernels of this module were compiled with OpenMP (threads honoured)."""
     return bool(EK_OPENMP)
+
+
+# -- run-time instruction-set dispatch (include/engine/ek_dispatch.h) -----------------------
+# Levels: 0 scalar (baseline), 1 avx2 (AVX2+FMA), 2 avx512.  Each module holds its own
+# current level; engine._kernels.set_isa sets all of them together.
+
+def _isa_level():
+    """This module's current instruction-set level (0 scalar, 1 avx2, 2 avx512)."""
+    return ek_isa_cur
+
+
+def _isa_max_level():
+    """The highest level usable here: min(what the CPU supports, what was compiled)."""
+    return ek_isa_max_level()
+
+
+def _isa_cpu_level():
+    """The highest level the CPU (and OS) supports, whatever was compiled."""
+    return ek_cpu_best_isa()
+
+
+def _isa_compiled_max():
+    """The highest level compiled into this module (0 without the x86 multi-ISA build)."""
+    return EK_ISA_COMPILED_MAX
+
+
+def _set_isa_level(int level):
+    """Set this module's level; returns the previous one.  ValueError if not usable."""
+    cdef int prev = ek_isa_set(level)
+    if prev < 0:
+        raise ValueError(f"instruction-set level {level} is not usable here (max "
+                         f"{ek_isa_max_level()})")
+    return prev
+
+
+ek_isa_set(ek_isa_max_level())     # default: the best the CPU supports
+
+
+cdef extern from "engine/ek_dispatch.h":
+    long ek_gemm_l1_bytes, ek_gemm_l2_bytes
+    void ek_gemm_init_caches()
+    void ek_gemm_set_caches(long l1d, long l2)
+
+
+ek_gemm_init_caches()              # the GEMM blocking's L1 / L2 sizes, from CPUID
+
+
+def _cache_sizes():
+    """(L1d, L2) bytes this module's GEMM blocking uses."""
+    return int(ek_gemm_l1_bytes), int(ek_gemm_l2_bytes)
+
+
+def _set_cache_sizes(long l1d, long l2):
+    """Override this module's (L1d, L2) bytes (values too small are raised to 4 / 64 KiB)."""
+    ek_gemm_set_caches(l1d, l2)
+    return _cache_sizes()
+
+
+cdef inline int _isa_arg(object isa) except -2:
+    """An explicit level argument (name or number; None: the module's current level)."""
+    if isa is None:
+        return ek_isa_cur
+    if isinstance(isa, str):
+        if isa not in _ISA_NAMES:
+            raise ValueError(f"unknown instruction set {isa!r}; expected one of {_ISA_NAMES}")
+        isa = _ISA_NAMES.index(isa)
+    cdef long v = isa
+    if v < 0 or v > ek_isa_max_level():
+        raise ValueError(f"isa level {v} is not usable here (max {ek_isa_max_level()})")
+    return <int>v
 
 
 cdef inline cnp.ndarray _arr(object a, str name, int typenum=cnp.NPY_FLOAT32):
@@ -152,4 +228,57 @@ cdef inline float* _work(object work, Py_ssize_t need, str name="work") except? 
     cdef float* p = _fptr(work, name, -1, 1, True)
     if _size(work) < need:
         raise ValueError(f"{name} must have at least {need} elements, got {_size(work)}")
+    return p
+
+
+_ISA_NAMES = ("scalar", "avx2", "avx512")
+
+
+cdef class Packed:
+    """An operand packed once (at prepare time) for the micro-kernels of one instruction set.
+
+    Opaque to Python: ``kind`` says what it packs ("gemm_a": op(A) of shape (M, K),
+    "gemm_b": op(B) of shape (K, N), "conv": conv weights of shape (Cout, C/groups, KD, KH,
+    KW) in ``groups`` groups), ``isa`` the level it was packed for: calls using it run that
+    level's kernels whatever the module's current level is.  ``data`` holds the panels.
+    """
+    cdef readonly object data
+    cdef readonly str kind
+    cdef readonly int isa
+    cdef readonly tuple shape
+    cdef readonly Py_ssize_t groups
+    cdef float* ptr
+
+    @property
+    def isa_name(self):
+        return _ISA_NAMES[self.isa]
+
+    @property
+    def nbytes(self):
+        return self.data.nbytes
+
+    def __repr__(self):
+        return (f"Packed(kind={self.kind!r}, shape={self.shape}, groups={self.groups}, "
+                f"isa={_ISA_NAMES[self.isa]!r}, {self.data.nbytes} bytes)")
+
+
+cdef Packed _new_packed(str kind, tuple shape, Py_ssize_t groups, int isa, Py_ssize_t size):
+    cdef Packed p = Packed.__new__(Packed)
+    import numpy as _np
+    p.data = _np.zeros(max(size, 16), dtype=_np.float32)
+    p.ptr = <float*>cnp.PyArray_DATA(<cnp.ndarray>p.data)
+    p.kind = kind
+    p.shape = shape
+    p.groups = groups
+    p.isa = isa
+    return p
+
+
+cdef inline Packed _packed_arg(object obj, str name, str kind):
+    if not isinstance(obj, Packed):
+        raise ValueError(f"{name} must be a {kind} Packed operand of this module, got "
+                         f"{type(obj).__name__}")
+    cdef Packed p = <Packed>obj
+    if p.kind != kind:
+        raise ValueError(f"{name} must be a {kind} Packed operand, got kind {p.kind!r}")
     return p

@@ -9,23 +9,54 @@ caller's (they imply the end padding); every size is checked here before the C c
 
 include "_common.pxi"
 
-cdef extern from "engine/ek_conv.h" nogil:
+cdef extern from *:
+    """
+    #define ek_conv_workspace_at(isa, ...) EK_ISA_SEL(isa, ek_conv_workspace)(__VA_ARGS__)
+    #define ek_conv3d_at(isa, ...) EK_ISA_SEL(isa, ek_conv3d)(__VA_ARGS__)
+    #define ek_conv_packed_workspace_at(isa, ...) \
+        EK_ISA_SEL(isa, ek_conv_packed_workspace)(__VA_ARGS__)
+    #define ek_conv3d_packed_at(isa, ...) EK_ISA_SEL(isa, ek_conv3d_packed)(__VA_ARGS__)
+    #define ek_conv_pack_size_at(isa, ...) EK_ISA_SEL(isa, ek_conv_pack_size)(__VA_ARGS__)
+    #define ek_conv_pack_at(isa, ...) EK_ISA_SEL(isa, ek_conv_pack)(__VA_ARGS__)
+    #define ek_conv_transpose_workspace_at(isa, ...) \
+        EK_ISA_SEL(isa, ek_conv_transpose_workspace)(__VA_ARGS__)
+    #define ek_conv_transpose3d_at(isa, ...) EK_ISA_SEL(isa, ek_conv_transpose3d)(__VA_ARGS__)
+    #define ek_conv3d_depthwise_at(isa, ...) EK_ISA_SEL(isa, ek_conv3d_depthwise)(__VA_ARGS__)
+    #define ek_conv_depthwise_workspace_at(isa, ...) \
+        EK_ISA_SEL(isa, ek_conv_depthwise_workspace)(__VA_ARGS__)
+    """
+
+cdef extern from "engine/ek_dispatch.h" nogil:
     ctypedef struct ek_geom3:
         Py_ssize_t D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, pd, ph, pw, dd, dh, dw
-    Py_ssize_t ek_conv_workspace(Py_ssize_t C, Py_ssize_t Cout, Py_ssize_t groups,
-                                 const ek_geom3* g, int nthreads)
-    void ek_conv3d(const float* x, const float* w, const float* bias, float* y, Py_ssize_t N,
-                   Py_ssize_t C, Py_ssize_t Cout, Py_ssize_t groups, const ek_geom3* g,
-                   int act, float p0, float p1, float* work, int nthreads)
-    void ek_conv3d_depthwise(const float* x, const float* w, const float* bias, float* y,
-                             Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout, const ek_geom3* g,
-                             int act, float p0, float p1, int nthreads)
-    Py_ssize_t ek_conv_transpose_workspace(Py_ssize_t C, Py_ssize_t Cout, Py_ssize_t groups,
-                                           const ek_geom3* g, int nthreads)
-    void ek_conv_transpose3d(const float* x, const float* w, const float* bias, float* y,
-                             Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout, Py_ssize_t groups,
-                             const ek_geom3* g, int act, float p0, float p1, float* work,
-                             int nthreads)
+    Py_ssize_t ek_conv_workspace_at(int isa, Py_ssize_t C, Py_ssize_t Cout,
+                                    Py_ssize_t groups, const ek_geom3* g, int nthreads)
+    void ek_conv3d_at(int isa, const float* x, const float* w, const float* bias, float* y,
+                      Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout, Py_ssize_t groups,
+                      const ek_geom3* g, int act, float p0, float p1, float* work,
+                      int nthreads)
+    Py_ssize_t ek_conv_packed_workspace_at(int isa, Py_ssize_t C, Py_ssize_t Cout,
+                                           Py_ssize_t groups, const ek_geom3* g, int nthreads)
+    void ek_conv3d_packed_at(int isa, const float* x, const float* wpk, const float* bias,
+                             const float* R, float* y, Py_ssize_t N, Py_ssize_t C,
+                             Py_ssize_t Cout, Py_ssize_t groups, const ek_geom3* g, int act,
+                             float p0, float p1, float* work, int nthreads)
+    Py_ssize_t ek_conv_pack_size_at(int isa, Py_ssize_t Cout, Py_ssize_t K, Py_ssize_t groups)
+    void ek_conv_pack_at(int isa, const float* w, Py_ssize_t Cout, Py_ssize_t K,
+                         Py_ssize_t groups, float* buf)
+    Py_ssize_t ek_conv_depthwise_workspace_at(int isa, Py_ssize_t N, Py_ssize_t Cout,
+                                              const ek_geom3* g, int nthreads)
+    void ek_conv3d_depthwise_at(int isa, const float* x, const float* w, const float* bias,
+                                float* y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout,
+                                const ek_geom3* g, int act, float p0, float p1, float* work,
+                                int nthreads)
+    Py_ssize_t ek_conv_transpose_workspace_at(int isa, Py_ssize_t C, Py_ssize_t Cout,
+                                              Py_ssize_t groups, const ek_geom3* g,
+                                              int nthreads)
+    void ek_conv_transpose3d_at(int isa, const float* x, const float* w, const float* bias,
+                                float* y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout,
+                                Py_ssize_t groups, const ek_geom3* g, int act, float p0,
+                                float p1, float* work, int nthreads)
 
 
 cdef int _shape5(object shape, str name, Py_ssize_t* out) except -1:
@@ -86,21 +117,50 @@ cdef int _geom(object x_shape, object w_shape, object y_shape, object stride,
 
 
 def conv_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
-                   Py_ssize_t groups=1, nthreads=1):
-    """float32 elements of workspace conv3d needs (0 for a pointwise conv on 1 thread)."""
+                   Py_ssize_t groups=1, nthreads=1, isa=None):
+    """float32 elements of workspace conv3d needs."""
     cdef ek_geom3 g
     cdef Py_ssize_t dims[3]
     _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
-    return ek_conv_workspace(dims[1], dims[2], groups, &g, _threads(nthreads))
+    return ek_conv_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
+                                _threads(nthreads))
+
+
+def conv_packed_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
+                          Py_ssize_t groups=1, nthreads=1, isa=None):
+    """float32 elements of workspace conv3d_packed needs (isa: the packed weights' level)."""
+    cdef ek_geom3 g
+    cdef Py_ssize_t dims[3]
+    _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
+    return ek_conv_packed_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
+                                       _threads(nthreads))
+
+
+def conv_pack(w, Py_ssize_t groups=1, isa=None):
+    """Pack conv weights w (Cout, C/groups, KD, KH, KW) once for conv3d_packed."""
+    cdef int lv = _isa_arg(isa)
+    cdef const float* pw = _fptr(w, "w", -1, 5)
+    ws = tuple(int(v) for v in _shape(w))
+    if groups < 1 or ws[0] % groups != 0:
+        raise ValueError(f"groups={groups} must be >= 1 and divide Cout={ws[0]}")
+    if min(ws) < 1:
+        raise ValueError(f"w dims must be >= 1, got {ws}")
+    cdef Py_ssize_t Cout = ws[0]
+    cdef Py_ssize_t K = ws[1] * ws[2] * ws[3] * ws[4]
+    cdef Packed p = _new_packed("conv", ws, groups, lv, ek_conv_pack_size_at(lv, Cout, K, groups))
+    with nogil:
+        ek_conv_pack_at(lv, pw, Cout, K, groups, p.ptr)
+    return p
 
 
 def conv_transpose_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
-                             Py_ssize_t groups=1, nthreads=1):
+                             Py_ssize_t groups=1, nthreads=1, isa=None):
     """float32 elements of workspace conv_transpose3d needs."""
     cdef ek_geom3 g
     cdef Py_ssize_t dims[3]
     _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, True, &g, dims)
-    return ek_conv_transpose_workspace(dims[1], dims[2], groups, &g, _threads(nthreads))
+    return ek_conv_transpose_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
+                                          _threads(nthreads))
 
 
 cdef int _prep(object x, object w, object bias, object y, object stride, object pad_begin,
@@ -133,7 +193,7 @@ cdef int _check_work(float* pwork, object work, object x, object w, object y) ex
 
 
 def conv3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=0,
-           float p0=0.0, float p1=0.0, work=None, nthreads=1):
+           float p0=0.0, float p1=0.0, work=None, nthreads=1, isa=None):
     """y = act(conv(x, w) + bias) (PyTorch conv semantics).
 
     x: (N, C, D, H, W); w: (Cout, C/groups, KD, KH, KW); bias: (Cout,) or None;
@@ -153,18 +213,74 @@ def conv3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=
         raise ValueError(f"groups must be >= 1, got {groups}")
     _prep(x, w, bias, y, stride, pad_begin, dilation, groups, False, &g, dims, &px, &pw,
           &pbias, &py)
-    cdef float* pwork = _work(work, ek_conv_workspace(dims[1], dims[2], groups, &g, nt))
+    cdef int lv = _isa_arg(isa)
+    cdef float* pwork = _work(work, ek_conv_workspace_at(lv, dims[1], dims[2], groups, &g, nt))
     _check_work(pwork, work, x, w, y)
     with nogil:
-        ek_conv3d(px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g, ac, p0, p1,
-                  pwork, nt)
+        ek_conv3d_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g, ac, p0, p1,
+                     pwork, nt)
+
+
+def conv3d_packed(x, Packed wp, bias, y, stride, pad_begin, dilation, act=0, float p0=0.0,
+                  float p1=0.0, residual=None, work=None, nthreads=1):
+    """conv3d with weights packed by conv_pack (their groups and instruction-set level).
+
+    residual: None or an array of y's shape added before the activation (must not
+    overlap y).  work: conv_packed_workspace(..., isa=wp.isa) elements.
+    """
+    cdef ek_geom3 g
+    cdef Py_ssize_t dims[3]
+    cdef const float* px
+    cdef const float* pbias
+    cdef float* py
+    cdef int nt = _threads(nthreads)
+    cdef int ac = _act(act)
+    _packed_arg(wp, "wp", "conv")
+    cdef Py_ssize_t groups = wp.groups
+    px = _fptr(x, "x", -1, 5)
+    py = _fptr(y, "y", -1, 5, True)
+    _geom(_shape(x), wp.shape, _shape(y), stride, pad_begin, dilation, groups, False, &g,
+          dims)
+    pbias = _fptr_opt(bias, "bias", dims[2])
+    cdef Py_ssize_t ny = _size(y)
+    _disjoint(py, ny, px, _size(x), "y", "x")
+    _disjoint(py, ny, wp.ptr, _size(wp.data), "y", "wp")
+    if pbias != NULL:
+        _disjoint(py, ny, pbias, _size(bias), "y", "bias")
+    cdef const float* pr = NULL
+    if residual is not None:
+        pr = _fptr(residual, "residual", ny)      # y's element count, any shape
+        _disjoint(py, ny, pr, ny, "y", "residual")
+    cdef int lv = wp.isa
+    cdef float* pwork = _work(work, ek_conv_packed_workspace_at(lv, dims[1], dims[2], groups,
+                                                                &g, nt))
+    if pwork != NULL:
+        _disjoint(pwork, _size(work), py, ny, "work", "y")
+        _disjoint(pwork, _size(work), px, _size(x), "work", "x")
+        if pr != NULL:
+            _disjoint(pwork, _size(work), pr, ny, "work", "residual")
+    with nogil:
+        ek_conv3d_packed_at(lv, px, wp.ptr, pbias, pr, py, dims[0], dims[1], dims[2], groups,
+                            &g, ac, p0, p1, pwork, nt)
+
+
+def conv_depthwise_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
+                             nthreads=1, isa=None):
+    """float32 elements of workspace conv3d_depthwise needs (padded planes; 0 for 3-D)."""
+    cdef ek_geom3 g
+    cdef Py_ssize_t dims[3]
+    groups = int(tuple(x_shape)[1]) if len(tuple(x_shape)) == 5 else 1
+    _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
+    return ek_conv_depthwise_workspace_at(_isa_arg(isa), dims[0], dims[2], &g,
+                                          _threads(nthreads))
 
 
 def conv3d_depthwise(x, w, bias, y, stride, pad_begin, dilation, act=0, float p0=0.0,
-                     float p1=0.0, nthreads=1):
-    """Depthwise conv3d (groups == C, Cout = multiplier * C), direct kernel, no workspace.
+                     float p1=0.0, nthreads=1, isa=None, work=None):
+    """Depthwise conv3d (groups == C, Cout = multiplier * C), direct kernel.
 
     x: (N, C, D, H, W); w: (Cout, 1, KD, KH, KW); bias: (Cout,) or None; y: (N, Cout, ...).
+    work: None (slower bounds-checked path) or conv_depthwise_workspace(...) elements.
     """
     cdef ek_geom3 g
     cdef Py_ssize_t dims[3]
@@ -176,12 +292,18 @@ def conv3d_depthwise(x, w, bias, y, stride, pad_begin, dilation, act=0, float p0
     cdef int ac = _act(act)
     _prep(x, w, bias, y, stride, pad_begin, dilation, 0, False, &g, dims, &px, &pw, &pbias,
           &py)
+    cdef int lv = _isa_arg(isa)
+    cdef float* pwork = NULL
+    if work is not None:
+        pwork = _work(work, ek_conv_depthwise_workspace_at(lv, dims[0], dims[2], &g, nt))
+        _check_work(pwork, work, x, w, y)
     with nogil:
-        ek_conv3d_depthwise(px, pw, pbias, py, dims[0], dims[1], dims[2], &g, ac, p0, p1, nt)
+        ek_conv3d_depthwise_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], &g, ac, p0,
+                               p1, pwork, nt)
 
 
 def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=0,
-                     float p0=0.0, float p1=0.0, work=None, nthreads=1):
+                     float p0=0.0, float p1=0.0, work=None, nthreads=1, isa=None):
     """y = act(conv_transpose(x, w) + bias) (PyTorch semantics).
 
     x: (N, C, D, H, W); w: (C, Cout/groups, KD, KH, KW); bias: (Cout,) or None;
@@ -201,9 +323,10 @@ def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t grou
         raise ValueError(f"groups must be >= 1, got {groups}")
     _prep(x, w, bias, y, stride, pad_begin, dilation, groups, True, &g, dims, &px, &pw,
           &pbias, &py)
-    cdef float* pwork = _work(work, ek_conv_transpose_workspace(dims[1], dims[2], groups, &g,
-                                                                nt))
+    cdef int lv = _isa_arg(isa)
+    cdef float* pwork = _work(work, ek_conv_transpose_workspace_at(lv, dims[1], dims[2], groups,
+                                                                   &g, nt))
     _check_work(pwork, work, x, w, y)
     with nogil:
-        ek_conv_transpose3d(px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g, ac, p0,
-                            p1, pwork, nt)
+        ek_conv_transpose3d_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g,
+                               ac, p0, p1, pwork, nt)

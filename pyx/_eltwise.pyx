@@ -8,20 +8,20 @@ where documented, any other overlap is rejected.
 
 include "_common.pxi"
 
-cdef extern from "engine/ek_eltwise.h" nogil:
-    void ek_unary(const float* x, float* y, Py_ssize_t n, int act, float p0, float p1,
+cdef extern from "engine/ek_dispatch.h" nogil:
+    void ek_unary "EK_CALL(ek_unary)"(const float* x, float* y, Py_ssize_t n, int act, float p0, float p1,
                   int nthreads)
-    void ek_channel_affine(const float* x, const float* scale, const float* shift, float* y,
+    void ek_channel_affine "EK_CALL(ek_channel_affine)"(const float* x, const float* scale, const float* shift, float* y,
                            Py_ssize_t outer, Py_ssize_t C, Py_ssize_t inner, int act, float p0,
                            float p1, int nthreads)
-    void ek_prelu(const float* x, const float* w, Py_ssize_t nw, float* y, Py_ssize_t outer,
+    void ek_prelu "EK_CALL(ek_prelu)"(const float* x, const float* w, Py_ssize_t nw, float* y, Py_ssize_t outer,
                   Py_ssize_t C, Py_ssize_t inner, int nthreads)
-    void ek_binary_nd(int op, int ndim, const Py_ssize_t* shape, const float* a,
+    void ek_binary_nd "EK_CALL(ek_binary_nd)"(int op, int ndim, const Py_ssize_t* shape, const float* a,
                       const Py_ssize_t* a_strides, const float* b, const Py_ssize_t* b_strides,
                       float* out, int nthreads)
 
-cdef extern from "engine/ek_softmax.h" nogil:
-    void ek_softmax(const float* x, float* y, Py_ssize_t outer, Py_ssize_t axis,
+cdef extern from "engine/ek_dispatch.h" nogil:
+    void ek_softmax "EK_CALL(ek_softmax)"(const float* x, float* y, Py_ssize_t outer, Py_ssize_t axis,
                     Py_ssize_t inner, int use_log, int nthreads)
 
 ADD = 0

@@ -1,38 +1,49 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""GEMM kernels (engine._kernels.gemm): cache-blocked SGEMM with fused bias + activation.
+"""GEMM kernels (engine._kernels.gemm): packed, cache-blocked SGEMM with a fused epilogue
+(bias, residual, activation), operands optionally pre-packed once (``pack_a`` / ``pack_b``).
 
 All arrays are float32 and C-contiguous; every size is checked before the GIL is released
-and the C kernel (include/engine/ek_gemm.h) runs.
+and the C kernel (include/engine/ek_gemm.h) runs.  ``isa`` arguments select the
+instruction-set level explicitly (None: the module's current level); a Packed operand
+carries its own level.
 """
+
+from libc.string cimport memset
 
 include "_common.pxi"
 
-cdef extern from "engine/ek_gemm.h" nogil:
-    Py_ssize_t ek_sgemm_workspace(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, int trans_b,
-                                  int nthreads)
-    void ek_sgemm(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, const float* A, Py_ssize_t lda,
-                  int trans_a, const float* B, Py_ssize_t ldb, int trans_b, float* C,
-                  Py_ssize_t ldc, const float* bias, int bias_mode, int accumulate, int act,
-                  float p0, float p1, float* work, int nthreads)
-    int EK_GEMM_MR, EK_GEMM_NR, EK_GEMM_MC, EK_GEMM_KC, EK_GEMM_NC
+cdef extern from "engine/ek_dispatch.h" nogil:
+    ctypedef struct ek_gemm_args:
+        Py_ssize_t M, N, K
+        const float* A
+        Py_ssize_t lda
+        int trans_a, a_packed
+        const float* B
+        Py_ssize_t ldb
+        int trans_b, b_packed
+        float* C
+        Py_ssize_t ldc
+        const float* bias
+        int bias_mode
+        const float* R
+        Py_ssize_t ldr
+        int accumulate, act
+        float p0, p1
+    int EK_GEMM_B_MATRIX, EK_GEMM_B_PACKED
 
 cdef extern from *:
     """
-    static const char *ek_build_isa(void) {
-    #if defined(__AVX512F__)
-        return "avx512f";
-    #elif defined(__AVX2__) && defined(__FMA__)
-        return "avx2+fma";
-    #elif defined(__AVX__)
-        return "avx";
-    #elif defined(__SSE2__) || defined(_M_X64)
-        return "sse2 (x86-64 baseline)";
-    #elif defined(__ARM_NEON) || defined(__aarch64__)
-        return "neon";
-    #else
-        return "generic";
-    #endif
-    }
+    #define ek_gemm_run_at(isa, g, w, nt) EK_ISA_SEL(isa, ek_gemm_run)(g, w, nt)
+    #define ek_gemm_workspace_at(isa, M, N, K, ap, bm, nt) \\
+        EK_ISA_SEL(isa, ek_gemm_workspace)(M, N, K, ap, bm, nt)
+    #define ek_gemm_pack_a_size_at(isa, M, K) EK_ISA_SEL(isa, ek_gemm_pack_a_size)(M, K)
+    #define ek_gemm_pack_b_size_at(isa, K, N) EK_ISA_SEL(isa, ek_gemm_pack_b_size)(K, N)
+    #define ek_gemm_pack_a_at(isa, M, K, A, lda, t, buf) \\
+        EK_ISA_SEL(isa, ek_gemm_pack_a)(M, K, A, lda, t, buf)
+    #define ek_gemm_pack_b_at(isa, K, N, B, ldb, t, buf) \\
+        EK_ISA_SEL(isa, ek_gemm_pack_b)(K, N, B, ldb, t, buf)
+    #define ek_gemm_blocking_at(isa, out) EK_ISA_SEL(isa, ek_gemm_blocking)(out)
+    #define ek_gemm_kind_at(isa) EK_ISA_SEL(isa, ek_gemm_kind)()
     static const char *ek_build_compiler(void) {
     #if defined(__clang__)
         return "clang " __clang_version__;
@@ -59,24 +70,20 @@ cdef extern from *:
     #endif
     }
     """
-    const char* ek_build_isa()
+    void ek_gemm_run_at(int isa, const ek_gemm_args* g, float* work, int nthreads) nogil
+    Py_ssize_t ek_gemm_workspace_at(int isa, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
+                                    int a_packed, int b_mode, int nthreads)
+    Py_ssize_t ek_gemm_pack_a_size_at(int isa, Py_ssize_t M, Py_ssize_t K)
+    Py_ssize_t ek_gemm_pack_b_size_at(int isa, Py_ssize_t K, Py_ssize_t N)
+    void ek_gemm_pack_a_at(int isa, Py_ssize_t M, Py_ssize_t K, const float* A,
+                           Py_ssize_t lda, int trans, float* buf) nogil
+    void ek_gemm_pack_b_at(int isa, Py_ssize_t K, Py_ssize_t N, const float* B,
+                           Py_ssize_t ldb, int trans, float* buf) nogil
+    void ek_gemm_blocking_at(int isa, Py_ssize_t* out)
+    const char* ek_gemm_kind_at(int isa)
     const char* ek_build_compiler()
     long ek_build_openmp_version()
     int ek_build_omp_max_threads()
-    int EK_GEMM_VEXT
-
-
-def build_config():
-    """What these kernels were compiled with: OpenMP, instruction set, compiler, GEMM tile."""
-    return {
-        "openmp": bool(EK_OPENMP),
-        "openmp_version": int(ek_build_openmp_version()) or None,
-        "omp_max_threads": int(ek_build_omp_max_threads()),
-        "isa": ek_build_isa().decode(),
-        "compiler": ek_build_compiler().decode(),
-        "gemm_tile": f"{EK_GEMM_MR}x{EK_GEMM_NR}"
-                     + (" (vector extensions)" if EK_GEMM_VEXT else " (plain C loops)"),
-    }
 
 
 BIAS_NONE = 0
@@ -84,75 +91,174 @@ BIAS_ROW = 1
 BIAS_COL = 2
 
 
-def blocking():
-    """The compiled register tile and cache blocks: dict(mr, nr, mc, kc, nc)."""
-    return dict(mr=EK_GEMM_MR, nr=EK_GEMM_NR, mc=EK_GEMM_MC, kc=EK_GEMM_KC, nc=EK_GEMM_NC)
+def build_config():
+    """What these kernels were compiled with, and the CPU they run on."""
+    cdef int lv = ek_isa_cur
+    return {
+        "openmp": bool(EK_OPENMP),
+        "openmp_version": int(ek_build_openmp_version()) or None,
+        "omp_max_threads": int(ek_build_omp_max_threads()),
+        "isa": _ISA_NAMES[lv],
+        "isa_compiled": list(_ISA_NAMES[:EK_ISA_COMPILED_MAX + 1]),
+        "isa_cpu": _ISA_NAMES[ek_cpu_best_isa()],
+        "compiler": ek_build_compiler().decode(),
+        "gemm_tile": blocking()["tile"],
+        "cache_l1d_kib": int(ek_gemm_l1_bytes) // 1024,
+        "cache_l2_kib": int(ek_gemm_l2_bytes) // 1024,
+    }
+
+
+def blocking(isa=None):
+    """Register tile and cache-block bounds of a level: dict(mr, nr, kc, mc, nc, tile)."""
+    cdef int lv = _isa_arg(isa)
+    cdef Py_ssize_t out[5]
+    ek_gemm_blocking_at(lv, out)
+    return dict(mr=out[0], nr=out[1], kc=out[2], mc=out[3], nc=out[4],
+                tile=f"{out[0]}x{out[1]} ({ek_gemm_kind_at(lv).decode()})")
 
 
 def gemm_workspace(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint trans_b=False,
-                   nthreads=1):
+                   nthreads=1, bint a_packed=False, bint b_packed=False, isa=None):
     """float32 elements of workspace `sgemm` needs for an M x N x K product."""
     if M < 0 or N < 0 or K < 0:
         raise ValueError(f"sizes must be >= 0, got M={M} N={N} K={K}")
-    return ek_sgemm_workspace(M, N, K, trans_b, _threads(nthreads))
+    return ek_gemm_workspace_at(_isa_arg(isa), M, N, K, a_packed,
+                                EK_GEMM_B_PACKED if b_packed else EK_GEMM_B_MATRIX,
+                                _threads(nthreads))
+
+
+def pack_a(a, bint trans_a=False, isa=None):
+    """Pack op(a) (M x K; a is (K, M) with trans_a) once for the GEMM's A operand."""
+    cdef int lv = _isa_arg(isa)
+    cdef const float* pa = _fptr(a, "a", -1, 2)
+    sa = _shape(a)
+    cdef Py_ssize_t M = sa[1] if trans_a else sa[0]
+    cdef Py_ssize_t K = sa[0] if trans_a else sa[1]
+    cdef Packed p = _new_packed("gemm_a", (M, K), 1, lv, ek_gemm_pack_a_size_at(lv, M, K))
+    cdef Py_ssize_t lda = sa[1]
+    with nogil:
+        ek_gemm_pack_a_at(lv, M, K, pa, lda, trans_a, p.ptr)
+    return p
+
+
+def pack_b(b, bint trans_b=False, isa=None):
+    """Pack op(b) (K x N; b is (N, K) with trans_b, e.g. a linear layer's weight) once for
+    the GEMM's B operand."""
+    cdef int lv = _isa_arg(isa)
+    cdef const float* pb = _fptr(b, "b", -1, 2)
+    sb = _shape(b)
+    cdef Py_ssize_t K = sb[1] if trans_b else sb[0]
+    cdef Py_ssize_t N = sb[0] if trans_b else sb[1]
+    cdef Packed p = _new_packed("gemm_b", (K, N), 1, lv, ek_gemm_pack_b_size_at(lv, K, N))
+    cdef Py_ssize_t ldb = sb[1]
+    with nogil:
+        ek_gemm_pack_b_at(lv, K, N, pb, ldb, trans_b, p.ptr)
+    return p
 
 
 def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=False,
-          bint accumulate=False, act=0, float p0=0.0, float p1=0.0, work=None, nthreads=1):
-    """c = act([c if accumulate] + op(a) @ op(b) + bias), in place in c.
+          bint accumulate=False, act=0, float p0=0.0, float p1=0.0, work=None, nthreads=1,
+          residual=None, isa=None):
+    """c = act([c if accumulate] + op(a) @ op(b) + bias + residual), in place in c.
 
-    a: (M, K), or (K, M) with trans_a;  b: (K, N), or (N, K) with trans_b;  c: (M, N).
+    a: (M, K), or (K, M) with trans_a, or a Packed from pack_a;  b: (K, N), or (N, K) with
+    trans_b, or a Packed from pack_b;  c: (M, N).
     bias: None, or (M,) with bias_mode=1 (per row) or (N,) with bias_mode=2 (per column).
+    residual: None or (M, N), added before the activation (must not overlap c).
     act, p0, p1: fused activation (code table in include/engine/ek_common.h).
-    work: 1-D float32 with at least gemm_workspace(M, N, K, trans_b, nthreads) elements.
+    work: 1-D float32 with at least gemm_workspace(M, N, K, trans_b, nthreads, a_packed,
+    b_packed, isa) elements.  isa: level (None: current; a Packed operand fixes it).
     """
     cdef int nt = _threads(nthreads)
     cdef int ac = _act(act)
-    cdef const float* pa = _fptr(a, "a", -1, 2)
-    cdef const float* pb = _fptr(b, "b", -1, 2)
-    cdef float* pc = _fptr(c, "c", -1, 2, True)
-    sa, sb, sc = _shape(a), _shape(b), _shape(c)
-    cdef Py_ssize_t M = sa[1] if trans_a else sa[0]
-    cdef Py_ssize_t K = sa[0] if trans_a else sa[1]
-    cdef Py_ssize_t Kb = sb[1] if trans_b else sb[0]
-    cdef Py_ssize_t N = sb[0] if trans_b else sb[1]
+    cdef int lv
+    cdef Packed pka = None
+    cdef Packed pkb = None
+    cdef ek_gemm_args g
+    memset(&g, 0, sizeof(g))
+    if isinstance(a, Packed):
+        pka = _packed_arg(a, "a", "gemm_a")
+    if isinstance(b, Packed):
+        pkb = _packed_arg(b, "b", "gemm_b")
+    if pka is not None and pkb is not None and pka.isa != pkb.isa:
+        raise ValueError(f"a and b were packed for different instruction sets "
+                         f"({pka.isa_name}, {pkb.isa_name})")
+    if pka is not None or pkb is not None:
+        lv = pka.isa if pka is not None else pkb.isa
+        if isa is not None and _isa_arg(isa) != lv:
+            raise ValueError(f"isa={isa} conflicts with the packed operand's level "
+                             f"{_ISA_NAMES[lv]}")
+    else:
+        lv = _isa_arg(isa)
+    cdef Py_ssize_t M, K, Kb, N
+    if pka is not None:
+        M, K = pka.shape
+        g.A = pka.ptr
+        g.a_packed = 1
+    else:
+        g.A = _fptr(a, "a", -1, 2)
+        sa = _shape(a)
+        M = sa[1] if trans_a else sa[0]
+        K = sa[0] if trans_a else sa[1]
+        g.lda = sa[1]
+        g.trans_a = trans_a
+    if pkb is not None:
+        Kb, N = pkb.shape
+        g.B = pkb.ptr
+        g.b_packed = 1
+    else:
+        g.B = _fptr(b, "b", -1, 2)
+        sb = _shape(b)
+        Kb = sb[1] if trans_b else sb[0]
+        N = sb[0] if trans_b else sb[1]
+        g.ldb = sb[1]
+        g.trans_b = trans_b
     if Kb != K:
-        raise ValueError(f"inner dimensions differ: a gives K={K} (shape {sa}, trans_a="
-                         f"{bool(trans_a)}), b gives K={Kb} (shape {sb}, trans_b={bool(trans_b)})")
+        raise ValueError(f"inner dimensions differ: a gives K={K}, b gives K={Kb} "
+                         f"(trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")
+    g.C = _fptr(c, "c", -1, 2, True)
+    sc = _shape(c)
     if sc[0] != M or sc[1] != N:
         raise ValueError(f"c must have shape ({M}, {N}), got {sc}")
-    cdef const float* pbias = NULL
+    cdef Py_ssize_t nc = M * N
     if bias is not None:
         if bias_mode == 1:
-            pbias = _fptr(bias, "bias", M)
+            g.bias = _fptr(bias, "bias", M)
         elif bias_mode == 2:
-            pbias = _fptr(bias, "bias", N)
+            g.bias = _fptr(bias, "bias", N)
         else:
             raise ValueError(f"bias_mode must be 1 (per row) or 2 (per column) when a bias "
                              f"is given, got {bias_mode}")
-    else:
-        bias_mode = 0
-    cdef Py_ssize_t nc = M * N
-    _disjoint(pc, nc, pa, _size(a), "c", "a")
-    _disjoint(pc, nc, pb, _size(b), "c", "b")
-    if pbias != NULL:
-        _disjoint(pc, nc, pbias, _size(bias), "c", "bias")
-    cdef float* pw = _work(work, ek_sgemm_workspace(M, N, K, trans_b, nt))
+        g.bias_mode = bias_mode
+        _disjoint(g.C, nc, g.bias, _size(bias), "c", "bias")
+    if residual is not None:
+        g.R = _fptr(residual, "residual", nc, 2)
+        if _shape(residual)[0] != M:
+            raise ValueError(f"residual must have shape ({M}, {N}), got {_shape(residual)}")
+        g.ldr = N
+        _disjoint(g.C, nc, g.R, nc, "c", "residual")
+    _disjoint(g.C, nc, g.A, _size(a) if pka is None else _size(pka.data), "c", "a")
+    _disjoint(g.C, nc, g.B, _size(b) if pkb is None else _size(pkb.data), "c", "b")
+    cdef float* pw = _work(work, ek_gemm_workspace_at(
+        lv, M, N, K, g.a_packed, EK_GEMM_B_PACKED if g.b_packed else EK_GEMM_B_MATRIX, nt))
     if pw != NULL:
-        _disjoint(pw, _size(work), pc, nc, "work", "c")
-    cdef Py_ssize_t lda = sa[1], ldb = sb[1]
+        _disjoint(pw, _size(work), g.C, nc, "work", "c")
+    g.M, g.N, g.K = M, N, K
+    g.ldc = N
+    g.accumulate = accumulate
+    g.act, g.p0, g.p1 = ac, p0, p1
     with nogil:
-        ek_sgemm(M, N, K, pa, lda, trans_a, pb, ldb, trans_b, pc, N, pbias, bias_mode,
-                 accumulate, ac, p0, p1, pw, nt)
+        ek_gemm_run_at(lv, &g, pw, nt)
 
 
-def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1):
+def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None):
     """c[i] = a[a_index[i]] @ b[b_index[i]] for every i (broadcast batches by index).
 
     a: (Ba, M, K), b: (Bb, K, N), c: (B, M, N); a_index, b_index: intp arrays of B entries
-    in [0, Ba) and [0, Bb).  work: gemm_workspace(M, N, K, False, nthreads) elements.
+    in [0, Ba) and [0, Bb).  work: gemm_workspace(M, N, K, False, nthreads, isa=isa).
     """
     cdef int nt = _threads(nthreads)
+    cdef int lv = _isa_arg(isa)
     cdef const float* pa = _fptr(a, "a", -1, 3)
     cdef const float* pb = _fptr(b, "b", -1, 3)
     cdef float* pc = _fptr(c, "c", -1, 3, True)
@@ -167,11 +273,17 @@ def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1):
     cdef Py_ssize_t nc = _size(c)
     _disjoint(pc, nc, pa, _size(a), "c", "a")
     _disjoint(pc, nc, pb, _size(b), "c", "b")
-    cdef float* pw = _work(work, ek_sgemm_workspace(M, N, K, 0, nt))
+    cdef float* pw = _work(work, ek_gemm_workspace_at(lv, M, N, K, 0, EK_GEMM_B_MATRIX, nt))
     if pw != NULL:
         _disjoint(pw, _size(work), pc, nc, "work", "c")
     cdef Py_ssize_t i
+    cdef ek_gemm_args g
+    memset(&g, 0, sizeof(g))
+    g.M, g.N, g.K = M, N, K
+    g.lda, g.ldb, g.ldc = K, N, N
     with nogil:
         for i in range(B):
-            ek_sgemm(M, N, K, pa + ia[i] * M * K, K, 0, pb + ib[i] * K * N, N, 0,
-                     pc + i * M * N, N, NULL, 0, 0, 0, 0.0, 0.0, pw, nt)
+            g.A = pa + ia[i] * M * K
+            g.B = pb + ib[i] * K * N
+            g.C = pc + i * M * N
+            ek_gemm_run_at(lv, &g, pw, nt)

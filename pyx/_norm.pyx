@@ -5,13 +5,13 @@ Statistics are computed in double (two-pass, biased variance)."""
 
 include "_common.pxi"
 
-cdef extern from "engine/ek_norm.h" nogil:
-    void ek_group_norm(const float* x, const float* gamma, const float* beta, float* y,
+cdef extern from "engine/ek_dispatch.h" nogil:
+    void ek_group_norm "EK_CALL(ek_group_norm)"(const float* x, const float* gamma, const float* beta, float* y,
                        Py_ssize_t N, Py_ssize_t C, Py_ssize_t inner, Py_ssize_t groups,
                        float eps, int nthreads)
-    void ek_layer_norm(const float* x, const float* gamma, const float* beta, float* y,
+    void ek_layer_norm "EK_CALL(ek_layer_norm)"(const float* x, const float* gamma, const float* beta, float* y,
                        Py_ssize_t rows, Py_ssize_t L, float eps, int nthreads)
-    void ek_lrn(const float* x, float* y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t inner,
+    void ek_lrn "EK_CALL(ek_lrn)"(const float* x, float* y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t inner,
                 Py_ssize_t size, float alpha, float beta, float k, int nthreads)
 
 

@@ -6,13 +6,13 @@ Tensors are 5-D (N, C, D, H, W) float32 C-contiguous (1-D/2-D: unit leading spat
 
 include "_common.pxi"
 
-cdef extern from "engine/ek_pool.h" nogil:
+cdef extern from "engine/ek_dispatch.h" nogil:
     ctypedef struct ek_geom3:
         Py_ssize_t D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, pd, ph, pw, dd, dh, dw
-    void ek_pool3d(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
+    void ek_pool3d "EK_CALL(ek_pool3d)"(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
                    Py_ssize_t pe_d, Py_ssize_t pe_h, Py_ssize_t pe_w, int mode,
                    int count_include_pad, int nthreads)
-    void ek_adaptive_pool3d(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
+    void ek_adaptive_pool3d "EK_CALL(ek_adaptive_pool3d)"(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
                             int mode, int nthreads)
 
 MAX = 0

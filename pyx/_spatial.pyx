@@ -4,20 +4,20 @@ from precomputed index tables, and N-d padding (constant, reflect, replicate).""
 
 include "_common.pxi"
 
-cdef extern from "engine/ek_resize.h" nogil:
+cdef extern from "engine/ek_dispatch.h" nogil:
     ctypedef struct ek_geom3:
         Py_ssize_t D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, pd, ph, pw, dd, dh, dw
-    void ek_resize_nearest3d(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
+    void ek_resize_nearest3d "EK_CALL(ek_resize_nearest3d)"(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
                              const Py_ssize_t* idx_d, const Py_ssize_t* idx_h,
                              const Py_ssize_t* idx_w, int nthreads)
-    void ek_resize_bilinear2d(const float* x, float* y, Py_ssize_t planes, Py_ssize_t H,
+    void ek_resize_bilinear2d "EK_CALL(ek_resize_bilinear2d)"(const float* x, float* y, Py_ssize_t planes, Py_ssize_t H,
                               Py_ssize_t W, Py_ssize_t OH, Py_ssize_t OW, const Py_ssize_t* h0,
                               const Py_ssize_t* h1, const float* lh0, const float* lh1,
                               const Py_ssize_t* w0, const Py_ssize_t* w1, const float* lw0,
                               const float* lw1, int nthreads)
 
-cdef extern from "engine/ek_pad.h" nogil:
-    void ek_pad_nd(const float* x, float* y, int ndim, const Py_ssize_t* in_shape,
+cdef extern from "engine/ek_dispatch.h" nogil:
+    void ek_pad_nd "EK_CALL(ek_pad_nd)"(const float* x, float* y, int ndim, const Py_ssize_t* in_shape,
                    const Py_ssize_t* out_shape, const Py_ssize_t* pad_begin, int mode,
                    float value, int nthreads)
 

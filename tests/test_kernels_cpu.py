@@ -1,9 +1,33 @@
-"""CPU backend kernels against the NumPy references (and PyTorch where it is installed).
+r"""CPU backend kernels against the NumPy references (and PyTorch where it is installed).
 
 Every op is run the way the runtime runs it: an ``engine.ir.Node`` goes through its CPU
 kernel factory with a ``PrepareContext`` of concrete shapes (weights as constants, or as
 runtime values), into outputs preallocated and filled with garbage (NaN), with a scratch
 array of exactly ``kernel.scratch`` elements.
+
+Every test runs once per instruction-set level this CPU supports (scalar, avx2, avx512:
+the autouse ``isa`` fixture switches all kernel modules in-process with
+``engine._kernels.set_isa``), so one pytest run covers every dispatch path.  Larger GEMM /
+conv / depthwise cases per level are in tests/test_gemm.py, dispatch itself in
+tests/test_dispatch.py.
+
+AddressSanitizer (not in CI; run by hand after kernel changes).  Builds an instrumented copy
+of the working tree in /tmp and runs the kernel tests against it:
+
+    rm -rf /tmp/engine-asan && mkdir /tmp/engine-asan && \
+    git ls-files -co --exclude-standard | tar -cf - -T - | tar -xf - -C /tmp/engine-asan && \
+    cd /tmp/engine-asan && \
+    ENGINE_DEBUG_BUILD=1 LDFLAGS="-fsanitize=address" \
+        CFLAGS="-fsanitize=address -fno-omit-frame-pointer -DEK_IM2COL_MAXRUNS=64" \
+        python setup.py build_ext --inplace --force && \
+    LD_PRELOAD=$(gcc -print-file-name=libasan.so) ASAN_OPTIONS=detect_leaks=0 \
+        python -m pytest -q -p no:cacheprovider tests/test_kernels_cpu.py \
+        tests/test_gemm.py tests/test_dispatch.py
+
+(ASan checks every plain load and store, including the vector-extension and unmasked
+intrinsic ones; AVX-512 masked loads / stores are not instrumented, so the avx2 and scalar
+levels, which run the same index arithmetic with plain accesses, matter there.
+EK_IM2COL_MAXRUNS=64 makes the im2col run list overflow often, exercising its slicing.)
 
 Tolerances, relative to the output magnitude:
   conv / conv_transpose / linear / matmul (GEMM-based): max|cpu - ref| <= 1e-4 * max(1, max|ref|)
@@ -39,6 +63,7 @@ except Exception:  # pragma: no cover - while the IR module is being written
         attrs: dict = field(default_factory=dict)
 
 import engine.backends.cpu as cpu  # noqa: E402
+from engine import _kernels  # noqa: E402
 from engine._kernels import conv as kconv  # noqa: E402
 from engine._kernels import eltwise as kelt  # noqa: E402
 from engine._kernels import gemm as kgemm  # noqa: E402
@@ -55,7 +80,19 @@ except Exception:  # pragma: no cover
 GEMM_TOL = 1e-4
 TOL = 1e-5
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
-                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                       HealthCheck.function_scoped_fixture])
+
+ISAS = _kernels.available_isas()
+
+
+@pytest.fixture(autouse=True, params=ISAS, ids=lambda i: f"isa={i}")
+def isa(request):
+    """Every test of this module at every instruction-set level (kernels prepared inside the
+    test are bound to it)."""
+    prev = _kernels.set_isa(request.param)
+    yield request.param
+    _kernels.set_isa(prev)
 
 ACTIVATIONS = [None, {"op": "relu"}, {"op": "relu6"}, {"op": "leaky_relu", "negative_slope": 0.1},
                {"op": "clip", "min": -0.5, "max": 0.75}, {"op": "clip", "min": None, "max": 0.5},
@@ -215,6 +252,9 @@ CONV_EDGE = [
     ((1, 4, 5, 6, 7), (6, 4, 3, 1, 2), [1, 2, 1], [[1, 1], [0, 0], [1, 0]], [1, 1, 2], 1),  # 3-D
     ((1, 1, 30, 30), (8, 1, 3, 3), [1, 1], [[1, 1], [1, 1]], [1, 1], 1),       # C = 1
     ((1, 64, 28, 28), (96, 64, 3, 3), [1, 1], [[1, 1], [1, 1]], [1, 1], 1),    # multi-block
+    ((3, 40, 1, 1), (70, 40, 1, 1), [1, 1], [[0, 0], [0, 0]], [1, 1], 1),      # SE-like FC
+    ((2, 6, 3, 4), (33, 6, 3, 4), [2, 2], [[0, 0], [0, 0]], [1, 1], 1),        # whole window
+    ((2, 9, 1, 1), (12, 3, 1, 1), [1, 1], [[0, 0], [0, 0]], [1, 1], 3),        # grouped 1x1
 ]
 
 
@@ -227,7 +267,10 @@ def test_conv_edge_cases(case, threads):
     attrs = dict(stride=s, padding=p, dilation=d, groups=g, activation={"op": "relu6"})
     _, spec = check("conv", attrs, [x, w, b], (1, 2), threads, GEMM_TOL)
     dw = g > 1 and g == xs[1] and ws[1] == 1
-    assert spec.variant == ("depthwise_direct" if dw else "im2col_gemm")
+    pw = all(k == 1 for k in ws[2:]) and all(v == 1 for v in s) and not any(map(any, p))
+    whole = g == 1 and tuple(xs[2:]) == tuple(ws[2:]) and not any(map(any, p))
+    assert spec.variant == ("depthwise_direct" if dw else "linear_gemm" if whole else
+                            "pointwise_gemm" if pw else "im2col_gemm")
 
 
 @pytest.mark.skipif(torch is None, reason="torch not installed")

@@ -3,18 +3,136 @@
 Modules: ``gemm``, ``conv``, ``pool``, ``eltwise``, ``norm``, ``spatial``.  Each checks its
 arguments (dtype float32, C-contiguity, ranks, sizes) and raises ``ValueError`` before
 releasing the GIL and calling C.
+
+Run-time instruction-set dispatch
+---------------------------------
+Every kernel is compiled once per instruction set ("scalar" = the x86-64 baseline / portable
+C, "avx2" = AVX2+FMA, "avx512" = AVX-512 F/VL/BW/DQ/CD) into the same extension modules
+(include/engine/ek_dispatch.h).  At import the best level the CPU supports (CPUID, with the
+OS's register-state check) is chosen, unless the environment variable ``ENGINE_ISA``
+(``avx512`` | ``avx2`` | ``scalar``; ``auto`` or empty = best) forces one; forcing a level the
+CPU lacks raises ImportError.  ``set_isa`` switches every module in-process (tests run
+each level in one process).  Kernels prepared by the CPU backend stay bound to the level
+that was current at prepare time (pre-packed weights are laid out for it).
 """
 
+import os
+
+from . import conv, eltwise, gemm, norm, pool, spatial
+
 MODULES = ("gemm", "conv", "pool", "eltwise", "norm", "spatial")
+ISAS = ("scalar", "avx2", "avx512")
+_MODS = (gemm, conv, pool, eltwise, norm, spatial)
+_SOURCE = "auto"
+
+
+def isa_level(isa):
+    """Level number (0, 1, 2) of an ISA name or level; ValueError if unknown."""
+    if isinstance(isa, int) and not isinstance(isa, bool):
+        if 0 <= isa < len(ISAS):
+            return isa
+    elif isinstance(isa, str) and isa.strip().lower() in ISAS:
+        return ISAS.index(isa.strip().lower())
+    raise ValueError(f"unknown instruction set {isa!r}; expected one of {list(ISAS)}")
+
+
+def max_isa():
+    """The best level usable here: what the CPU supports, capped by what was compiled."""
+    return ISAS[gemm._isa_max_level()]
+
+
+def cpu_isa():
+    """The best level the CPU (and OS) supports, whatever this build contains."""
+    return ISAS[gemm._isa_cpu_level()]
+
+
+def available_isas():
+    """ISA names usable on this machine, lowest first."""
+    return list(ISAS[:gemm._isa_max_level() + 1])
+
+
+def get_isa():
+    """The current instruction set (name) of the kernels."""
+    return ISAS[gemm._isa_level()]
+
+
+def set_isa(isa):
+    """Switch every kernel module to ``isa`` (name or level); returns the previous name.
+
+    ValueError when the CPU (or this build) cannot run it.  Not thread-safe against kernels
+    running concurrently in other threads (they may finish on either level).
+    """
+    lv = isa_level(isa)
+    top = gemm._isa_max_level()
+    if lv > top:
+        raise ValueError(f"instruction set {ISAS[lv]!r} is not available: this CPU/build "
+                         f"supports at most {ISAS[top]!r} (CPU: {cpu_isa()!r}, compiled: "
+                         f"{ISAS[gemm._isa_compiled_max()]!r})")
+    global _SOURCE
+    prev = get_isa()
+    for m in _MODS:
+        m._set_isa_level(lv)
+    _SOURCE = "set_isa"
+    return prev
+
+
+def cache_sizes():
+    """(L1d, L2) bytes per core the GEMM blocking is derived from (CPUID at import)."""
+    return gemm._cache_sizes()
+
+
+def set_cache_sizes(l1d=None, l2=None):
+    """Override the cache sizes of the GEMM blocking in every module (None: re-detect
+    that one).  Kernels prepared before keep their workspace sizes; a call whose workspace
+    became too small raises ValueError.  Returns the sizes now in use."""
+    sizes = _detected(l1d, l2)
+    for m in _MODS:
+        m._set_cache_sizes(*sizes)
+    return gemm._cache_sizes()
+
+
+def _detected(l1d, l2):
+    if l1d is not None and l2 is not None:
+        return int(l1d), int(l2)
+    cur = _DETECTED
+    return (int(l1d) if l1d is not None else cur[0], int(l2) if l2 is not None else cur[1])
+
+
+def isa_source():
+    """How the current level was chosen: "auto", "ENGINE_ISA" or "set_isa"."""
+    return _SOURCE
+
+
+def _init_from_env():
+    global _SOURCE
+    req = os.environ.get("ENGINE_ISA", "").strip().lower()
+    if req in ("", "auto", "native", "best"):
+        set_isa(gemm._isa_max_level())
+        _SOURCE = "auto"
+        return
+    try:
+        set_isa(req)
+    except ValueError as e:
+        raise ImportError(f"ENGINE_ISA={req!r}: {e}") from None
+    _SOURCE = "ENGINE_ISA"
+
+
+_init_from_env()
+_DETECTED = gemm._cache_sizes()
 
 
 def build_config():
-    """dict: openmp, openmp_version, omp_max_threads, isa, compiler, gemm_tile."""
-    from . import gemm
-    return gemm.build_config()
+    """dict: isa (current), isa_available, isa_cpu, isa_compiled, isa_source, openmp,
+    openmp_version, omp_max_threads, compiler, gemm_tile, cache sizes."""
+    cfg = gemm.build_config()
+    cfg["isa_available"] = available_isas()
+    cfg["isa_source"] = _SOURCE
+    order = ["isa", "isa_source", "isa_available", "isa_cpu", "isa_compiled", "openmp",
+             "openmp_version", "omp_max_threads", "compiler", "gemm_tile", "cache_l1d_kib",
+             "cache_l2_kib"]
+    return {k: cfg[k] for k in order if k in cfg}
 
 
 def openmp_enabled():
     """True when the compiled kernels were built with OpenMP (multi-threaded)."""
-    from . import gemm
     return gemm.openmp_enabled()

@@ -36,6 +36,11 @@ ACT_CODES = {"relu": 1, "relu6": 2, "leaky_relu": 3, "clip": 4, "sigmoid": 5, "t
 GELU_TANH = 11
 
 
+# Rows (batch) up to which a linear layer with constant weights runs as a GEMV on the
+# row-major weight (no packing; memory-bound) instead of the packed GEMM.
+GEMV_MAX_ROWS = 3
+
+
 def act_params(activation):
     """(code, p0, p1) of a fused activation dict (None: no activation)."""
     if activation is None:
@@ -150,26 +155,109 @@ def _conv_weights(ctx, w5):
     return wfn, bfn
 
 
-@register_kernel(B, "conv", "im2col_gemm",
-                 note="im2col into the workspace + blocked SGEMM with fused bias/activation; "
-                      "1x1 stride-1 convs skip im2col")
-def conv_im2col_gemm(node, ctx):
-    s = _conv_setup(node, ctx)
-    r = len(ctx.in_shapes[0]) - 2
-    pad_begin = _lead([p[0] for p in node.attrs["padding"]], r, 0)
-    x5, w5, y5 = s["x5"], s["w5"], s["y5"]
-    stride, dilation, groups = s["stride"], s["dilation"], s["groups"]
-    code, p0, p1 = s["act"]
+def _isa():
+    """The kernels' instruction-set level now (prepared kernels stay bound to it)."""
+    return _gemm._isa_level()
+
+
+def _is_pointwise(node, ctx):
+    """1x1 kernel, stride 1, no padding: the conv is a GEMM on the input itself."""
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    r = len(x_shape) - 2
+    if not 1 <= r <= 3 or len(w_shape) != len(x_shape):
+        return False
+    a = node.attrs
+    return (all(int(k) == 1 for k in w_shape[2:]) and all(int(v) == 1 for v in a["stride"])
+            and all(int(p) == 0 for pair in a["padding"] for p in pair)
+            and tuple(ctx.out_shapes[0][2:]) == tuple(x_shape[2:]))
+
+
+def _conv_gemm_factory(variant):
+    def factory(node, ctx):
+        s = _conv_setup(node, ctx)
+        r = len(ctx.in_shapes[0]) - 2
+        pad_begin = _lead([p[0] for p in node.attrs["padding"]], r, 0)
+        x5, w5, y5 = s["x5"], s["w5"], s["y5"]
+        stride, dilation, groups = s["stride"], s["dilation"], s["groups"]
+        code, p0, p1 = s["act"]
+        threads = ctx.threads
+        isa = _isa()
+        xget = _getter(ctx, 0)
+        wfn, bfn = _conv_weights(ctx, w5)
+        if ctx.constants[1] is not None:
+            # weights packed once, for this level's micro-kernel
+            wp = _conv.conv_pack(wfn(None), groups, isa=isa)
+            scratch = _conv.conv_packed_workspace(x5, w5, y5, stride, pad_begin, dilation,
+                                                  groups, threads, isa=isa)
+
+            def run(inputs, outputs, work):
+                _conv.conv3d_packed(_c(xget(inputs)).reshape(x5), wp, bfn(inputs),
+                                    _view(outputs[0], y5), stride, pad_begin, dilation, code,
+                                    p0, p1, None, work, threads)
+            return FunctionKernel(run, scratch, variant)
+        scratch = _conv.conv_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
+                                       threads, isa=isa)
+
+        def run_w(inputs, outputs, work):
+            _conv.conv3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
+                         _view(outputs[0], y5), stride, pad_begin, dilation, groups, code, p0,
+                         p1, work, threads, isa=isa)
+        return FunctionKernel(run_w, scratch, variant)
+    return factory
+
+
+def _is_whole_window(node, ctx):
+    """One output position whose window is exactly the (unpadded) input, constant weights,
+    no groups: a matrix-vector product per image (squeeze-excite FCs, conv classifiers)."""
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    r = len(x_shape) - 2
+    if not 1 <= r <= 3 or len(w_shape) != len(x_shape) or ctx.constants[1] is None:
+        return False
+    a = node.attrs
+    return (int(a["groups"]) == 1 and tuple(x_shape[2:]) == tuple(w_shape[2:])
+            and all(int(d) == 1 for d in ctx.out_shapes[0][2:])
+            and all(int(p) == 0 for pair in a["padding"] for p in pair))
+
+
+@register_kernel(B, "conv", "linear_gemm", supports=_is_whole_window, priority=7,
+                 note="1x1 output covering the whole input: y = x W^T with W packed once as "
+                      "the B operand (the vector side runs along Cout, not along one "
+                      "output position)")
+def conv_linear_gemm(node, ctx):
+    x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
+    n, cout = int(x_shape[0]), int(w_shape[0])
+    k = _prod(w_shape[1:])
+    code, p0, p1 = act_params(node.attrs.get("activation"))
     threads = ctx.threads
+    isa = _isa()
     xget = _getter(ctx, 0)
-    wfn, bfn = _conv_weights(ctx, w5)
-    scratch = _conv.conv_workspace(x5, w5, y5, stride, pad_begin, dilation, groups, threads)
+    _, bfn = _conv_weights(ctx, _shape5(w_shape))
+    w2 = np.ascontiguousarray(as_f32(ctx.constants[1]).reshape(cout, k))
+    if n <= GEMV_MAX_ROWS:          # GEMV on the row-major weight, as linear layers
+        scratch = _gemm.gemm_workspace(n, cout, k, True, threads, isa=isa)
+
+        def run_v(inputs, outputs, work):
+            _gemm.sgemm(_c(xget(inputs)).reshape(n, k), w2, _view(outputs[0], (n, cout)),
+                        bfn(inputs), 2, False, True, False, code, p0, p1, work, threads,
+                        isa=isa)
+        return FunctionKernel(run_v, scratch, "linear_gemm")
+    wp = _gemm.pack_b(w2, trans_b=True, isa=isa)
+    scratch = _gemm.gemm_workspace(n, cout, k, False, threads, b_packed=True, isa=isa)
 
     def run(inputs, outputs, work):
-        _conv.conv3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
-                     _view(outputs[0], y5), stride, pad_begin, dilation, groups, code, p0, p1,
-                     work, threads)
-    return FunctionKernel(run, scratch, "im2col_gemm")
+        _gemm.sgemm(_c(xget(inputs)).reshape(n, k), wp, _view(outputs[0], (n, cout)),
+                    bfn(inputs), 2, False, False, False, code, p0, p1, work, threads)
+    return FunctionKernel(run, scratch, "linear_gemm")
+
+
+register_kernel(B, "conv", "im2col_gemm",
+                note="packed SGEMM on weights packed at prepare time; im2col writes each "
+                     "GEMM task's column block straight into packed panels (no whole-image "
+                     "copy); bias/activation fused in the store")(
+    _conv_gemm_factory("im2col_gemm"))
+register_kernel(B, "conv", "pointwise_gemm", supports=_is_pointwise, priority=5,
+                note="1x1 stride-1 conv: packed SGEMM on the input itself (no im2col)")(
+    _conv_gemm_factory("pointwise_gemm"))
 
 
 @register_kernel(B, "conv", "depthwise_direct", supports=_is_depthwise, priority=10,
@@ -185,11 +273,15 @@ def conv_depthwise(node, ctx):
     xget = _getter(ctx, 0)
     wfn, bfn = _conv_weights(ctx, w5)
 
+    isa = _isa()
+    scratch = _conv.conv_depthwise_workspace(x5, w5, y5, stride, pad_begin, dilation, threads,
+                                             isa=isa)
+
     def run(inputs, outputs, work):
         _conv.conv3d_depthwise(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
                                _view(outputs[0], y5), stride, pad_begin, dilation, code, p0,
-                               p1, threads)
-    return FunctionKernel(run, 0, "depthwise_direct")
+                               p1, threads, isa=isa, work=work if scratch else None)
+    return FunctionKernel(run, scratch, "depthwise_direct")
 
 
 @register_kernel(B, "conv_transpose", "gemm_col2im",
@@ -204,13 +296,14 @@ def conv_transpose_gemm_col2im(node, ctx):
     threads = ctx.threads
     xget = _getter(ctx, 0)
     wfn, bfn = _conv_weights(ctx, w5)
+    isa = _isa()
     scratch = _conv.conv_transpose_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
-                                             threads)
+                                             threads, isa=isa)
 
     def run(inputs, outputs, work):
         _conv.conv_transpose3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
                                _view(outputs[0], y5), stride, pad_begin, dilation, groups,
-                               code, p0, p1, work, threads)
+                               code, p0, p1, work, threads, isa=isa)
     return FunctionKernel(run, scratch, "gemm_col2im")
 
 
@@ -267,35 +360,50 @@ register_kernel(B, "adaptive_max_pool", "direct", note="torch adaptive windows")
 # -- linear / matmul ------------------------------------------------------------------------
 
 @register_kernel(B, "linear", "gemm",
-                 note="blocked SGEMM with the weight pre-transposed, fused bias/activation")
+                 note="packed SGEMM, constant weight packed once at prepare time as the B "
+                      "operand (no transpose at run time), fused bias/activation; batch <= 3: "
+                      "GEMV streaming the row-major weight")
 def linear_gemm(node, ctx):
     x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
     out_f, in_f = int(w_shape[0]), int(w_shape[1])
     M = _prod(x_shape[:-1])
     code, p0, p1 = act_params(node.attrs.get("activation"))
     threads = ctx.threads
+    isa = _isa()
     xget = _getter(ctx, 0)
     has_b, bconst = _optional_const(ctx, 2)
-    if ctx.constants[1] is not None:
-        wt = np.ascontiguousarray(as_f32(ctx.constants[1]).T)      # (in, out)
-        wfn = lambda inputs: wt  # noqa: E731
-        trans_b = False
-    else:
-        wfn = lambda inputs: _c(inputs[1])  # noqa: E731
-        trans_b = True
     if not has_b:
         bfn = lambda inputs: None  # noqa: E731
     elif bconst is not None:
         bfn = lambda inputs: bconst  # noqa: E731
     else:
         bfn = lambda inputs: _c(inputs[2])  # noqa: E731
-    scratch = _gemm.gemm_workspace(M, out_f, in_f, trans_b, threads)
+    if ctx.constants[1] is not None and M > GEMV_MAX_ROWS:
+        wp = _gemm.pack_b(np.ascontiguousarray(as_f32(ctx.constants[1])), trans_b=True,
+                          isa=isa)                              # op(B) = W^T: (in, out)
+        scratch = _gemm.gemm_workspace(M, out_f, in_f, False, threads, b_packed=True, isa=isa)
 
-    def run(inputs, outputs, work):
-        _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wfn(inputs),
-                    _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, trans_b, False,
-                    code, p0, p1, work, threads)
-    return FunctionKernel(run, scratch, "gemm")
+        def run(inputs, outputs, work):
+            _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wp, _view(outputs[0], (M, out_f)),
+                        bfn(inputs), 2, False, False, False, code, p0, p1, work, threads)
+        return FunctionKernel(run, scratch, "gemm")
+    if ctx.constants[1] is not None:
+        # a few rows (batch 1 FC): the GEMV path streams W as it is, four rows at a time
+        wc = np.ascontiguousarray(as_f32(ctx.constants[1]))
+        scratch = _gemm.gemm_workspace(M, out_f, in_f, True, threads, isa=isa)
+
+        def run_v(inputs, outputs, work):
+            _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wc, _view(outputs[0], (M, out_f)),
+                        bfn(inputs), 2, False, True, False, code, p0, p1, work, threads,
+                        isa=isa)
+        return FunctionKernel(run_v, scratch, "gemm")
+    scratch = _gemm.gemm_workspace(M, out_f, in_f, True, threads, isa=isa)
+
+    def run_w(inputs, outputs, work):
+        _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), _c(inputs[1]),
+                    _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, True, False,
+                    code, p0, p1, work, threads, isa=isa)
+    return FunctionKernel(run_w, scratch, "gemm")
 
 
 @register_kernel(B, "matmul", "gemm_batched",
@@ -314,12 +422,13 @@ def matmul_gemm(node, ctx):
         np.arange(bb, dtype=np.intp).reshape(b2[:-2]), batch).ravel())
     a3, b3, c3 = (ba, M, K), (bb, K, N), (nb, M, N)
     threads = ctx.threads
+    isa = _isa()
     aget, bget = _getter(ctx, 0), _getter(ctx, 1)
-    scratch = _gemm.gemm_workspace(M, N, K, False, threads)
+    scratch = _gemm.gemm_workspace(M, N, K, False, threads, isa=isa)
 
     def run(inputs, outputs, work):
         _gemm.matmul_batched(_c(aget(inputs)).reshape(a3), _c(bget(inputs)).reshape(b3),
-                             _view(outputs[0], c3), ia, ib, work, threads)
+                             _view(outputs[0], c3), ia, ib, work, threads, isa=isa)
     return FunctionKernel(run, scratch, "gemm_batched")
 
 

@@ -19,6 +19,10 @@
  * this header below "ISA-independent" is guarded once per translation unit; every other
  * kernel header is guarded by an EK_*_ISA macro that ek_reset.h undefines.
  *
+ * ek_dispatch.h does exactly this for the extension modules (suffixes _scalar, _avx2,
+ * _avx512, with EK_ISA_LEVEL 0 / 1 / 2 telling each variant which intrinsics it may use)
+ * and selects a variant at run time (EK_CALL, EK_ISA_SEL; CPUID in ek_cpu.h).
+ *
  * There is no global state: every function takes its sizes, pointers, a workspace (when
  * it needs one) and `nthreads`.  Functions never validate their arguments: the callers
  * (the Cython layer in pyx/) check every size and pointer the preconditions name.
@@ -40,6 +44,10 @@
 #include <omp.h>
 #endif
 
+#if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
+#include <immintrin.h>
+#endif
+
 #if defined(__cplusplus)
 #define EK_RESTRICT __restrict
 #elif defined(__STDC_VERSION__) && __STDC_VERSION__ >= 199901L
@@ -53,9 +61,11 @@
 #if defined(__GNUC__)
 #define EK_INLINE static inline __attribute__((always_inline))
 #define EK_UNUSED __attribute__((unused))
+#define EK_NOINLINE __attribute__((noinline, unused))
 #else
 #define EK_INLINE static inline
 #define EK_UNUSED
+#define EK_NOINLINE
 #endif
 
 /* Every kernel is file-local (static); unused ones draw no warnings. */
@@ -163,6 +173,19 @@ static inline int ek_nthreads_work(int nthreads, ptrdiff_t items, ptrdiff_t elem
 /* --------------------------------------------------------------- per ISA variant -- */
 #ifndef EK_SUFFIX
 #define EK_SUFFIX
+#endif
+
+/* Instruction-set level of this variant (0 baseline, 1 AVX2+FMA, 2 AVX-512; see ek_cpu.h):
+   set by ek_dispatch.h for each variant, else derived from the compiler's target macros. */
+#ifndef EK_ISA_LEVEL
+#if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && \
+    defined(__AVX512DQ__) && defined(__FMA__)
+#define EK_ISA_LEVEL 2
+#elif defined(__AVX2__) && defined(__FMA__)
+#define EK_ISA_LEVEL 1
+#else
+#define EK_ISA_LEVEL 0
+#endif
 #endif
 
 #ifndef EK_COMMON_ISA

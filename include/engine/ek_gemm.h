@@ -1,190 +1,238 @@
 /*
- * ek_gemm.h - cache-blocked single-precision GEMM with a fused epilogue.
+ * ek_gemm.h - packed, cache-blocked single-precision GEMM with a fused epilogue.
  *
- *     C = act( [accumulate ? C : 0] + op(A) . op(B) + bias )
+ *     C = act( [accumulate ? C : 0] + op(A) . op(B) + bias + R )
  *
  * Row-major; op(A) is M x K, op(B) is K x N, C is M x N with row stride ldc.
  *   op(A)(i, k) = trans_a ? A[k * lda + i] : A[i * lda + k]
  *   op(B)(k, j) = trans_b ? B[j * ldb + k] : B[k * ldb + j]
  * bias_mode: EK_BIAS_NONE, EK_BIAS_ROW (bias[i], M entries), EK_BIAS_COL (bias[j], N entries).
+ * R (optional residual, row stride ldr) is added before the activation.
  *
- * Algorithm (Goto/BLIS style): the M x N output is cut into mc x nc tasks spread over the
- * threads (OpenMP, dynamic schedule).  For each K block of kc, a task packs its A block into
- * MR-row micro-panels and its B block into NR-column micro-panels in its own slice of the
- * workspace, then runs an MR x NR register-blocked micro-kernel written as plain loops that
- * gcc -O3 vectorises (NR = 2 vectors of the target ISA).  The epilogue (accumulate, bias,
- * activation) is applied while storing the last K block.  Tiny M (a matrix-vector product)
- * takes an unpacked path that streams B once.
+ * Algorithm (Goto / BLIS): the register tile is MR x NR (AVX-512: 14 x 32, i.e. 28 zmm
+ * accumulators fed by broadcast-A x packed-B FMAs; AVX2+FMA: 6 x 16; baseline: GNU vector
+ * extensions, 6 x 8 with FMA, 3 x 16 without).  A is packed into MR-row micro-panels
+ * (k-major: panel[k][MR]), B into NR-column micro-panels (panel[k][NR]), zero-padded.
  *
- * Tuning knobs (define before including): EK_GEMM_MR, EK_GEMM_NR, EK_GEMM_MC, EK_GEMM_KC,
- * EK_GEMM_NC.
+ *   - kc (K block) keeps an A micro-panel (MR x kc) in L1; nc (N block) keeps the packed
+ *     B block (kc x nc) in half of L2.  Both come from the CPU's cache sizes (CPUID).
+ *   - The M x N output is cut into mc x nc tasks shared by the threads with a dynamic
+ *     OpenMP schedule, several tasks per thread, so a thread slowed by a busy core does not
+ *     hold the other one up.  Each task loops over the K blocks: pack its B block (or fill it
+ *     through a callback: the convolution's im2col writes straight into packed panels),
+ *     pack its A block unless A is pre-packed, then runs the micro-kernel over the tiles.
+ *   - Weights are packed once at prepare time (ek_gemm_pack_a / ek_gemm_pack_b: full-K
+ *     panels, valid for any blocking) and bound to the instruction set they were packed for.
+ *   - The epilogue (previous C, bias, residual, activation) is applied in the micro-kernel's
+ *     store of the last K block; tail tiles (m < MR rows, n < NR columns) use kernels
+ *     specialised for their row count and masked stores, never a scratch tile.
+ *   - Register tiles with few rows (m * vectors < 8) split K over several accumulator sets
+ *     so that FMA latency, not throughput, is never the limit (GEMV-like M = 1); on
+ *     AVX-512 a partial panel of <= 4 columns is computed by a kernel vectorised along the
+ *     rows instead (N = 49 = 32 + 16 + 1 costs 3 vectors of work, not 4).
+ *
+ * Summation order of a C element depends only on K blocking and its row's tile height,
+ * never on the thread count: results are identical for any nthreads.
  */
 #include "ek_common.h"
+#include "ek_cpu.h"
 
+/* ------------------------------------------------------------------ ISA-independent -- */
+#ifndef EK_GEMM_H
+#define EK_GEMM_H
+
+/*
+ * A source of packed B blocks (instead of a B matrix): fill(ctx, k0, kc, j0, nc, dst) writes
+ * op(B)[k0:k0+kc, j0:j0+nc] as ceil(nc / NR) panels of kc x NR floats (panel stride
+ * kc * NR, columns past nc zero), NR being the micro-kernel width of the variant that
+ * calls it (the callback is compiled per variant too).
+ */
+typedef void (*ek_fill_b_fn)(const void *ctx, ptrdiff_t k0, ptrdiff_t kc, ptrdiff_t j0,
+                             ptrdiff_t nc, float *dst);
+
+/* All arguments of one GEMM (ek_gemm_run). */
+typedef struct {
+    ptrdiff_t M, N, K;
+    const float *A;          /* a_packed: buffer of ek_gemm_pack_a (same variant) */
+    ptrdiff_t lda;
+    int trans_a, a_packed;
+    const float *B;          /* b_packed: buffer of ek_gemm_pack_b; NULL with fill_b */
+    ptrdiff_t ldb;
+    int trans_b, b_packed;
+    ek_fill_b_fn fill_b;     /* optional B source (a_packed or not, b_packed == 0) */
+    const void *fill_ctx;
+    float *C;
+    ptrdiff_t ldc;
+    const float *bias;
+    int bias_mode;
+    const float *R;          /* residual added before the activation, or NULL */
+    ptrdiff_t ldr;
+    int accumulate, act;
+    float p0, p1;
+} ek_gemm_args;
+
+/* How B reaches ek_gemm_run (sizes the workspace). */
+enum ek_gemm_b_mode { EK_GEMM_B_MATRIX = 0, EK_GEMM_B_PACKED = 1, EK_GEMM_B_FILL = 2 };
+
+/* Epilogue of one register tile (pointers already offset to the tile). */
+typedef struct {
+    const float *rb;         /* per-row bias (m entries) or NULL */
+    const float *cb;         /* per-column bias (n entries) or NULL */
+    const float *R;          /* residual tile or NULL */
+    ptrdiff_t ldr;
+    int act;
+    float p0, p1;
+} ek_gemm_epi;
+
+/* Activations the vector epilogues apply in registers; the others run over the stored row. */
+#define EK_ACT_IS_SIMPLE(a) ((a) <= EK_ACT_CLIP || (a) == EK_ACT_HARDSWISH || \
+                             (a) == EK_ACT_HARDSIGMOID)
+
+/* Cache sizes used by the blocking (bytes per core); detected once, overridable. */
+static long ek_gemm_l1_bytes = 0, ek_gemm_l2_bytes = 0;
+
+static void ek_gemm_set_caches(long l1d, long l2)
+{
+    ek_gemm_l1_bytes = l1d >= 4096 ? l1d : 32768;
+    ek_gemm_l2_bytes = l2 >= 65536 ? l2 : 524288;
+}
+
+static void ek_gemm_init_caches(void)
+{
+    long l1, l2;
+    ek_cpu_cache_sizes(&l1, &l2);
+    ek_gemm_set_caches(l1, l2);
+}
+
+#endif /* EK_GEMM_H */
+
+/* --------------------------------------------------------------- per ISA variant -- */
 #ifndef EK_GEMM_ISA
 #define EK_GEMM_ISA
 
-/* Vector width in floats of the micro-kernel (the target ISA's register width). */
-#ifndef EK_GEMM_VW
-#if defined(__AVX512F__)
+#if EK_ISA_LEVEL >= 2
 #define EK_GEMM_VW 16
-#elif defined(__AVX__)
+#define EK_GEMM_MR 14
+#define EK_GEMM_NR 32
+#define EK_GEMM_KIND "avx512 intrinsics"
+#elif EK_ISA_LEVEL == 1
 #define EK_GEMM_VW 8
+#define EK_GEMM_MR 6
+#define EK_GEMM_NR 16
+#define EK_GEMM_KIND "avx2+fma intrinsics"
 #else
-#define EK_GEMM_VW 4
-#endif
-#endif
-/* GNU vector extensions (gcc, clang) give the micro-kernel explicit vector registers; any
-   other compiler gets the plain C99 loops (which gcc also auto-vectorises, less well). */
-#if !defined(EK_GEMM_VEXT)
+/* Baseline: GNU vector extensions (gcc, clang) give the micro-kernel explicit vector
+   registers; other compilers get plain C99 loops. */
 #if defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
 #define EK_GEMM_VEXT 1
+#define EK_GEMM_VW 4
+#if defined(__FMA__) || defined(__ARM_FEATURE_FMA) || defined(__aarch64__)
+#define EK_GEMM_MR 6
+#define EK_GEMM_NR 8
+#else
+#define EK_GEMM_MR 3       /* no FMA: a multiply needs a temporary; 3 x 4VW measured best */
+#define EK_GEMM_NR 16
+#endif
+#define EK_GEMM_KIND "portable (vector extensions)"
 #else
 #define EK_GEMM_VEXT 0
-#endif
-#endif
-/* Register tile MR x NR: 12 accumulator registers out of 16.  With FMA one tile row is
-   2 vectors (6 x 2VW); without FMA a multiply needs a temporary register, and a 3 x 4VW
-   tile (fewer broadcasts of A) measured fastest on SSE2. */
-#ifndef EK_GEMM_MR
-#if !EK_GEMM_VEXT
+#define EK_GEMM_VW 1
 #define EK_GEMM_MR 4
-#elif defined(__FMA__)
-#define EK_GEMM_MR 6
-#else
-#define EK_GEMM_MR 3
-#endif
-#endif
-#ifndef EK_GEMM_NR
-#if !EK_GEMM_VEXT
 #define EK_GEMM_NR 8
-#elif defined(__FMA__)
-#define EK_GEMM_NR (2 * EK_GEMM_VW)
-#else
-#define EK_GEMM_NR (4 * EK_GEMM_VW)
+#define EK_GEMM_KIND "portable (C loops)"
 #endif
 #endif
-#if EK_GEMM_VEXT && (EK_GEMM_NR % EK_GEMM_VW) != 0
-#error "EK_GEMM_NR must be a multiple of EK_GEMM_VW"
+#ifndef EK_GEMM_VEXT
+#define EK_GEMM_VEXT 0
+#endif
+
+/* Upper bounds of the cache blocks (the plan derives the actual ones from the caches). */
+#ifndef EK_GEMM_KC
+#define EK_GEMM_KC 384
 #endif
 #ifndef EK_GEMM_MC
-#define EK_GEMM_MC 192
-#endif
-#ifndef EK_GEMM_KC
-#define EK_GEMM_KC 256
+#define EK_GEMM_MC (36 * EK_GEMM_MR)
 #endif
 #ifndef EK_GEMM_NC
-#define EK_GEMM_NC 1024
+#define EK_GEMM_NC 2048
 #endif
-/* M below which the unpacked matrix-vector path is used. */
+/* M below which an unpacked operand pair takes the streaming small-M path. */
 #ifndef EK_GEMM_SMALL_M
 #define EK_GEMM_SMALL_M 4
 #endif
 
-/* Blocking of one call: derived from the sizes and the thread count only. */
-typedef struct {
-    ptrdiff_t mc, nc, kc;   /* block sizes (mc multiple of MR, nc multiple of NR) */
-    ptrdiff_t mt, nt;       /* number of blocks along M and N */
-    int threads;            /* threads actually used */
-    int small;              /* 1: unpacked small-M path, no workspace */
-} EK_FN(ek_gemm_plan_t);
-
-EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
-                                                 int trans_b, int nthreads)
+/* Micro-kernel geometry of this variant: out[0..4] = MR, NR, KC, MC, NC (upper bounds). */
+EK_API void EK_FN(ek_gemm_blocking)(ptrdiff_t *out)
 {
-    EK_FN(ek_gemm_plan_t) p;
-    const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
-    ptrdiff_t max_nt;
-    memset(&p, 0, sizeof(p));
-    if (M <= 0 || N <= 0) { p.threads = 1; return p; }
-    p.small = (M < EK_GEMM_SMALL_M) || K <= 0;
-    (void)trans_b;
-    if (p.small) {
-        p.threads = ek_nthreads(nthreads, (N + 63) / 64);
-        if (M * N * (K > 0 ? K : 1) < 65536) p.threads = 1;
-        return p;
-    }
-    p.kc = K < EK_GEMM_KC ? K : EK_GEMM_KC;
-    /* Balance the K blocks: no tiny tail block. */
-    {
-        ptrdiff_t nkb = (K + p.kc - 1) / p.kc;
-        p.kc = (K + nkb - 1) / nkb;
-    }
-    p.mt = (M + EK_GEMM_MC - 1) / EK_GEMM_MC;
-    p.mc = (((M + p.mt - 1) / p.mt) + MR - 1) / MR * MR;
-    p.mt = (M + p.mc - 1) / p.mc;
-    p.nt = (N + EK_GEMM_NC - 1) / EK_GEMM_NC;
-    max_nt = (N + NR - 1) / NR;
-    if (nthreads < 1) nthreads = 1;
-#ifndef _OPENMP
-    nthreads = 1;
-#endif
-    if (nthreads > 1) {
-        /* Enough tasks for every thread, and a multiple of the thread count when the
-           number of tasks is small (balance). */
-        while (p.nt < max_nt && (p.mt * p.nt < nthreads ||
-               (p.mt * p.nt < 8 * nthreads && (p.mt * p.nt) % nthreads != 0)))
-            p.nt++;
-    }
-    p.nc = (((N + p.nt - 1) / p.nt) + NR - 1) / NR * NR;
-    p.nt = (N + p.nc - 1) / p.nc;
-    p.threads = ek_nthreads(nthreads, p.mt * p.nt);
-    if (M * N * K < 200000) p.threads = 1;
-    return p;
+    out[0] = EK_GEMM_MR;
+    out[1] = EK_GEMM_NR;
+    out[2] = EK_GEMM_KC;
+    out[3] = EK_GEMM_MC;
+    out[4] = EK_GEMM_NC;
 }
 
-/* Floats of workspace ek_sgemm needs for these sizes (0 for the small-M path). */
-EK_API ptrdiff_t EK_FN(ek_sgemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int trans_b,
-                                           int nthreads)
+EK_API const char *EK_FN(ek_gemm_kind)(void) { return EK_GEMM_KIND; }
+
+/* ---------------------------------------------------------------- packing -- */
+
+/* Floats of a full pre-packed A (M x K) of this variant, 64-byte alignment slack included. */
+EK_API ptrdiff_t EK_FN(ek_gemm_pack_a_size)(ptrdiff_t M, ptrdiff_t K)
 {
-    EK_FN(ek_gemm_plan_t) p = EK_FN(ek_gemm_plan)(M, N, K, trans_b, nthreads);
-    if (M <= 0 || N <= 0 || p.small) return 0;
-    return (ptrdiff_t)p.threads * (EK_ROUND16(p.mc * p.kc) + EK_ROUND16(p.kc * p.nc)) + 16;
+    return (M + EK_GEMM_MR - 1) / EK_GEMM_MR * EK_GEMM_MR * (K > 0 ? K : 1) + 16;
 }
 
-/* Pack op(A)[i0:i0+mc, k0:k0+kc] into MR-row micro-panels: ap[panel][k][MR], zero-padded. */
-EK_API void EK_FN(ek_gemm_pack_a)(ptrdiff_t mc, ptrdiff_t kc, const float *EK_RESTRICT A,
-                                  ptrdiff_t lda, int trans_a, float *EK_RESTRICT ap)
+EK_API ptrdiff_t EK_FN(ek_gemm_pack_b_size)(ptrdiff_t K, ptrdiff_t N)
+{
+    return (N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR * (K > 0 ? K : 1) + 16;
+}
+
+/* Pack op(A)[0:mc, 0:kc] (A already offset) into MR-row panels of panel stride ps (>= kc *
+   MR): ap[p * ps + k * MR + i] = op(A)(p * MR + i, k), rows past mc zero. */
+EK_API void EK_FN(ek_gemm_pack_a_blk)(ptrdiff_t mc, ptrdiff_t kc, const float *EK_RESTRICT A,
+                                      ptrdiff_t lda, int trans_a, float *EK_RESTRICT ap,
+                                      ptrdiff_t ps)
 {
     const ptrdiff_t MR = EK_GEMM_MR;
     ptrdiff_t r, i, k;
     for (r = 0; r < mc; r += MR) {
-        ptrdiff_t m = EK_MIN(MR, mc - r);
-        float *dst = ap + r * kc;
+        const ptrdiff_t m = EK_MIN(MR, mc - r);
+        float *dst = ap + (r / MR) * ps;
         if (trans_a) {
             for (k = 0; k < kc; k++) {
                 const float *src = A + k * lda + r;
                 for (i = 0; i < m; i++) dst[k * MR + i] = src[i];
                 for (; i < MR; i++) dst[k * MR + i] = 0.0f;
             }
+        } else if (m == MR) {
+            /* MR source rows read in k order; written as k-major panels. */
+            for (k = 0; k < kc; k++)
+                for (i = 0; i < MR; i++) dst[k * MR + i] = A[(r + i) * lda + k];
         } else {
-            for (i = 0; i < m; i++) {
-                const float *src = A + (r + i) * lda;
-                for (k = 0; k < kc; k++) dst[k * MR + i] = src[k];
+            for (k = 0; k < kc; k++) {
+                for (i = 0; i < m; i++) dst[k * MR + i] = A[(r + i) * lda + k];
+                for (; i < MR; i++) dst[k * MR + i] = 0.0f;
             }
-            for (; i < MR; i++)
-                for (k = 0; k < kc; k++) dst[k * MR + i] = 0.0f;
         }
     }
 }
 
-/* Pack op(B)[k0:k0+kc, j0:j0+nc] into NR-column micro-panels: bp[panel][k][NR]. */
-EK_API void EK_FN(ek_gemm_pack_b)(ptrdiff_t kc, ptrdiff_t nc, const float *EK_RESTRICT B,
-                                  ptrdiff_t ldb, int trans_b, float *EK_RESTRICT bp)
+/* Pack op(B)[0:kc, 0:nc] (B already offset) into NR-column panels of panel stride ps (>= kc *
+   NR): bp[p * ps + k * NR + j] = op(B)(k, p * NR + j), columns past nc zero. */
+EK_API void EK_FN(ek_gemm_pack_b_blk)(ptrdiff_t kc, ptrdiff_t nc, const float *EK_RESTRICT B,
+                                      ptrdiff_t ldb, int trans_b, float *EK_RESTRICT bp,
+                                      ptrdiff_t ps)
 {
     const ptrdiff_t NR = EK_GEMM_NR;
     const ptrdiff_t nfull = nc / NR * NR;
     ptrdiff_t c, j, k;
     if (!trans_b) {
-        /* Row by row: contiguous (prefetch-friendly) reads of B, scattered panel writes. */
+        /* Row by row: contiguous reads of B, NR-float contiguous writes. */
         for (k = 0; k < kc; k++) {
             const float *src = B + k * ldb;
-            for (c = 0; c < nfull; c += NR) {
-                float *dst = bp + c * kc + k * NR;
-                for (j = 0; j < NR; j++) dst[j] = src[c + j];
-            }
+            for (c = 0; c < nfull; c += NR)
+                memcpy(bp + (c / NR) * ps + k * NR, src + c, NR * sizeof(float));
             if (nfull < nc) {
-                float *dst = bp + nfull * kc + k * NR;
+                float *dst = bp + (nfull / NR) * ps + k * NR;
                 for (j = 0; j < nc - nfull; j++) dst[j] = src[nfull + j];
                 for (; j < NR; j++) dst[j] = 0.0f;
             }
@@ -192,24 +240,521 @@ EK_API void EK_FN(ek_gemm_pack_b)(ptrdiff_t kc, ptrdiff_t nc, const float *EK_RE
     } else {
         for (c = 0; c < nc; c += NR) {
             const ptrdiff_t n = EK_MIN(NR, nc - c);
-            float *dst = bp + c * kc;
-            for (j = 0; j < n; j++) {
-                const float *src = B + (c + j) * ldb;
-                for (k = 0; k < kc; k++) dst[k * NR + j] = src[k];
+            float *dst = bp + (c / NR) * ps;
+            if (n == NR) {
+                /* 4 k at a time: NR rows of B read 4 floats each. */
+                for (k = 0; k + 4 <= kc; k += 4)
+                    for (j = 0; j < NR; j++) {
+                        const float *src = B + (c + j) * ldb + k;
+                        dst[k * NR + j] = src[0];
+                        dst[(k + 1) * NR + j] = src[1];
+                        dst[(k + 2) * NR + j] = src[2];
+                        dst[(k + 3) * NR + j] = src[3];
+                    }
+                for (; k < kc; k++)
+                    for (j = 0; j < NR; j++) dst[k * NR + j] = B[(c + j) * ldb + k];
+            } else {
+                for (k = 0; k < kc; k++) {
+                    for (j = 0; j < n; j++) dst[k * NR + j] = B[(c + j) * ldb + k];
+                    for (; j < NR; j++) dst[k * NR + j] = 0.0f;
+                }
             }
-            for (; j < NR; j++)
-                for (k = 0; k < kc; k++) dst[k * NR + j] = 0.0f;
         }
     }
 }
 
-/* out[MR][NR] = sum_k a[k][MR] (x) b[k][NR]: the register-blocked micro-kernel.
-   Precondition: a has kc * MR floats, b has kc * NR floats, out has MR * NR floats. */
+/* Pre-pack the whole op(A) (M x K) into `buf` (ek_gemm_pack_a_size floats): full-K panels,
+   usable by ek_gemm_run with a_packed for any blocking and thread count. */
+EK_API void EK_FN(ek_gemm_pack_a)(ptrdiff_t M, ptrdiff_t K, const float *A, ptrdiff_t lda,
+                                  int trans_a, float *buf)
+{
+    float *ap = ek_align64(buf);
+    if (M <= 0 || K <= 0) return;
+    EK_FN(ek_gemm_pack_a_blk)(M, K, A, lda, trans_a, ap, K * EK_GEMM_MR);
+}
+
+/* Pre-pack the whole op(B) (K x N) into `buf` (ek_gemm_pack_b_size floats). */
+EK_API void EK_FN(ek_gemm_pack_b)(ptrdiff_t K, ptrdiff_t N, const float *B, ptrdiff_t ldb,
+                                  int trans_b, float *buf)
+{
+    float *bp = ek_align64(buf);
+    if (N <= 0 || K <= 0) return;
+    EK_FN(ek_gemm_pack_b_blk)(K, N, B, ldb, trans_b, bp, K * EK_GEMM_NR);
+}
+
+/* ---------------------------------------------------------- scalar store -- */
+
+/* Store an m x n tile t (row stride NR): C (+)= t, and on the last K block + bias, residual,
+   activation.  The portable micro-kernel's store (and the reference for the others). */
+EK_INLINE void EK_FN(ek_gemm_store)(const float *EK_RESTRICT t, ptrdiff_t m, ptrdiff_t n,
+                                    float *EK_RESTRICT C, ptrdiff_t ldc, int load_c, int last,
+                                    const ek_gemm_epi *e)
+{
+    ptrdiff_t i, j;
+    for (i = 0; i < m; i++) {
+        float *c = C + i * ldc;
+        const float *s = t + i * EK_GEMM_NR;
+        if (load_c) {
+            for (j = 0; j < n; j++) c[j] += s[j];
+        } else {
+            for (j = 0; j < n; j++) c[j] = s[j];
+        }
+        if (last) {
+            if (e->rb) {
+                const float bv = e->rb[i];
+                for (j = 0; j < n; j++) c[j] += bv;
+            }
+            if (e->cb)
+                for (j = 0; j < n; j++) c[j] += e->cb[j];
+            if (e->R) {
+                const float *r = e->R + i * e->ldr;
+                for (j = 0; j < n; j++) c[j] += r[j];
+            }
+            EK_FN(ek_act_inplace)(c, n, e->act, e->p0, e->p1);
+        }
+    }
+}
+
+/* ------------------------------------------------------ micro-kernels -- */
+#if EK_ISA_LEVEL >= 2
+/* ============================ AVX-512: 14 x 32 ============================ */
+
+EK_INLINE __m512 EK_FN(ek_act_v)(__m512 x, int act, float p0, float p1)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    switch (act) {
+    case EK_ACT_RELU:
+        return _mm512_max_ps(zero, x);                 /* NaN: second operand (x) */
+    case EK_ACT_RELU6:
+        return _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, x));
+    case EK_ACT_LEAKY_RELU:
+        return _mm512_mask_mul_ps(x, _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ), x,
+                                  _mm512_set1_ps(p0));
+    case EK_ACT_CLIP:
+        return _mm512_min_ps(_mm512_set1_ps(p1), _mm512_max_ps(_mm512_set1_ps(p0), x));
+    case EK_ACT_HARDSWISH: {
+        __m512 t = _mm512_add_ps(x, _mm512_set1_ps(3.0f));
+        t = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, t));
+        return _mm512_div_ps(_mm512_mul_ps(x, t), _mm512_set1_ps(6.0f));
+    }
+    case EK_ACT_HARDSIGMOID: {
+        __m512 t = _mm512_add_ps(x, _mm512_set1_ps(3.0f));
+        t = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, t));
+        return _mm512_div_ps(t, _mm512_set1_ps(6.0f));
+    }
+    default:
+        return x;
+    }
+}
+
+/* One register tile: m (<= 14) rows, NV (1 or 2) vectors of 16 columns (n valid), S
+   accumulator sets along K.  a: panel[k][MR]; b: panel[k][NR]. */
+EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t kc,
+                             const float *EK_RESTRICT a, const float *EK_RESTRICT b, float *C,
+                             ptrdiff_t ldc, ptrdiff_t n, int load_c, int last,
+                             const ek_gemm_epi *e)
+{
+    enum { MR = EK_GEMM_MR, NR = EK_GEMM_NR };
+    __m512 acc[4][EK_GEMM_MR][2];
+    ptrdiff_t k;
+    int i, s, v;
+#pragma GCC unroll 4
+    for (s = 0; s < S; s++)
+#pragma GCC unroll 14
+        for (i = 0; i < m; i++)
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) acc[s][i][v] = _mm512_setzero_ps();
+    for (i = 0; i < m; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+    for (k = 0; k + S <= kc; k += S) {
+#pragma GCC unroll 4
+        for (s = 0; s < S; s++) {
+            const __m512 b0 = _mm512_load_ps(b + s * NR);
+            const __m512 b1 = NV > 1 ? _mm512_load_ps(b + s * NR + 16) : b0;
+#pragma GCC unroll 14
+            for (i = 0; i < m; i++) {
+                const __m512 ai = _mm512_set1_ps(a[s * MR + i]);
+                acc[s][i][0] = _mm512_fmadd_ps(ai, b0, acc[s][i][0]);
+                if (NV > 1) acc[s][i][1] = _mm512_fmadd_ps(ai, b1, acc[s][i][1]);
+            }
+        }
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        if (S > 1) {   /* few rows: B streams from memory (GEMV-like), fetch it early */
+            _mm_prefetch((const char *)(b + 64 * NR), _MM_HINT_T1);
+            _mm_prefetch((const char *)(b + 64 * NR + 16), _MM_HINT_T1);
+        }
+        a += S * MR;
+        b += S * NR;
+    }
+    for (; k < kc; k++) {
+        const __m512 b0 = _mm512_load_ps(b);
+        const __m512 b1 = NV > 1 ? _mm512_load_ps(b + 16) : b0;
+#pragma GCC unroll 14
+        for (i = 0; i < m; i++) {
+            const __m512 ai = _mm512_set1_ps(a[i]);
+            acc[0][i][0] = _mm512_fmadd_ps(ai, b0, acc[0][i][0]);
+            if (NV > 1) acc[0][i][1] = _mm512_fmadd_ps(ai, b1, acc[0][i][1]);
+        }
+        a += MR;
+        b += NR;
+    }
+#pragma GCC unroll 4
+    for (s = 1; s < S; s++)
+#pragma GCC unroll 14
+        for (i = 0; i < m; i++)
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) acc[0][i][v] = _mm512_add_ps(acc[0][i][v], acc[s][i][v]);
+    {
+        const ptrdiff_t nl = n - (NV - 1) * 16;        /* columns in the last vector */
+        const __mmask16 ml = (__mmask16)(nl >= 16 ? 0xFFFF : (1u << nl) - 1u);
+        const int simple = EK_ACT_IS_SIMPLE(e->act);
+        __m512 cb[2];
+        cb[0] = cb[1] = _mm512_setzero_ps();
+        if (last && e->cb) {
+            if (NV > 1) {
+                cb[0] = _mm512_loadu_ps(e->cb);
+                cb[1] = _mm512_maskz_loadu_ps(ml, e->cb + 16);
+            } else {
+                cb[0] = _mm512_maskz_loadu_ps(ml, e->cb);
+            }
+        }
+#pragma GCC unroll 14
+        for (i = 0; i < m; i++) {
+            float *c = C + i * ldc;
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) {
+                const __mmask16 mk = v == NV - 1 ? ml : (__mmask16)0xFFFF;
+                __m512 x = acc[0][i][v];
+                if (load_c) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, c + 16 * v));
+                if (last) {
+                    if (e->rb) x = _mm512_add_ps(x, _mm512_set1_ps(e->rb[i]));
+                    if (e->cb) x = _mm512_add_ps(x, cb[v]);
+                    if (e->R)
+                        x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(mk, e->R + i * e->ldr + 16 * v));
+                    if (simple) x = EK_FN(ek_act_v)(x, e->act, e->p0, e->p1);
+                }
+                _mm512_mask_storeu_ps(c + 16 * v, mk, x);
+            }
+            if (last && !simple) EK_FN(ek_act_row)(c, c, n, e->act, e->p0, e->p1);
+        }
+    }
+}
+
+/* Accumulator sets along K so that at least ~8 independent FMA chains are in flight. */
+#define EK_UKR_SETS(m, nv) ((m) * (nv) >= 8 ? 1 : (m) * (nv) >= 4 ? 2 : 4)
+
+/* One out-of-line function per (rows, vectors) pair: each gets its own register allocation
+   (a single function holding every case spills the accumulators). */
+#define EK_UKR_DEF(M_, NV_)                                                              \
+    static EK_NOINLINE void EK_FN(ek_ukr_##M_##_##NV_)(                                  \
+        ptrdiff_t kc, const float *a, const float *b, float *C, ptrdiff_t ldc, ptrdiff_t n, \
+        int load_c, int last, const ek_gemm_epi *e)                                      \
+    {                                                                                    \
+        EK_FN(ek_ukr)(M_, NV_, EK_UKR_SETS(M_, NV_), kc, a, b, C, ldc, n, load_c, last, e); \
+    }
+#define EK_UKR_DEF2(M_) EK_UKR_DEF(M_, 1) EK_UKR_DEF(M_, 2)
+#define EK_UKR_CASE(M_)                                                                  \
+    case M_:                                                                             \
+        if (nv == 2) EK_FN(ek_ukr_##M_##_2)(kc, a, b, C, ldc, n, load_c, last, e);       \
+        else EK_FN(ek_ukr_##M_##_1)(kc, a, b, C, ldc, n, load_c, last, e);               \
+        break;
+
+EK_UKR_DEF2(1) EK_UKR_DEF2(2) EK_UKR_DEF2(3) EK_UKR_DEF2(4) EK_UKR_DEF2(5) EK_UKR_DEF2(6)
+EK_UKR_DEF2(7) EK_UKR_DEF2(8) EK_UKR_DEF2(9) EK_UKR_DEF2(10) EK_UKR_DEF2(11) EK_UKR_DEF2(12)
+EK_UKR_DEF2(13) EK_UKR_DEF2(14)
+
+/*
+ * Narrow tile: r <= 4 columns.  Vectorised along the rows instead (one masked load of the
+ * A panel row per k, r broadcasts of B), with enough accumulator sets for the FMA latency;
+ * the r x m result is transposed through a small buffer into the scalar store.
+ */
+EK_INLINE void EK_FN(ek_ukr_narrow)(const int R_, ptrdiff_t m, ptrdiff_t kc,
+                                    const float *EK_RESTRICT a, const float *EK_RESTRICT b,
+                                    float *C, ptrdiff_t ldc, int load_c, int last,
+                                    const ek_gemm_epi *e)
+{
+    enum { MR = EK_GEMM_MR, NR = EK_GEMM_NR, S = 4 };
+    const __mmask16 mm = (__mmask16)((1u << m) - 1u);
+    __m512 acc[S][4];
+    float tmp[4][16];
+    float t[EK_GEMM_MR * EK_GEMM_NR];
+    ptrdiff_t k;
+    int s, j, i;
+#pragma GCC unroll 4
+    for (s = 0; s < S; s++)
+#pragma GCC unroll 4
+        for (j = 0; j < R_; j++) acc[s][j] = _mm512_setzero_ps();
+    for (k = 0; k + S <= kc; k += S) {
+#pragma GCC unroll 4
+        for (s = 0; s < S; s++) {
+            const __m512 av = _mm512_maskz_loadu_ps(mm, a + (k + s) * MR);
+#pragma GCC unroll 4
+            for (j = 0; j < R_; j++)
+                acc[s][j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[(k + s) * NR + j]), acc[s][j]);
+        }
+    }
+    for (; k < kc; k++) {
+        const __m512 av = _mm512_maskz_loadu_ps(mm, a + k * MR);
+#pragma GCC unroll 4
+        for (j = 0; j < R_; j++)
+            acc[0][j] = _mm512_fmadd_ps(av, _mm512_set1_ps(b[k * NR + j]), acc[0][j]);
+    }
+#pragma GCC unroll 4
+    for (j = 0; j < R_; j++) {
+        __m512 v = _mm512_add_ps(_mm512_add_ps(acc[0][j], acc[1][j]),
+                                 _mm512_add_ps(acc[2][j], acc[3][j]));
+        _mm512_storeu_ps(tmp[j], v);
+    }
+    for (i = 0; i < m; i++)
+        for (j = 0; j < R_; j++) t[i * NR + j] = tmp[j][i];
+    EK_FN(ek_gemm_store)(t, m, R_, C, ldc, load_c, last, e);
+}
+
+#define EK_NARROW_DEF(R_)                                                                \
+    static EK_NOINLINE void EK_FN(ek_ukr_narrow_##R_)(                                   \
+        ptrdiff_t m, ptrdiff_t kc, const float *a, const float *b, float *C, ptrdiff_t ldc, \
+        int load_c, int last, const ek_gemm_epi *e)                                      \
+    {                                                                                    \
+        EK_FN(ek_ukr_narrow)(R_, m, kc, a, b, C, ldc, load_c, last, e);                  \
+    }
+EK_NARROW_DEF(1) EK_NARROW_DEF(2) EK_NARROW_DEF(3) EK_NARROW_DEF(4)
+#undef EK_NARROW_DEF
+
+/* m x n (<= 16) tile of vector kernels (nv = 1 or 2). */
+EK_INLINE void EK_FN(ek_gemm_tile_v)(ptrdiff_t m, ptrdiff_t n, int nv, ptrdiff_t kc,
+                                     const float *a, const float *b, float *C, ptrdiff_t ldc,
+                                     int load_c, int last, const ek_gemm_epi *e)
+{
+    switch (m) {
+        EK_UKR_CASE(1) EK_UKR_CASE(2) EK_UKR_CASE(3) EK_UKR_CASE(4) EK_UKR_CASE(5)
+        EK_UKR_CASE(6) EK_UKR_CASE(7) EK_UKR_CASE(8) EK_UKR_CASE(9) EK_UKR_CASE(10)
+        EK_UKR_CASE(11) EK_UKR_CASE(12) EK_UKR_CASE(13)
+    default:
+        EK_UKR_CASE(14)
+    }
+}
+
+/* One m x n (<= MR x NR) tile.  A partial panel is split into a 16-column vector part and
+   a remainder: <= 4 columns take the row-vectorised narrow kernel (N = 49 = 32 + 16 + 1
+   costs 3 vectors of work, not 4). */
+EK_API void EK_FN(ek_gemm_tile)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, const float *a,
+                                const float *b, float *C, ptrdiff_t ldc, int load_c, int last,
+                                const ek_gemm_epi *e)
+{
+    ptrdiff_t r;
+    if (n > 20) {
+        EK_FN(ek_gemm_tile_v)(m, n, 2, kc, a, b, C, ldc, load_c, last, e);
+        return;
+    }
+    if (n >= 16) {
+        EK_FN(ek_gemm_tile_v)(m, 16, 1, kc, a, b, C, ldc, load_c, last, e);
+        r = n - 16;
+        if (r == 0) return;
+        b += 16;
+        C += 16;
+        if (e->cb || e->R) {
+            ek_gemm_epi e2 = *e;
+            if (e2.cb) e2.cb += 16;
+            if (e2.R) e2.R += 16;
+            switch (r) {
+            case 1: EK_FN(ek_ukr_narrow_1)(m, kc, a, b, C, ldc, load_c, last, &e2); break;
+            case 2: EK_FN(ek_ukr_narrow_2)(m, kc, a, b, C, ldc, load_c, last, &e2); break;
+            case 3: EK_FN(ek_ukr_narrow_3)(m, kc, a, b, C, ldc, load_c, last, &e2); break;
+            default: EK_FN(ek_ukr_narrow_4)(m, kc, a, b, C, ldc, load_c, last, &e2); break;
+            }
+            return;
+        }
+        n = r;
+    }
+    switch (n) {
+    case 1: EK_FN(ek_ukr_narrow_1)(m, kc, a, b, C, ldc, load_c, last, e); break;
+    case 2: EK_FN(ek_ukr_narrow_2)(m, kc, a, b, C, ldc, load_c, last, e); break;
+    case 3: EK_FN(ek_ukr_narrow_3)(m, kc, a, b, C, ldc, load_c, last, e); break;
+    case 4: EK_FN(ek_ukr_narrow_4)(m, kc, a, b, C, ldc, load_c, last, e); break;
+    default: EK_FN(ek_gemm_tile_v)(m, n, 1, kc, a, b, C, ldc, load_c, last, e); break;
+    }
+}
+#undef EK_UKR_CASE
+#undef EK_UKR_DEF2
+#undef EK_UKR_DEF
+#undef EK_UKR_SETS
+
+#elif EK_ISA_LEVEL == 1
+/* ============================ AVX2 + FMA: 6 x 16 ============================ */
+
+EK_INLINE __m256 EK_FN(ek_act_v)(__m256 x, int act, float p0, float p1)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    switch (act) {
+    case EK_ACT_RELU:
+        return _mm256_max_ps(zero, x);
+    case EK_ACT_RELU6:
+        return _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, x));
+    case EK_ACT_LEAKY_RELU:
+        return _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(p0)),
+                                _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    case EK_ACT_CLIP:
+        return _mm256_min_ps(_mm256_set1_ps(p1), _mm256_max_ps(_mm256_set1_ps(p0), x));
+    case EK_ACT_HARDSWISH: {
+        __m256 t = _mm256_add_ps(x, _mm256_set1_ps(3.0f));
+        t = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, t));
+        return _mm256_div_ps(_mm256_mul_ps(x, t), _mm256_set1_ps(6.0f));
+    }
+    case EK_ACT_HARDSIGMOID: {
+        __m256 t = _mm256_add_ps(x, _mm256_set1_ps(3.0f));
+        t = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, t));
+        return _mm256_div_ps(t, _mm256_set1_ps(6.0f));
+    }
+    default:
+        return x;
+    }
+}
+
+EK_INLINE __m256i EK_FN(ek_mask8)(ptrdiff_t n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), idx);
+}
+
+EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t kc,
+                             const float *EK_RESTRICT a, const float *EK_RESTRICT b, float *C,
+                             ptrdiff_t ldc, ptrdiff_t n, int load_c, int last,
+                             const ek_gemm_epi *e)
+{
+    enum { MR = EK_GEMM_MR, NR = EK_GEMM_NR };
+    __m256 acc[4][EK_GEMM_MR][2];
+    ptrdiff_t k;
+    int i, s, v;
+#pragma GCC unroll 4
+    for (s = 0; s < S; s++)
+#pragma GCC unroll 6
+        for (i = 0; i < m; i++)
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) acc[s][i][v] = _mm256_setzero_ps();
+    for (k = 0; k + S <= kc; k += S) {
+#pragma GCC unroll 4
+        for (s = 0; s < S; s++) {
+            const __m256 b0 = _mm256_load_ps(b + s * NR);
+            const __m256 b1 = NV > 1 ? _mm256_load_ps(b + s * NR + 8) : b0;
+#pragma GCC unroll 6
+            for (i = 0; i < m; i++) {
+                const __m256 ai = _mm256_broadcast_ss(a + s * MR + i);
+                acc[s][i][0] = _mm256_fmadd_ps(ai, b0, acc[s][i][0]);
+                if (NV > 1) acc[s][i][1] = _mm256_fmadd_ps(ai, b1, acc[s][i][1]);
+            }
+        }
+        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
+        if (S > 1) {   /* few rows: B streams from memory (GEMV-like), fetch it early */
+            _mm_prefetch((const char *)(b + 64 * NR), _MM_HINT_T1);
+            _mm_prefetch((const char *)(b + 64 * NR + 16), _MM_HINT_T1);
+        }
+        a += S * MR;
+        b += S * NR;
+    }
+    for (; k < kc; k++) {
+        const __m256 b0 = _mm256_load_ps(b);
+        const __m256 b1 = NV > 1 ? _mm256_load_ps(b + 8) : b0;
+#pragma GCC unroll 6
+        for (i = 0; i < m; i++) {
+            const __m256 ai = _mm256_broadcast_ss(a + i);
+            acc[0][i][0] = _mm256_fmadd_ps(ai, b0, acc[0][i][0]);
+            if (NV > 1) acc[0][i][1] = _mm256_fmadd_ps(ai, b1, acc[0][i][1]);
+        }
+        a += MR;
+        b += NR;
+    }
+#pragma GCC unroll 4
+    for (s = 1; s < S; s++)
+#pragma GCC unroll 6
+        for (i = 0; i < m; i++)
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) acc[0][i][v] = _mm256_add_ps(acc[0][i][v], acc[s][i][v]);
+    {
+        const ptrdiff_t nl = n - (NV - 1) * 8;
+        const __m256i ml = EK_FN(ek_mask8)(nl);
+        const int simple = EK_ACT_IS_SIMPLE(e->act);
+        __m256 cb[2];
+        cb[0] = cb[1] = _mm256_setzero_ps();
+        if (last && e->cb) {
+            if (NV > 1) {
+                cb[0] = _mm256_loadu_ps(e->cb);
+                cb[1] = _mm256_maskload_ps(e->cb + 8, ml);
+            } else {
+                cb[0] = _mm256_maskload_ps(e->cb, ml);
+            }
+        }
+#pragma GCC unroll 6
+        for (i = 0; i < m; i++) {
+            float *c = C + i * ldc;
+#pragma GCC unroll 2
+            for (v = 0; v < NV; v++) {
+                const int full = v < NV - 1 || nl >= 8;   /* maskmov only on the tail */
+                __m256 x = acc[0][i][v];
+                if (load_c)
+                    x = _mm256_add_ps(x, full ? _mm256_loadu_ps(c + 8 * v)
+                                              : _mm256_maskload_ps(c + 8 * v, ml));
+                if (last) {
+                    if (e->rb) x = _mm256_add_ps(x, _mm256_set1_ps(e->rb[i]));
+                    if (e->cb) x = _mm256_add_ps(x, cb[v]);
+                    if (e->R) {
+                        const float *r = e->R + i * e->ldr + 8 * v;
+                        x = _mm256_add_ps(x, full ? _mm256_loadu_ps(r) : _mm256_maskload_ps(r, ml));
+                    }
+                    if (simple) x = EK_FN(ek_act_v)(x, e->act, e->p0, e->p1);
+                }
+                if (full) _mm256_storeu_ps(c + 8 * v, x);
+                else _mm256_maskstore_ps(c + 8 * v, ml, x);
+            }
+            if (last && !simple) EK_FN(ek_act_row)(c, c, n, e->act, e->p0, e->p1);
+        }
+    }
+}
+
+#define EK_UKR_SETS(m, nv) ((m) * (nv) >= 8 ? 1 : (m) * (nv) >= 4 ? 2 : 4)
+/* One out-of-line function per (rows, vectors) pair: each gets its own register allocation
+   (a single function holding every case spills the accumulators). */
+#define EK_UKR_DEF(M_, NV_)                                                              \
+    static EK_NOINLINE void EK_FN(ek_ukr_##M_##_##NV_)(                                  \
+        ptrdiff_t kc, const float *a, const float *b, float *C, ptrdiff_t ldc, ptrdiff_t n, \
+        int load_c, int last, const ek_gemm_epi *e)                                      \
+    {                                                                                    \
+        EK_FN(ek_ukr)(M_, NV_, EK_UKR_SETS(M_, NV_), kc, a, b, C, ldc, n, load_c, last, e); \
+    }
+#define EK_UKR_DEF2(M_) EK_UKR_DEF(M_, 1) EK_UKR_DEF(M_, 2)
+#define EK_UKR_CASE(M_)                                                                  \
+    case M_:                                                                             \
+        if (nv == 2) EK_FN(ek_ukr_##M_##_2)(kc, a, b, C, ldc, n, load_c, last, e);       \
+        else EK_FN(ek_ukr_##M_##_1)(kc, a, b, C, ldc, n, load_c, last, e);               \
+        break;
+
+EK_UKR_DEF2(1) EK_UKR_DEF2(2) EK_UKR_DEF2(3) EK_UKR_DEF2(4) EK_UKR_DEF2(5) EK_UKR_DEF2(6)
+
+EK_API void EK_FN(ek_gemm_tile)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, const float *a,
+                                const float *b, float *C, ptrdiff_t ldc, int load_c, int last,
+                                const ek_gemm_epi *e)
+{
+    const int nv = n > 8 ? 2 : 1;
+    switch (m) {
+        EK_UKR_CASE(1) EK_UKR_CASE(2) EK_UKR_CASE(3) EK_UKR_CASE(4) EK_UKR_CASE(5)
+    default:
+        EK_UKR_CASE(6)
+    }
+}
+#undef EK_UKR_CASE
+#undef EK_UKR_DEF2
+#undef EK_UKR_DEF
+#undef EK_UKR_SETS
+
+#else
+/* ============================ portable ============================ */
 #if EK_GEMM_VEXT
 typedef float EK_FN(ek_vf) __attribute__((vector_size(EK_GEMM_VW * 4)));
+#endif
+
+/* out[MR][NR] = sum_k a[k][MR] (x) b[k][NR] (full tile; the store trims it). */
 EK_INLINE void EK_FN(ek_gemm_ukernel)(ptrdiff_t kc, const float *EK_RESTRICT a,
                                       const float *EK_RESTRICT b, float *EK_RESTRICT out)
 {
+#if EK_GEMM_VEXT
     enum { NV = EK_GEMM_NR / EK_GEMM_VW };
     EK_FN(ek_vf) acc[EK_GEMM_MR][NV];
     ptrdiff_t k;
@@ -229,11 +774,7 @@ EK_INLINE void EK_FN(ek_gemm_ukernel)(ptrdiff_t kc, const float *EK_RESTRICT a,
     for (i = 0; i < EK_GEMM_MR; i++)
         for (j = 0; j < NV; j++)
             memcpy(out + i * EK_GEMM_NR + j * EK_GEMM_VW, &acc[i][j], sizeof(acc[i][j]));
-}
 #else
-EK_INLINE void EK_FN(ek_gemm_ukernel)(ptrdiff_t kc, const float *EK_RESTRICT a,
-                                      const float *EK_RESTRICT b, float *EK_RESTRICT out)
-{
     float acc[EK_GEMM_MR][EK_GEMM_NR];
     ptrdiff_t k;
     int i, j;
@@ -249,109 +790,404 @@ EK_INLINE void EK_FN(ek_gemm_ukernel)(ptrdiff_t kc, const float *EK_RESTRICT a,
     }
     for (i = 0; i < EK_GEMM_MR; i++)
         for (j = 0; j < EK_GEMM_NR; j++) out[i * EK_GEMM_NR + j] = acc[i][j];
+#endif
+}
+
+EK_API void EK_FN(ek_gemm_tile)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, const float *a,
+                                const float *b, float *C, ptrdiff_t ldc, int load_c, int last,
+                                const ek_gemm_epi *e)
+{
+#if defined(__GNUC__)
+    float tile[EK_GEMM_MR * EK_GEMM_NR] __attribute__((aligned(64)));
+#else
+    float tile[EK_GEMM_MR * EK_GEMM_NR];
+#endif
+    EK_FN(ek_gemm_ukernel)(kc, a, b, tile);
+    EK_FN(ek_gemm_store)(tile, m, n, C, ldc, load_c, last, e);
 }
 #endif
 
-/* Store an m x n (<= MR x NR) tile: first K block overwrites (or adds when accumulating),
-   later blocks add; the last block adds the bias and applies the activation. */
-EK_API void EK_FN(ek_gemm_store)(const float *EK_RESTRICT t, ptrdiff_t m, ptrdiff_t n,
-                                 float *EK_RESTRICT C, ptrdiff_t ldc, int add, int last,
-                                 const float *rbias, const float *cbias, int act, float p0,
-                                 float p1)
+/* ------------------------------------------------------------- driver -- */
+
+/* Blocking of one call: derived from the sizes, the caches and the thread count. */
+typedef struct {
+    ptrdiff_t mc, nc, kc;   /* block sizes (mc multiple of MR, nc multiple of NR) */
+    ptrdiff_t mt, nt;       /* number of blocks along M and N */
+    int threads;            /* threads actually used */
+    int small;              /* 1: unpacked small-M path, no workspace */
+} EK_FN(ek_gemm_plan_t);
+
+/* K block: an A micro-panel (MR x kc) in about half of L1, at most EK_GEMM_KC, balanced so
+   that there is no thin last block.  Depends on M, K (and the cache), not on threads. */
+EK_INLINE ptrdiff_t EK_FN(ek_gemm_kc)(ptrdiff_t M, ptrdiff_t K)
 {
-    ptrdiff_t i, j;
-    for (i = 0; i < m; i++) {
-        float *c = C + i * ldc;
-        const float *s = t + i * EK_GEMM_NR;
-        if (add) {
-            for (j = 0; j < n; j++) c[j] += s[j];
-        } else {
-            for (j = 0; j < n; j++) c[j] = s[j];
+    ptrdiff_t kmax, nkb;
+    if (ek_gemm_l1_bytes == 0) ek_gemm_init_caches();
+    /* GEMV-like (a few rows): short K blocks, i.e. many concurrent streams through the
+       packed B panels, measured fastest (memory-bound: 128 > 256 > K) */
+    if (M <= 3) return K < 1 ? 1 : EK_MIN(K, 128);
+    kmax = (ptrdiff_t)(ek_gemm_l1_bytes / 2) / (EK_GEMM_MR * (ptrdiff_t)sizeof(float));
+    kmax = kmax / 16 * 16;
+    if (kmax > EK_GEMM_KC) kmax = EK_GEMM_KC;
+    if (kmax < 64) kmax = 64;
+    if (K <= kmax) return K < 1 ? 1 : K;
+    nkb = (K + kmax - 1) / kmax;
+    return (K + nkb - 1) / nkb;
+}
+
+/* b_mode: EK_GEMM_B_MATRIX (packed per task), EK_GEMM_B_PACKED (pre-packed), EK_GEMM_B_FILL
+   (packed per task by a callback). */
+EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                                                 int a_packed, int b_mode, int nthreads)
+{
+    const int b_packed = b_mode == EK_GEMM_B_PACKED;
+    EK_FN(ek_gemm_plan_t) p;
+    const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
+    ptrdiff_t ncmax, target;
+    memset(&p, 0, sizeof(p));
+    p.threads = 1;
+    if (M <= 0 || N <= 0) return p;
+    if (nthreads < 1) nthreads = 1;
+#ifndef _OPENMP
+    nthreads = 1;
+#endif
+    if (K <= 0 || (M < EK_GEMM_SMALL_M && !a_packed && b_mode == EK_GEMM_B_MATRIX)) {
+        p.small = 1;
+        p.threads = ek_nthreads(nthreads, (N + 255) / 256);
+        if (M * N * (K > 0 ? K : 1) < 65536) p.threads = 1;
+        return p;
+    }
+    p.kc = EK_FN(ek_gemm_kc)(M, K);
+    /* packed B block in half of L2 */
+    ncmax = (ptrdiff_t)(ek_gemm_l2_bytes / 2) / (p.kc * (ptrdiff_t)sizeof(float));
+    ncmax = ncmax / NR * NR;
+    if (ncmax > EK_GEMM_NC) ncmax = EK_GEMM_NC / NR * NR;
+    if (ncmax < NR) ncmax = NR;
+    p.nt = (N + ncmax - 1) / ncmax;
+    p.mt = (M + EK_GEMM_MC - 1) / EK_GEMM_MC;
+    if (nthreads > 1 && M * N * K >= 262144) {
+        /* Several tasks per thread for the dynamic schedule.  Splitting N costs a repack of
+           A per task (none when A is pre-packed), splitting M a repack of B. */
+        target = 4 * (ptrdiff_t)nthreads;
+        while (p.mt * p.nt < target) {
+            const ptrdiff_t ncols = (N + p.nt) / (p.nt + 1), nrows = (M + p.mt) / (p.mt + 1);
+            const ptrdiff_t min_cols = a_packed || b_packed ? 2 * NR : 4 * NR;
+            if (ncols >= min_cols && (ncols >= nrows || nrows < 4 * MR)) p.nt++;
+            else if (nrows >= 2 * MR) p.mt++;
+            else if (ncols >= NR) p.nt++;
+            else if (nrows >= MR) p.mt++;
+            else break;
         }
-        if (last) {
-            if (rbias) {
-                const float bv = rbias[i];
-                for (j = 0; j < n; j++) c[j] += bv;
-            }
-            if (cbias)
-                for (j = 0; j < n; j++) c[j] += cbias[j];
-            EK_FN(ek_act_inplace)(c, n, act, p0, p1);
+        p.threads = ek_nthreads(nthreads, p.mt * p.nt);
+    }
+    p.nc = ((N + p.nt - 1) / p.nt + NR - 1) / NR * NR;
+    p.nt = (N + p.nc - 1) / p.nc;
+    p.mc = ((M + p.mt - 1) / p.mt + MR - 1) / MR * MR;
+    p.mt = (M + p.mc - 1) / p.mc;
+    if (p.mt * p.nt < 2) p.threads = 1;
+    return p;
+}
+
+/* Floats of workspace ek_gemm_run needs (0 for the small-M and K == 0 paths). */
+EK_API ptrdiff_t EK_FN(ek_gemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int a_packed,
+                                          int b_mode, int nthreads)
+{
+    EK_FN(ek_gemm_plan_t) p = EK_FN(ek_gemm_plan)(M, N, K, a_packed, b_mode, nthreads);
+    const int b_packed = b_mode == EK_GEMM_B_PACKED;
+    ptrdiff_t per;
+    if (M <= 0 || N <= 0 || p.small) return 0;
+    per = (a_packed ? 0 : EK_ROUND16(p.mc * p.kc)) + (b_packed ? 0 : EK_ROUND16(p.kc * p.nc));
+    return per == 0 ? 0 : (ptrdiff_t)p.threads * per + 16;
+}
+
+/* Old interface: floats of workspace ek_sgemm needs. */
+EK_API ptrdiff_t EK_FN(ek_sgemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int trans_b,
+                                           int nthreads)
+{
+    (void)trans_b;
+    return EK_FN(ek_gemm_workspace)(M, N, K, 0, EK_GEMM_B_MATRIX, nthreads);
+}
+
+/*
+ * GEMV-like product with a row-major "transposed" B (a linear layer's weight W, N x K):
+ * out[i][j] = sum_k X[i][k] W[j][k] for i < M (<= 3), j < n.  Four rows of W at a time
+ * (four sequential streams, which memory-bound batch-1 FC layers need), each dotted with
+ * the M rows of X in vector registers; horizontal sums at the end.
+ */
+#if EK_ISA_LEVEL >= 2
+#define EK_GV_VW 16
+#elif EK_ISA_LEVEL == 1
+#define EK_GV_VW 8
+#else
+#define EK_GV_VW 4
+#endif
+#if defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
+typedef float EK_FN(ek_gv_vf) __attribute__((vector_size(EK_GV_VW * 4)));
+EK_INLINE EK_FN(ek_gv_vf) EK_FN(ek_gv_ld)(const float *p)
+{
+    EK_FN(ek_gv_vf) v;
+    memcpy(&v, p, sizeof(v));
+    return v;
+}
+EK_INLINE void EK_FN(ek_gemv_t_rows)(const int M_, const int R_, ptrdiff_t K,
+                                     const float *EK_RESTRICT X, ptrdiff_t ldx,
+                                     const float *EK_RESTRICT W, ptrdiff_t ldw, float *out,
+                                     ptrdiff_t ldo)
+{
+    EK_FN(ek_gv_vf) acc[3][4];
+    float s[3][4];
+    ptrdiff_t k;
+    int i, r, l;
+    for (i = 0; i < M_; i++)
+        for (r = 0; r < R_; r++) acc[i][r] = (EK_FN(ek_gv_vf)){0};
+    for (k = 0; k + EK_GV_VW <= K; k += EK_GV_VW) {
+        /* loads into plain locals: an array of vectors filled by memcpy is not kept in
+           registers by gcc (it went through the stack, store-forwarding stalls) */
+        const EK_FN(ek_gv_vf) w0 = EK_FN(ek_gv_ld)(W + k);
+        const EK_FN(ek_gv_vf) w1 = R_ > 1 ? EK_FN(ek_gv_ld)(W + ldw + k) : w0;
+        const EK_FN(ek_gv_vf) w2 = R_ > 2 ? EK_FN(ek_gv_ld)(W + 2 * ldw + k) : w0;
+        const EK_FN(ek_gv_vf) w3 = R_ > 3 ? EK_FN(ek_gv_ld)(W + 3 * ldw + k) : w0;
+        for (i = 0; i < M_; i++) {
+            const EK_FN(ek_gv_vf) xv = EK_FN(ek_gv_ld)(X + i * ldx + k);
+            acc[i][0] += xv * w0;
+            if (R_ > 1) acc[i][1] += xv * w1;
+            if (R_ > 2) acc[i][2] += xv * w2;
+            if (R_ > 3) acc[i][3] += xv * w3;
         }
+    }
+    for (i = 0; i < M_; i++)
+        for (r = 0; r < R_; r++) {
+            float t = 0.0f;
+            for (l = 0; l < EK_GV_VW; l++) t += acc[i][r][l];
+            s[i][r] = t;
+        }
+    for (; k < K; k++)
+        for (i = 0; i < M_; i++)
+            for (r = 0; r < R_; r++) s[i][r] += X[i * ldx + k] * W[r * ldw + k];
+    for (i = 0; i < M_; i++)
+        for (r = 0; r < R_; r++) out[i * ldo + r] = s[i][r];
+}
+#else
+EK_INLINE void EK_FN(ek_gemv_t_rows)(const int M_, const int R_, ptrdiff_t K, const float *X,
+                                     ptrdiff_t ldx, const float *W, ptrdiff_t ldw, float *out,
+                                     ptrdiff_t ldo)
+{
+    int i, r;
+    ptrdiff_t k;
+    for (i = 0; i < M_; i++)
+        for (r = 0; r < R_; r++) {
+            float t = 0.0f;
+            for (k = 0; k < K; k++) t += X[i * ldx + k] * W[r * ldw + k];
+            out[i * ldo + r] = t;
+        }
+}
+#endif
+
+#define EK_GV_DEF(M_, R_)                                                                \
+    static EK_NOINLINE void EK_FN(ek_gemv_t_##M_##_##R_)(                                \
+        ptrdiff_t K, const float *X, ptrdiff_t ldx, const float *W, ptrdiff_t ldw,       \
+        float *out, ptrdiff_t ldo)                                                       \
+    {                                                                                    \
+        EK_FN(ek_gemv_t_rows)(M_, R_, K, X, ldx, W, ldw, out, ldo);                      \
+    }
+EK_GV_DEF(1, 4) EK_GV_DEF(1, 1) EK_GV_DEF(2, 4) EK_GV_DEF(2, 1) EK_GV_DEF(3, 4) EK_GV_DEF(3, 1)
+#undef EK_GV_DEF
+
+/* out[i][j] (row stride ldo) for j < n: the rows W[0..n) */
+EK_INLINE void EK_FN(ek_gemv_t_block)(ptrdiff_t M, ptrdiff_t n, ptrdiff_t K, const float *X,
+                                      ptrdiff_t ldx, const float *W, ptrdiff_t ldw,
+                                      float *out, ptrdiff_t ldo)
+{
+    ptrdiff_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *w = W + j * ldw;
+        if (M == 1) EK_FN(ek_gemv_t_1_4)(K, X, ldx, w, ldw, out + j, ldo);
+        else if (M == 2) EK_FN(ek_gemv_t_2_4)(K, X, ldx, w, ldw, out + j, ldo);
+        else EK_FN(ek_gemv_t_3_4)(K, X, ldx, w, ldw, out + j, ldo);
+    }
+    for (; j < n; j++) {
+        const float *w = W + j * ldw;
+        if (M == 1) EK_FN(ek_gemv_t_1_1)(K, X, ldx, w, ldw, out + j, ldo);
+        else if (M == 2) EK_FN(ek_gemv_t_2_1)(K, X, ldx, w, ldw, out + j, ldo);
+        else EK_FN(ek_gemv_t_3_1)(K, X, ldx, w, ldw, out + j, ldo);
     }
 }
 
-/* Unpacked path for tiny M or K == 0 (matrix-vector-like): parallel over column chunks. */
-EK_API void EK_FN(ek_gemm_small)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
-                                 ptrdiff_t lda, int trans_a, const float *B, ptrdiff_t ldb,
-                                 int trans_b, float *C, ptrdiff_t ldc, const float *bias,
-                                 int bias_mode, int accumulate, int act, float p0, float p1,
-                                 int threads)
+/* C row segment = [C +] acc + bias + R, then the activation (the small path's store). */
+EK_INLINE void EK_FN(ek_small_store)(const ek_gemm_args *g, ptrdiff_t i, ptrdiff_t j0,
+                                     ptrdiff_t n, const float *acc)
 {
-    const ptrdiff_t CH = 256;
+    float *EK_RESTRICT c = g->C + i * g->ldc + j0;
+    ptrdiff_t j;
+    if (g->accumulate)
+        for (j = 0; j < n; j++) c[j] += acc[j];
+    else
+        for (j = 0; j < n; j++) c[j] = acc[j];
+    if (g->bias_mode == EK_BIAS_ROW) {
+        const float bv = g->bias[i];
+        for (j = 0; j < n; j++) c[j] += bv;
+    } else if (g->bias_mode == EK_BIAS_COL) {
+        for (j = 0; j < n; j++) c[j] += g->bias[j0 + j];
+    }
+    if (g->R) {
+        const float *r = g->R + i * g->ldr + j0;
+        for (j = 0; j < n; j++) c[j] += r[j];
+    }
+    EK_FN(ek_act_inplace)(c, n, g->act, g->p0, g->p1);
+}
+
+/* K == 0 (C = act([C] + bias + R)) and the unpacked streaming path for tiny M (< 4). */
+EK_API void EK_FN(ek_gemm_small)(const ek_gemm_args *g, int threads)
+{
+    enum { CH = 256 };
+    const ptrdiff_t M = g->M, N = g->N, K = g->K;
     const ptrdiff_t nch = (N + CH - 1) / CH;
+    const int gemv = K > 0 && g->trans_b && !g->trans_a && M <= 3;
     ptrdiff_t t;
     (void)threads;  /* unused without OpenMP */
 #ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
 #endif
     for (t = 0; t < nch; t++) {
         const ptrdiff_t j0 = t * CH, n = EK_MIN(CH, N - j0);
+        const float *A = g->A, *B = g->B;
+        const ptrdiff_t lda = g->lda, ldb = g->ldb;
         ptrdiff_t i, j, k;
+        if (gemv) {
+            float accm[3][CH];
+            EK_FN(ek_gemv_t_block)(M, n, K, A, lda, B + j0 * ldb, ldb, &accm[0][0], CH);
+            for (i = 0; i < M; i++) EK_FN(ek_small_store)(g, i, j0, n, accm[i]);
+            continue;
+        }
         for (i = 0; i < M; i++) {
-            float *EK_RESTRICT c = C + i * ldc + j0;
-            float acc[256];
+            float acc[CH];
             for (j = 0; j < n; j++) acc[j] = 0.0f;
-            if (!trans_b) {
+            if (K > 0 && !g->trans_b) {
                 for (k = 0; k < K; k++) {
-                    const float a = trans_a ? A[k * lda + i] : A[i * lda + k];
+                    const float a = g->trans_a ? A[k * lda + i] : A[i * lda + k];
                     const float *EK_RESTRICT b = B + k * ldb + j0;
                     for (j = 0; j < n; j++) acc[j] += a * b[j];
                 }
-            } else {
+            } else if (K > 0) {
                 for (j = 0; j < n; j++) {
                     const float *EK_RESTRICT b = B + (j0 + j) * ldb;
-                    float s8[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-                    float s;
-                    int u;
-                    k = 0;
-                    if (!trans_a) {
-                        const float *EK_RESTRICT a = A + i * lda;
-                        for (; k + 8 <= K; k += 8)
-                            for (u = 0; u < 8; u++) s8[u] += a[k + u] * b[k + u];
-                        s = ((s8[0] + s8[1]) + (s8[2] + s8[3])) +
-                            ((s8[4] + s8[5]) + (s8[6] + s8[7]));
-                        for (; k < K; k++) s += a[k] * b[k];
-                    } else {
-                        s = 0.0f;
-                        for (; k < K; k++) s += A[k * lda + i] * b[k];
-                    }
+                    float s = 0.0f;
+                    for (k = 0; k < K; k++)
+                        s += (g->trans_a ? A[k * lda + i] : A[i * lda + k]) * b[k];
                     acc[j] = s;
                 }
             }
-            if (accumulate)
-                for (j = 0; j < n; j++) c[j] += acc[j];
-            else
-                for (j = 0; j < n; j++) c[j] = acc[j];
-            if (bias_mode == EK_BIAS_ROW) {
-                const float bv = bias[i];
-                for (j = 0; j < n; j++) c[j] += bv;
-            } else if (bias_mode == EK_BIAS_COL) {
-                for (j = 0; j < n; j++) c[j] += bias[j0 + j];
+            EK_FN(ek_small_store)(g, i, j0, n, acc);
+        }
+    }
+}
+#undef EK_GV_VW
+
+/*
+ * The GEMM.  Preconditions (checked by the caller):
+ *   M, N, K >= 0; unpacked A holds op(A) with leading dimension lda (>= K, or >= M when
+ *   trans_a), unpacked B op(B) with ldb (>= N, or >= K when trans_b); a packed A / B is a
+ *   buffer filled by ek_gemm_pack_a / ek_gemm_pack_b of this variant for the same M / N and
+ *   K; C is M x N with ldc >= N and does not overlap A, B, bias, R or work; bias has M (ROW)
+ *   or N (COL) entries when bias_mode != NONE; R (if not NULL) is M x N with ldr >= N;
+ *   `work` has ek_gemm_workspace(M, N, K, a_packed, b_mode, nthreads) floats (NULL if 0),
+ *   b_mode being how B is given (EK_GEMM_B_MATRIX / _PACKED / _FILL).
+ * When accumulate == 0, C is write-only (its old contents, NaN included, are ignored).
+ */
+EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
+{
+    EK_FN(ek_gemm_plan_t) p;
+    ptrdiff_t ntasks, t, a_sz, b_sz, per;
+    const ptrdiff_t M = g->M, N = g->N, K = g->K;
+    const float *bias = g->bias_mode != EK_BIAS_NONE ? g->bias : NULL;
+    const int bias_mode = bias ? g->bias_mode : EK_BIAS_NONE;
+    const float *Apk = g->a_packed ? ek_align64((float *)g->A) : NULL;
+    const float *Bpk = g->b_packed ? ek_align64((float *)g->B) : NULL;
+    float *ws;
+    if (M <= 0 || N <= 0) return;
+    p = EK_FN(ek_gemm_plan)(M, N, K, g->a_packed,
+                            g->b_packed ? EK_GEMM_B_PACKED
+                                        : g->fill_b ? EK_GEMM_B_FILL : EK_GEMM_B_MATRIX,
+                            nthreads);
+    if (p.small) {
+        ek_gemm_args h = *g;
+        h.bias = bias;
+        h.bias_mode = bias_mode;
+        EK_FN(ek_gemm_small)(&h, p.threads);
+        return;
+    }
+    ntasks = p.mt * p.nt;
+    a_sz = g->a_packed ? 0 : EK_ROUND16(p.mc * p.kc);
+    b_sz = g->b_packed ? 0 : EK_ROUND16(p.kc * p.nc);
+    per = a_sz + b_sz;
+    ws = per ? ek_align64(work) : NULL;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
+#endif
+    for (t = 0; t < ntasks; t++) {
+        const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
+        const ptrdiff_t ib = t % p.mt, jb = t / p.mt;   /* N-major: M blocks share B */
+        const ptrdiff_t i0 = ib * p.mc, j0 = jb * p.nc;
+        const ptrdiff_t mc = EK_MIN(p.mc, M - i0), nc = EK_MIN(p.nc, N - j0);
+        float *ap = ws ? ws + (ptrdiff_t)ek_thread_id() * per : NULL;
+        float *bp = ap ? ap + a_sz : NULL;
+        ek_gemm_epi e;
+        ptrdiff_t k0, ir, jr;
+        e.act = g->act;
+        e.p0 = g->p0;
+        e.p1 = g->p1;
+        e.ldr = g->ldr;
+        for (k0 = 0; k0 < K; k0 += p.kc) {
+            const ptrdiff_t kc = EK_MIN(p.kc, K - k0);
+            const int first = (k0 == 0), last = (k0 + kc >= K);
+            const int load_c = !first || g->accumulate;
+            const float *abase, *bbase;
+            ptrdiff_t aps, bps;
+            if (g->a_packed) {
+                abase = Apk + (i0 / MR) * K * MR + k0 * MR;
+                aps = K * MR;
+            } else {
+                const float *a_blk = g->trans_a ? g->A + k0 * g->lda + i0
+                                                : g->A + i0 * g->lda + k0;
+                EK_FN(ek_gemm_pack_a_blk)(mc, kc, a_blk, g->lda, g->trans_a, ap, kc * MR);
+                abase = ap;
+                aps = kc * MR;
             }
-            EK_FN(ek_act_inplace)(c, n, act, p0, p1);
+            if (g->b_packed) {
+                bbase = Bpk + (j0 / NR) * K * NR + k0 * NR;
+                bps = K * NR;
+            } else if (g->fill_b) {
+                g->fill_b(g->fill_ctx, k0, kc, j0, nc, bp);
+                bbase = bp;
+                bps = kc * NR;
+            } else {
+                const float *b_blk = g->trans_b ? g->B + j0 * g->ldb + k0
+                                                : g->B + k0 * g->ldb + j0;
+                EK_FN(ek_gemm_pack_b_blk)(kc, nc, b_blk, g->ldb, g->trans_b, bp, kc * NR);
+                bbase = bp;
+                bps = kc * NR;
+            }
+            for (ir = 0; ir < mc; ir += MR) {
+                const ptrdiff_t m = EK_MIN(MR, mc - ir);
+                const float *a = abase + (ir / MR) * aps;
+                e.rb = (last && bias_mode == EK_BIAS_ROW) ? bias + i0 + ir : NULL;
+                for (jr = 0; jr < nc; jr += NR) {
+                    const ptrdiff_t n = EK_MIN(NR, nc - jr);
+                    float *c = g->C + (i0 + ir) * g->ldc + j0 + jr;
+                    e.cb = (last && bias_mode == EK_BIAS_COL) ? bias + j0 + jr : NULL;
+                    e.R = (last && g->R) ? g->R + (i0 + ir) * g->ldr + j0 + jr : NULL;
+                    EK_FN(ek_gemm_tile)(m, n, kc, a, bbase + (jr / NR) * bps, c, g->ldc, load_c,
+                                        last, &e);
+                }
+            }
         }
     }
 }
 
 /*
- * C = act([accumulate ? C : 0] + op(A) op(B) + bias).
- *
- * Preconditions (checked by the caller):
- *   M, N, K >= 0; A holds op(A) with leading dimension lda (>= K, or >= M when trans_a);
- *   B holds op(B) with ldb (>= N, or >= K when trans_b); C is M x N with ldc >= N and does
- *   not overlap A, B or bias; bias has M (ROW) or N (COL) entries when bias_mode != NONE;
- *   `work` has ek_sgemm_workspace(M, N, K, trans_b, nthreads) floats (may be NULL if 0).
- * When accumulate == 0, C is write-only (its old contents, NaN included, are ignored).
+ * C = act([accumulate ? C : 0] + op(A) op(B) + bias): the plain interface (both operands
+ * packed on the fly).  Preconditions as ek_gemm_run; work has
+ * ek_sgemm_workspace(M, N, K, trans_b, nthreads) floats.
  */
 EK_API void EK_FN(ek_sgemm)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *A,
                             ptrdiff_t lda, int trans_a, const float *B, ptrdiff_t ldb,
@@ -359,54 +1195,15 @@ EK_API void EK_FN(ek_sgemm)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, const float *
                             int bias_mode, int accumulate, int act, float p0, float p1,
                             float *work, int nthreads)
 {
-    EK_FN(ek_gemm_plan_t) p;
-    ptrdiff_t ntasks, t, a_sz, b_sz;
-    float *ws;
-    if (M <= 0 || N <= 0) return;
-    if (bias == NULL) bias_mode = EK_BIAS_NONE;
-    p = EK_FN(ek_gemm_plan)(M, N, K, trans_b, nthreads);
-    if (p.small) {
-        EK_FN(ek_gemm_small)(M, N, K, A, lda, trans_a, B, ldb, trans_b, C, ldc, bias,
-                             bias_mode, accumulate, act, p0, p1, p.threads);
-        return;
-    }
-    ntasks = p.mt * p.nt;
-    a_sz = EK_ROUND16(p.mc * p.kc);
-    b_sz = EK_ROUND16(p.kc * p.nc);
-    ws = ek_align64(work);
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
-#endif
-    for (t = 0; t < ntasks; t++) {
-        const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
-        const ptrdiff_t ib = t % p.mt, jb = t / p.mt; /* N-major: M blocks share B in cache */
-        const ptrdiff_t i0 = ib * p.mc, j0 = jb * p.nc;
-        const ptrdiff_t mc = EK_MIN(p.mc, M - i0), nc = EK_MIN(p.nc, N - j0);
-        float *ap = ws + (ptrdiff_t)ek_thread_id() * (a_sz + b_sz);
-        float *bp = ap + a_sz;
-        float tile[EK_GEMM_MR * EK_GEMM_NR];
-        ptrdiff_t k0, ir, jr;
-        for (k0 = 0; k0 < K; k0 += p.kc) {
-            const ptrdiff_t kc = EK_MIN(p.kc, K - k0);
-            const int first = (k0 == 0), last = (k0 + kc >= K);
-            const float *a_blk = trans_a ? A + k0 * lda + i0 : A + i0 * lda + k0;
-            const float *b_blk = trans_b ? B + j0 * ldb + k0 : B + k0 * ldb + j0;
-            EK_FN(ek_gemm_pack_a)(mc, kc, a_blk, lda, trans_a, ap);
-            EK_FN(ek_gemm_pack_b)(kc, nc, b_blk, ldb, trans_b, bp);
-            for (jr = 0; jr < nc; jr += NR) {
-                const ptrdiff_t n = EK_MIN(NR, nc - jr);
-                for (ir = 0; ir < mc; ir += MR) {
-                    const ptrdiff_t m = EK_MIN(MR, mc - ir);
-                    EK_FN(ek_gemm_ukernel)(kc, ap + ir * kc, bp + jr * kc, tile);
-                    EK_FN(ek_gemm_store)(tile, m, n, C + (i0 + ir) * ldc + j0 + jr, ldc,
-                                         !first || accumulate, last,
-                                         bias_mode == EK_BIAS_ROW ? bias + i0 + ir : NULL,
-                                         bias_mode == EK_BIAS_COL ? bias + j0 + jr : NULL,
-                                         act, p0, p1);
-                }
-            }
-        }
-    }
+    ek_gemm_args g;
+    memset(&g, 0, sizeof(g));
+    g.M = M; g.N = N; g.K = K;
+    g.A = A; g.lda = lda; g.trans_a = trans_a;
+    g.B = B; g.ldb = ldb; g.trans_b = trans_b;
+    g.C = C; g.ldc = ldc;
+    g.bias = bias; g.bias_mode = bias ? bias_mode : EK_BIAS_NONE;
+    g.accumulate = accumulate; g.act = act; g.p0 = p0; g.p1 = p1;
+    EK_FN(ek_gemm_run)(&g, work, nthreads);
 }
 
 #endif /* EK_GEMM_ISA */

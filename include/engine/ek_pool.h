@@ -6,11 +6,187 @@
  * replaced when `v > m || v != v` and a NaN running value is never replaced.
  */
 #include "ek_common.h"
+#include <stdlib.h>
 
 #ifndef EK_POOL_ISA
 #define EK_POOL_ISA
 
 #define EK_POOL_CHUNK 256
+
+/* ---------------------------------------------------------- max / min fast path -- */
+/*
+ * 2-D (and 1-D) max / min pooling with width stride 1 or 2, any kernel, dilation, padding,
+ * ceil_mode: each plane is copied into a buffer padded with -inf (+inf for min) wide and
+ * tall enough for every window, so no output needs a bounds check; output rows are cut
+ * into vector-wide chunks and EK_PL_NB chunks (across rows for narrow maps) are reduced at
+ * once in vector registers.  Same NaN rule as the general path (v > m || v != v).
+ */
+#if EK_ISA_LEVEL >= 2
+#define EK_PL_VW 16
+#elif EK_ISA_LEVEL == 1
+#define EK_PL_VW 8
+#else
+#define EK_PL_VW 4
+#endif
+#define EK_PL_NB 4
+#if defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
+#define EK_PL_VEC 1
+typedef float EK_FN(ek_pl_vf) __attribute__((vector_size(EK_PL_VW * 4)));
+typedef int EK_FN(ek_pl_vi) __attribute__((vector_size(EK_PL_VW * 4)));
+#if EK_PL_VW == 16
+#define EK_PL_EVEN {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30}
+#elif EK_PL_VW == 8
+#define EK_PL_EVEN {0, 2, 4, 6, 8, 10, 12, 14}
+#else
+#define EK_PL_EVEN {0, 2, 4, 6}
+#endif
+#else
+#define EK_PL_VEC 0
+#endif
+
+/* Padded-plane geometry (P pitch, Hp rows, cpr chunks per output row); 0: no fast path. */
+EK_INLINE int EK_FN(ek_pool_fast_geom)(const ek_geom3 *g, ptrdiff_t *P, ptrdiff_t *Hp,
+                                       ptrdiff_t *cpr)
+{
+    ptrdiff_t owr;
+    if (!EK_PL_VEC || g->KD != 1 || g->OD != 1 || g->D != 1 || g->sw > 2) return 0;
+    *cpr = (g->OW + EK_PL_VW - 1) / EK_PL_VW;
+    owr = *cpr * EK_PL_VW;
+    *P = EK_MAX(g->pw + g->W, g->sw * owr + (g->KW - 1) * g->dw);
+    *Hp = EK_MAX(g->ph + g->H, (g->OH - 1) * g->sh + (g->KH - 1) * g->dh + 1);
+    return 1;
+}
+
+#if EK_PL_VEC
+EK_INLINE EK_FN(ek_pl_vf) EK_FN(ek_pl_load)(const int S, const float *t)
+{
+    EK_FN(ek_pl_vf) v;
+    if (S == 1) {
+        memcpy(&v, t, sizeof(v));
+    } else {
+        EK_FN(ek_pl_vf) lo, hi;
+        const EK_FN(ek_pl_vi) sel = EK_PL_EVEN;
+        memcpy(&lo, t, sizeof(lo));
+        memcpy(&hi, t + EK_PL_VW, sizeof(hi));
+        v = __builtin_shuffle(lo, hi, sel);
+    }
+    return v;
+}
+
+/* One plane: xp is its padded copy, y its output. */
+EK_INLINE void EK_FN(ek_pool_plane)(const int S, const int is_max, const float *xp,
+                                    float *y, const ek_geom3 *g, ptrdiff_t P, ptrdiff_t cpr)
+{
+    enum { NB = EK_PL_NB, VW = EK_PL_VW };
+    const ptrdiff_t total = g->OH * cpr;
+    const float init = is_max ? -INFINITY : INFINITY;
+    ptrdiff_t it, oh = 0, c = 0;
+    for (it = 0; it < total; it += NB) {
+        EK_FN(ek_pl_vf) acc[NB];
+        const float *base[NB];
+        ptrdiff_t kh, kw, q, qoh = oh, qc = c;
+        for (q = 0; q < NB; q++) {
+            base[q] = xp + qoh * g->sh * P + S * qc * VW;
+            acc[q] = (EK_FN(ek_pl_vf)){0} + init;
+            if (it + q + 1 < total && ++qc == cpr) { qc = 0; qoh++; }
+        }
+        for (kh = 0; kh < g->KH; kh++)
+            for (kw = 0; kw < g->KW; kw++) {
+                const ptrdiff_t off = kh * g->dh * P + kw * g->dw;
+                for (q = 0; q < NB; q++) {
+                    const EK_FN(ek_pl_vf) v = EK_FN(ek_pl_load)(S, base[q] + off);
+                    const EK_FN(ek_pl_vi) take = (is_max ? (v > acc[q]) : (v < acc[q])) |
+                                                 (v != v);
+                    acc[q] = (EK_FN(ek_pl_vf))(((EK_FN(ek_pl_vi))v & take) |
+                                               ((EK_FN(ek_pl_vi))acc[q] & ~take));
+                }
+            }
+        for (q = 0; q < NB && it + q < total; q++) {
+            const ptrdiff_t ow = c * VW, n = EK_MIN(VW, g->OW - ow);
+            float lanes[EK_PL_VW];
+            ptrdiff_t t;
+            memcpy(lanes, &acc[q], sizeof(lanes));
+            for (t = 0; t < n; t++) y[oh * g->OW + ow + t] = lanes[t];
+            if (++c == cpr) { c = 0; oh++; }
+        }
+    }
+}
+
+#define EK_PL_DEF(S_, M_)                                                                \
+    static EK_NOINLINE void EK_FN(ek_pool_plane_##S_##_##M_)(                            \
+        const float *xp, float *y, const ek_geom3 *g, ptrdiff_t P, ptrdiff_t cpr)        \
+    {                                                                                    \
+        EK_FN(ek_pool_plane)(S_, M_, xp, y, g, P, cpr);                                  \
+    }
+EK_PL_DEF(1, 1) EK_PL_DEF(1, 0) EK_PL_DEF(2, 1) EK_PL_DEF(2, 0)
+#undef EK_PL_DEF
+
+/* The fast path over all planes; returns 0 (nothing done) when it does not apply or its
+   buffers cannot be allocated. */
+static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const ek_geom3 *g,
+                               int is_max, int nthreads)
+{
+    ptrdiff_t P, Hp, cpr, pl;
+    const ptrdiff_t inL = g->H * g->W, L = g->OH * g->OW;
+    int threads, failed = 0;
+    if (!EK_FN(ek_pool_fast_geom)(g, &P, &Hp, &cpr)) return 0;
+    threads = ek_nthreads_work(nthreads, planes, planes * L * g->KH * g->KW);
+    (void)threads;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads) if (threads > 1)
+#endif
+    {
+        float *xp = (float *)malloc((size_t)(Hp * P) * sizeof(float));
+        const float init = is_max ? -INFINITY : INFINITY;
+        if (xp == NULL) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            failed = 1;
+        }
+#ifdef _OPENMP
+#pragma omp barrier
+#pragma omp for schedule(dynamic, 8)
+#endif
+        for (pl = 0; pl < planes; pl++) {
+            const float *xin = x + pl * inL;
+            ptrdiff_t r, i;
+            if (failed) continue;
+            for (r = 0; r < Hp; r++) {
+                float *d = xp + r * P;
+                const ptrdiff_t ih = r - g->ph;
+                if (ih < 0 || ih >= g->H) {
+                    for (i = 0; i < P; i++) d[i] = init;
+                    continue;
+                }
+                for (i = 0; i < g->pw; i++) d[i] = init;
+                memcpy(d + g->pw, xin + ih * g->W, (size_t)g->W * sizeof(float));
+                for (i = g->pw + g->W; i < P; i++) d[i] = init;
+            }
+            if (g->sw == 1) {
+                if (is_max) EK_FN(ek_pool_plane_1_1)(xp, y + pl * L, g, P, cpr);
+                else EK_FN(ek_pool_plane_1_0)(xp, y + pl * L, g, P, cpr);
+            } else {
+                if (is_max) EK_FN(ek_pool_plane_2_1)(xp, y + pl * L, g, P, cpr);
+                else EK_FN(ek_pool_plane_2_0)(xp, y + pl * L, g, P, cpr);
+            }
+        }
+        free(xp);
+    }
+    return !failed;
+}
+#else
+static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const ek_geom3 *g,
+                               int is_max, int nthreads)
+{
+    (void)x; (void)y; (void)planes; (void)g; (void)is_max; (void)nthreads;
+    return 0;
+}
+#endif
+#undef EK_PL_VEC
+#undef EK_PL_EVEN
+#undef EK_PL_NB
+#undef EK_PL_VW
 
 /*
  * y[p][od][oh][ow] = reduce over the window of x[p]:
@@ -37,6 +213,9 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
     const int threads = ek_nthreads_work(nthreads, rows,
                                          rows * g->OW * g->KD * g->KH * g->KW);
     ptrdiff_t r;
+    if (mode != EK_POOL_AVG && EK_FN(ek_pool_fast)(x, y, planes, g, mode == EK_POOL_MAX,
+                                                   nthreads))
+        return;
     (void)threads;  /* unused without OpenMP */
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)

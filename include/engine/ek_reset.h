@@ -4,6 +4,7 @@
  * ISA-independent definitions (enums, ek_geom3, helpers) stay defined.
  */
 #undef EK_SUFFIX
+#undef EK_ISA_LEVEL
 #undef EK_COMMON_ISA
 #undef EK_GEMM_ISA
 #undef EK_IM2COL_ISA
@@ -18,3 +19,4 @@
 #undef EK_GEMM_VEXT
 #undef EK_GEMM_MR
 #undef EK_GEMM_NR
+#undef EK_GEMM_KIND

@@ -1,0 +1,117 @@
+/*
+ * ek_dispatch.h - every kernel compiled once per instruction set, picked at run time.
+ *
+ * This header includes ek_all.h up to three times (see ek_common.h, "ISA variants"):
+ *
+ *     EK_SUFFIX _scalar   EK_ISA_LEVEL 0   the compiler's baseline flags (x86-64: SSE2)
+ *     EK_SUFFIX _avx2     EK_ISA_LEVEL 1   #pragma GCC target("avx2,fma,f16c,bmi,bmi2")
+ *     EK_SUFFIX _avx512   EK_ISA_LEVEL 2   + avx512f/vl/bw/dq/cd, 512-bit auto-vectorisation
+ *
+ * so one binary carries ek_sgemm_scalar, ek_sgemm_avx2 and ek_sgemm_avx512 (and so on for
+ * every kernel).  The AVX variants exist only on x86-64 with gcc or clang (EK_MULTI_ISA);
+ * other targets (aarch64, MSVC) build the portable variant alone and every selector below
+ * resolves to it.  No -m / -march flag is needed for the translation unit itself.
+ *
+ * Selection:
+ *   EK_CALL(name)(args)             the variant of the current level `ek_isa_cur`
+ *   EK_ISA_SEL(level, name)(args)   the variant of an explicit level (prepared data such as
+ *                                   pre-packed weights is bound to the level it was packed for)
+ *
+ * `ek_isa_cur` is one int per translation unit (each Cython module has its own); the Python
+ * package sets every module's copy (engine._kernels.set_isa) and never above
+ * ek_isa_max_level(), the lower of what the CPU supports and what was compiled.
+ */
+#ifndef EK_DISPATCH_H
+#define EK_DISPATCH_H
+
+#include "ek_cpu.h"
+
+#if EK_X86 && (defined(__x86_64__) || defined(__i386__)) && \
+    (defined(__GNUC__) || defined(__clang__)) && !defined(EK_NO_MULTI_ISA)
+#define EK_MULTI_ISA 1
+#else
+#define EK_MULTI_ISA 0
+#endif
+
+#if EK_X86
+#include <immintrin.h>
+#endif
+
+/* Any earlier plain inclusion of the kernels (empty EK_SUFFIX) is forgotten here. */
+#include "ek_reset.h"
+
+/* ---- baseline ---- */
+#define EK_SUFFIX _scalar
+#define EK_ISA_LEVEL 0
+#include "ek_all.h"
+#include "ek_reset.h"
+
+#if EK_MULTI_ISA
+/* ---- AVX2 + FMA ---- */
+#define EK_SUFFIX _avx2
+#define EK_ISA_LEVEL 1
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2"))), \
+                             apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,bmi,bmi2")
+#endif
+#include "ek_all.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#include "ek_reset.h"
+
+/* ---- AVX-512 (x86-64-v4) ---- */
+#define EK_SUFFIX _avx512
+#define EK_ISA_LEVEL 2
+#if defined(__clang__)
+#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2,avx512f,"   \
+    "avx512vl,avx512bw,avx512dq,avx512cd,prefer-vector-width=512"))), apply_to = function)
+#else
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,f16c,bmi,bmi2,avx512f,avx512vl,avx512bw,avx512dq,avx512cd," \
+                   "prefer-vector-width=512")
+#endif
+#include "ek_all.h"
+#if defined(__clang__)
+#pragma clang attribute pop
+#else
+#pragma GCC pop_options
+#endif
+#include "ek_reset.h"
+
+#define EK_ISA_COMPILED_MAX EK_ISA_AVX512
+#define EK_ISA_SEL(level, name) \
+    ((level) >= EK_ISA_AVX512 ? name##_avx512 : (level) == EK_ISA_AVX2 ? name##_avx2 \
+                                                                       : name##_scalar)
+#else
+#define EK_ISA_COMPILED_MAX EK_ISA_SCALAR
+#define EK_ISA_SEL(level, name) ((void)(level), name##_scalar)
+#endif
+
+/* The level EK_CALL uses in this translation unit. */
+static int ek_isa_cur = EK_ISA_SCALAR;
+#define EK_CALL(name) EK_ISA_SEL(ek_isa_cur, name)
+
+/* The best level usable here: what the CPU supports, capped by what was compiled. */
+static int ek_isa_max_level(void)
+{
+    int cpu = ek_cpu_best_isa();
+    return cpu < EK_ISA_COMPILED_MAX ? cpu : EK_ISA_COMPILED_MAX;
+}
+
+/* Set this translation unit's level; returns the previous one, or -1 (unchanged) when the
+   level is out of range or not usable here. */
+static int ek_isa_set(int level)
+{
+    int prev = ek_isa_cur;
+    if (level < 0 || level > ek_isa_max_level()) return -1;
+    ek_isa_cur = level;
+    return prev;
+}
+
+#endif /* EK_DISPATCH_H */
