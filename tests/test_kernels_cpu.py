@@ -49,18 +49,7 @@ from engine import ops as _ops  # noqa: F401  (fills the op registry)
 from engine.backends.base import PrepareContext, select_kernel
 from engine.ops import OPS, get_op
 
-try:
-    from engine.ir import Node
-except Exception:  # pragma: no cover - while the IR module is being written
-    from dataclasses import dataclass, field
-
-    @dataclass
-    class Node:
-        op: str
-        name: str
-        inputs: list
-        outputs: list
-        attrs: dict = field(default_factory=dict)
+from engine.ir import Node
 
 import engine.backends.cpu as cpu  # noqa: E402
 from engine import _kernels  # noqa: E402
