@@ -1,8 +1,13 @@
 """Peers as independent oracles: PyTorch eager and ONNX Runtime / OpenVINO (through our
 ONNX export) compute the same outputs as engine on random graphs and zoo models.
 
-Tolerance: 1e-4 relative to the output magnitude.  Skipped when a peer is not installed.
+Tolerance: 1e-4 relative to the output magnitude for PyTorch and ONNX Runtime; 1e-3 for
+OpenVINO, whose CPU plugin was seen up to 1.25e-4 away from the NumPy reference on random
+graphs where engine matched the reference to 1e-8 (cause not yet pinned down).  Skipped
+when a peer is not installed.
 """
+
+TOLERANCE = {"torch": 1e-4, "onnxruntime": 1e-4, "openvino": 1e-3}
 
 import numpy as np
 import pytest
@@ -33,7 +38,7 @@ def test_random_graphs_agree_with_peer(peer, seed):
     except engine.UnsupportedError:
         assume(False)                       # an op the ONNX export does not express
     x = rng_array(rng, shape)
-    assert_close(run(x), engine.Session(model, threads=1).run(x)[0], 1e-4)
+    assert_close(run(x), engine.Session(model, threads=1).run(x)[0], TOLERANCE[peer])
 
 
 @pytest.mark.parametrize("name,size", [("resnet18", 64), ("mobilenet_v2", 64),
@@ -46,7 +51,7 @@ def test_zoo_models_agree_with_peer(name, size, peer):
     shape = tuple(2 if d is None else d for d in model.inputs[0].shape)
     x = rng_array(np.random.default_rng(0), shape)
     ours = engine.Session(model, threads=2).run(x)[0]
-    assert_close(peers.make_runner(peer, model, threads=2)(x), ours, 1e-4)
+    assert_close(peers.make_runner(peer, model, threads=2)(x), ours, TOLERANCE[peer])
 
 
 def test_onnx_export_lists_what_it_cannot_express():
