@@ -456,6 +456,17 @@ def _simple(op, **attr_map):
     return f
 
 
+def _o_lrn(ex, n):
+    a = n.attrs
+    if a["size"] % 2 == 0:
+        # ONNX sums channels [c - (size-1)//2, c + ceil((size-1)/2)], PyTorch
+        # [c - size//2, c + (size-1)//2]: the same window only for odd sizes.
+        raise UnsupportedError(f"ONNX export: node '{n.name}': LRN with even size {a['size']} "
+                               f"centres its window differently in ONNX and PyTorch")
+    ex.node("LRN", [n.inputs[0]], n.outputs, size=a["size"], alpha=a["alpha"], beta=a["beta"],
+            bias=a["k"])
+
+
 def _o_prelu(ex, n, shapes):
     r = len(shapes[n.inputs[0]])
     slope = _reshape_const(ex, n.inputs[1], shapes[n.inputs[1]], r)
@@ -484,8 +495,7 @@ _ONNX_OPS = {
     "instance_norm": _simple("InstanceNormalization", epsilon=lambda a: a["eps"]),
     "layer_norm": _simple("LayerNormalization", epsilon=lambda a: a["eps"],
                           axis=lambda a: -len(a["normalized_shape"])),
-    "local_response_norm": _simple("LRN", size=lambda a: a["size"], alpha=lambda a: a["alpha"],
-                                   beta=lambda a: a["beta"], bias=lambda a: a["k"]),
+    "local_response_norm": lambda ex, n, shapes: _o_lrn(ex, n),
     "dropout": _simple("Identity"), "identity": _simple("Identity"),
     "flatten": _o_flatten, "reshape": _o_flatten,
     "permute": _simple("Transpose", perm=lambda a: a["dims"]),
@@ -511,12 +521,12 @@ def _ort_runner(model, threads):
 def _openvino_runner(model, threads):
     import openvino as ov
     for n in model.nodes:
-        # Seen with OpenVINO 2026.4 (ONNX Runtime agrees with PyTorch): the last, overhanging
-        # window of such a pool is divided by a different count, giving other numbers.
-        if n.op == "avg_pool" and n.attrs["ceil_mode"] and n.attrs["count_include_pad"]:
-            raise UnsupportedError(f"openvino: node '{n.name}' is an avg_pool with ceil_mode and "
-                                   f"count_include_pad, whose divisor OpenVINO computes "
-                                   f"differently from PyTorch")
+        # Seen with OpenVINO 2026.4 (ONNX Runtime agrees with PyTorch): ceil_mode pooling
+        # gets other output sizes on some shapes, and other divisors for the overhanging
+        # window of average pooling.
+        if n.op in ("max_pool", "min_pool", "avg_pool") and n.attrs["ceil_mode"]:
+            raise UnsupportedError(f"openvino: node '{n.name}' pools with ceil_mode, which "
+                                   f"OpenVINO sizes and divides differently from PyTorch")
     core = ov.Core()
     ov_model = core.read_model(to_onnx(model).SerializeToString())
     compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads,
