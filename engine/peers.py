@@ -518,15 +518,30 @@ def _ort_runner(model, threads):
     return lambda x: sess.run(None, {name: x})[0]
 
 
+def _ceil_pool_differs(node, in_shape):
+    """Whether PyTorch's ceil_mode rules matter for this pool (seen with OpenVINO 2026.4;
+    ONNX Runtime follows PyTorch): PyTorch drops a last window that starts in the right
+    padding, and for count_include_pad averages divides an overhanging window by the part
+    inside input + padding only."""
+    a = node.attrs
+    for size, k, s, p, d in zip(in_shape[2:], a["kernel_size"], a["stride"], a["padding"],
+                                a.get("dilation", [1] * len(a["kernel_size"]))):
+        span = d * (k - 1) + 1
+        out = -(-(size + 2 * p - span) // s) + 1
+        if (out - 1) * s >= size + p:
+            return True                       # PyTorch drops this last window
+        if node.op == "avg_pool" and a["count_include_pad"] and (out - 1) * s + span > size + 2 * p:
+            return True                       # overhanging window, other divisor
+    return False
+
+
 def _openvino_runner(model, threads):
     import openvino as ov
     for n in model.nodes:
-        # Seen with OpenVINO 2026.4 (ONNX Runtime agrees with PyTorch): ceil_mode pooling
-        # gets other output sizes on some shapes, and other divisors for the overhanging
-        # window of average pooling.
-        if n.op in ("max_pool", "min_pool", "avg_pool") and n.attrs["ceil_mode"]:
-            raise UnsupportedError(f"openvino: node '{n.name}' pools with ceil_mode, which "
-                                   f"OpenVINO sizes and divides differently from PyTorch")
+        if n.op in ("max_pool", "min_pool", "avg_pool") and n.attrs["ceil_mode"] and \
+                _ceil_pool_differs(n, model.values[n.inputs[0]].shape):
+            raise UnsupportedError(f"openvino: node '{n.name}': OpenVINO sizes or divides this "
+                                   f"ceil_mode pooling window differently from PyTorch")
     core = ov.Core()
     ov_model = core.read_model(to_onnx(model).SerializeToString())
     compiled = core.compile_model(ov_model, "CPU", {"INFERENCE_NUM_THREADS": threads,
