@@ -282,3 +282,17 @@ cdef inline Packed _packed_arg(object obj, str name, str kind):
     if p.kind != kind:
         raise ValueError(f"{name} must be a {kind} Packed operand, got kind {p.kind!r}")
     return p
+
+
+cdef int _nci(object x, Py_ssize_t* outer, Py_ssize_t* C, Py_ssize_t* inner) except -1:
+    """(outer, C, inner) view of an (N, C, ...) array (rank >= 2)."""
+    shape = _shape(x)
+    if len(shape) < 2:
+        raise ValueError(f"x must have rank >= 2 (N, C, ...), got shape {shape}")
+    outer[0] = shape[0]
+    C[0] = shape[1]
+    cdef Py_ssize_t n = 1
+    for d in shape[2:]:
+        n *= d
+    inner[0] = n
+    return 0

@@ -42,20 +42,6 @@ def unary(x, y, act, float p0=0.0, float p1=0.0, nthreads=1):
         ek_unary(px, py, n, ac, p0, p1, nt)
 
 
-cdef int _nci(object x, Py_ssize_t* outer, Py_ssize_t* C, Py_ssize_t* inner) except -1:
-    """(outer, C, inner) view of an (N, C, ...) array (rank >= 2)."""
-    shape = _shape(x)
-    if len(shape) < 2:
-        raise ValueError(f"x must have rank >= 2 (N, C, ...), got shape {shape}")
-    outer[0] = shape[0]
-    C[0] = shape[1]
-    cdef Py_ssize_t n = 1
-    for d in shape[2:]:
-        n *= d
-    inner[0] = n
-    return 0
-
-
 def channel_affine(x, scale, shift, y, act=0, float p0=0.0, float p1=0.0, nthreads=1):
     """y = act(x * scale[c] + shift[c]) with c the dim-1 index of x (N, C, ...).
 

@@ -15,19 +15,6 @@ cdef extern from "engine/ek_dispatch.h" nogil:
                 Py_ssize_t size, float alpha, float beta, float k, int nthreads)
 
 
-cdef int _nci(object x, Py_ssize_t* N, Py_ssize_t* C, Py_ssize_t* inner) except -1:
-    shape = _shape(x)
-    if len(shape) < 2:
-        raise ValueError(f"x must have rank >= 2 (N, C, ...), got shape {shape}")
-    N[0] = shape[0]
-    C[0] = shape[1]
-    cdef Py_ssize_t n = 1
-    for d in shape[2:]:
-        n *= d
-    inner[0] = n
-    return 0
-
-
 def group_norm(x, gamma, beta, y, Py_ssize_t groups, float eps, nthreads=1):
     """y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c], statistics per (n, group) of
     C/groups consecutive channels of x (N, C, ...).  gamma / beta: (C,) or None.  y may be x.
