@@ -81,12 +81,18 @@ def register_backend(name, loader):
 
 
 def load_backend(name):
+    """Import a backend's kernel modules; returns the backend module.
+
+    A backend module may define ``build_plan(model, input_shapes, backend, threads, keep=(),
+    options=None)`` to execute plans its own way (the CUDA backend keeps activations in
+    device memory); otherwise the runtime's host plan is used.
+    """
     try:
         loader = BACKENDS[name]
     except KeyError:
         raise UnsupportedError(f"unknown backend {name!r}; available: {sorted(BACKENDS)}") from None
     try:
-        loader()
+        return loader()
     except ImportError as e:
         raise UnsupportedError(f"backend {name!r} is not available: {e}. The cpu backend needs "
                                f"the compiled extensions: reinstall with 'pip install .'") from e

@@ -83,7 +83,7 @@ class Plan:
         return best
 
 
-def build_plan(model, input_shapes, backend, threads, keep=()):
+def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     shapes = {k: v.shape for k, v in model.infer_shapes(input_shapes).items()}
     outputs = list(dict.fromkeys(list(model.outputs) + list(keep)))
 
@@ -102,7 +102,7 @@ def build_plan(model, input_shapes, backend, threads, keep=()):
             in_shapes=[shapes[i] if i else None for i in n.inputs],
             out_shapes=[shapes[o] for o in n.outputs],
             constants=[model.constants.get(i) if i else None for i in n.inputs],
-            threads=threads, backend=backend)
+            threads=threads, backend=backend, options=dict(options or {}))
         spec = select_kernel(n, ctx)
         kernel = spec.factory(n, ctx)
         steps.append(Step(n, kernel, spec.variant, None, None, None))

@@ -8,6 +8,12 @@
 Preparation (optimisation passes, kernel choice, weight packing, memory plan) happens in
 the constructor and once per new input shape; ``run`` only executes the bound plan.
 
+Backends: ``backend="cpu"`` (default), ``"reference"`` (the NumPy reference ops) or
+``"cuda"`` (``device=`` picks the GPU; inputs may then also be device arrays, and
+``run(..., device_outputs=True)`` returns device arrays).  A backend module that defines
+``build_plan`` executes its own plans; ``feed_array(name, obj)`` lets it accept
+non-NumPy inputs.
+
 Thread safety: a session owns one activation arena per input shape, so concurrent calls
 to ``run`` on one session are serialised by a lock.  For parallel requests, create one
 session per Python thread (weights are shared only through the model object, which is
@@ -35,13 +41,19 @@ def default_threads():
 
 
 class Session:
-    def __init__(self, model, threads=None, backend="cpu", optimize_graph=True):
+    def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None):
         if isinstance(model, (str, os.PathLike, Path)):
             from ..format import load
             model = load(model)
         if not isinstance(model, Model):
             raise TypeError(f"Session expects a Model or a path, got {type(model).__name__}")
-        load_backend(backend)
+        self._backend_module = load_backend(backend)
+        self._build_plan = getattr(self._backend_module, "build_plan", build_plan)
+        self._feed_array = getattr(self._backend_module, "feed_array", None)
+        if device is not None and self._build_plan is build_plan:
+            raise ValueError(f"backend {backend!r} runs on the host; device={device!r} applies "
+                             f"to GPU backends only (backend='cuda')")
+        self.device = device
         if threads is None:
             threads = default_threads()
         if not isinstance(threads, int) or threads < 1:
@@ -64,14 +76,21 @@ class Session:
     def output_names(self):
         return list(self.model.outputs)
 
-    def run(self, inputs, outputs=None, return_dict=False):
-        """Run the model; ``inputs`` is an array (single-input models), a list, or a dict."""
+    def run(self, inputs, outputs=None, return_dict=False, device_outputs=False):
+        """Run the model; ``inputs`` is an array (single-input models), a list, or a dict.
+
+        ``device_outputs=True`` (GPU backends only) returns device arrays instead of NumPy.
+        """
         feeds = self._feeds(inputs)
         wanted = list(outputs) if outputs is not None else self.output_names
         keep = frozenset(wanted) - frozenset(self.model.outputs)
+        if device_outputs and self._build_plan is build_plan:
+            raise InputError(f"device_outputs=True needs a GPU backend; backend "
+                             f"{self.backend!r} returns NumPy arrays")
+        extra = {"device_outputs": True} if device_outputs else {}
         with self._lock:
             plan = self._plan(keep, feeds)
-            result = plan.execute(feeds, wanted)
+            result = plan.execute(feeds, wanted, **extra)
         return dict(zip(wanted, result)) if return_dict else result
 
     __call__ = run
@@ -112,8 +131,10 @@ class Session:
         plan = self._plans.get(key)
         if plan is None:
             graph = self._graph(keep)
-            plan = build_plan(graph, {k: a.shape for k, a in feeds.items()}, self.backend,
-                              self.threads, keep=sorted(keep))
+            options = {} if self.device is None else {"device": self.device}
+            plan = self._build_plan(graph, {k: tuple(a.shape) for k, a in feeds.items()},
+                                    self.backend, self.threads, keep=sorted(keep),
+                                    options=options)
             if len(self._plans) >= MAX_PLANS:     # each plan holds an arena: bound them
                 del self._plans[next(iter(self._plans))]
             self._plans[key] = plan
@@ -139,7 +160,9 @@ class Session:
             items = list(zip(names, arrays))
         feeds = {}
         for (name, arr), spec in zip(items, self.model.inputs):
-            if not isinstance(arr, np.ndarray):
+            if not isinstance(arr, np.ndarray) and self._feed_array is not None:
+                arr = self._feed_array(name, arr)     # e.g. a device array, zero copy
+            elif not isinstance(arr, np.ndarray):
                 raise InputError(f"input {name!r}: expected a numpy.ndarray, got "
                                  f"{type(arr).__name__}")
             if arr.dtype != np.float32:
