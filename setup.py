@@ -23,7 +23,7 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-KERNEL_MODULES = ("gemm", "conv", "pool", "eltwise", "norm", "spatial")
+KERNEL_MODULES = ("gemm", "conv", "pool", "eltwise", "norm", "spatial", "executor")
 
 OPENMP_TEST = r"""
 #include <omp.h>

@@ -62,6 +62,16 @@ def _set_isa_level(int level):
 ek_isa_set(ek_isa_max_level())     # default: the best the CPU supports
 
 
+# -- prebound calls for the nogil executor (include/engine/ek_step.h) -----------------------
+# Every kernel wrapper takes ``bind=False``; with ``bind=True`` it validates its arguments
+# exactly as for a call, then returns an "engine.step" capsule holding the C call (pointers,
+# sizes, the instruction-set level current now) instead of running it.  engine._kernels.
+# executor runs a list of such steps without the GIL.  The caller keeps the arrays alive.
+
+cdef extern from "engine/ek_step.h":
+    pass
+
+
 cdef extern from "engine/ek_dispatch.h":
     long ek_gemm_l1_bytes, ek_gemm_l2_bytes
     void ek_gemm_init_caches()

@@ -58,6 +58,80 @@ cdef extern from "engine/ek_dispatch.h" nogil:
                                 Py_ssize_t groups, const ek_geom3* g, int act, float p0,
                                 float p1, float* work, int nthreads)
 
+# Prebound calls (bind=True), see _common.pxi.
+cdef extern from *:
+    """
+    EK_STEP_DEFINE(ek_conv3d_step,
+        (int isa; const float *x; const float *w; const float *bias; float *y; Py_ssize_t N;
+         Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t groups; ek_geom3 g; int act; float p0;
+         float p1; float *work; int nt;),
+        ek_conv3d_at(a->isa, a->x, a->w, a->bias, a->y, a->N, a->C, a->Cout, a->groups, &a->g,
+                     a->act, a->p0, a->p1, a->work, a->nt))
+    EK_STEP_DEFINE(ek_conv3d_packed_step,
+        (int isa; const float *x; const float *wpk; const float *bias; const float *R; float *y;
+         Py_ssize_t N; Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t groups; ek_geom3 g; int act;
+         float p0; float p1; float *work; int nt;),
+        ek_conv3d_packed_at(a->isa, a->x, a->wpk, a->bias, a->R, a->y, a->N, a->C, a->Cout,
+                            a->groups, &a->g, a->act, a->p0, a->p1, a->work, a->nt))
+    EK_STEP_DEFINE(ek_conv3d_depthwise_step,
+        (int isa; const float *x; const float *w; const float *bias; float *y; Py_ssize_t N;
+         Py_ssize_t C; Py_ssize_t Cout; ek_geom3 g; int act; float p0; float p1; float *work;
+         int nt;),
+        ek_conv3d_depthwise_at(a->isa, a->x, a->w, a->bias, a->y, a->N, a->C, a->Cout, &a->g,
+                               a->act, a->p0, a->p1, a->work, a->nt))
+    EK_STEP_DEFINE(ek_conv_transpose3d_step,
+        (int isa; const float *x; const float *w; const float *bias; float *y; Py_ssize_t N;
+         Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t groups; ek_geom3 g; int act; float p0;
+         float p1; float *work; int nt;),
+        ek_conv_transpose3d_at(a->isa, a->x, a->w, a->bias, a->y, a->N, a->C, a->Cout,
+                               a->groups, &a->g, a->act, a->p0, a->p1, a->work, a->nt))
+    """
+    ctypedef struct ek_conv3d_step_args:
+        int isa, act, nt
+        const float* x
+        const float* w
+        const float* bias
+        float* y
+        Py_ssize_t N, C, Cout, groups
+        ek_geom3 g
+        float p0, p1
+        float* work
+    ctypedef struct ek_conv3d_packed_step_args:
+        int isa, act, nt
+        const float* x
+        const float* wpk
+        const float* bias
+        const float* R
+        float* y
+        Py_ssize_t N, C, Cout, groups
+        ek_geom3 g
+        float p0, p1
+        float* work
+    ctypedef struct ek_conv3d_depthwise_step_args:
+        int isa, act, nt
+        const float* x
+        const float* w
+        const float* bias
+        float* y
+        Py_ssize_t N, C, Cout
+        ek_geom3 g
+        float p0, p1
+        float* work
+    ctypedef struct ek_conv_transpose3d_step_args:
+        int isa, act, nt
+        const float* x
+        const float* w
+        const float* bias
+        float* y
+        Py_ssize_t N, C, Cout, groups
+        ek_geom3 g
+        float p0, p1
+        float* work
+    object ek_conv3d_step_bind(const ek_conv3d_step_args* a)
+    object ek_conv3d_packed_step_bind(const ek_conv3d_packed_step_args* a)
+    object ek_conv3d_depthwise_step_bind(const ek_conv3d_depthwise_step_args* a)
+    object ek_conv_transpose3d_step_bind(const ek_conv_transpose3d_step_args* a)
+
 
 cdef int _shape5(object shape, str name, Py_ssize_t* out) except -1:
     try:
@@ -193,7 +267,7 @@ cdef int _check_work(float* pwork, object work, object x, object w, object y) ex
 
 
 def conv3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=0,
-           float p0=0.0, float p1=0.0, work=None, nthreads=1, isa=None):
+           float p0=0.0, float p1=0.0, work=None, nthreads=1, isa=None, bint bind=False):
     """y = act(conv(x, w) + bias) (PyTorch conv semantics).
 
     x: (N, C, D, H, W); w: (Cout, C/groups, KD, KH, KW); bias: (Cout,) or None;
@@ -216,13 +290,19 @@ def conv3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=
     cdef int lv = _isa_arg(isa)
     cdef float* pwork = _work(work, ek_conv_workspace_at(lv, dims[1], dims[2], groups, &g, nt))
     _check_work(pwork, work, x, w, y)
+    cdef ek_conv3d_step_args step
+    if bind:
+        step.isa, step.x, step.w, step.bias, step.y, step.g = lv, px, pw, pbias, py, g
+        step.N, step.C, step.Cout, step.groups = dims[0], dims[1], dims[2], groups
+        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
+        return ek_conv3d_step_bind(&step)
     with nogil:
         ek_conv3d_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g, ac, p0, p1,
                      pwork, nt)
 
 
 def conv3d_packed(x, Packed wp, bias, y, stride, pad_begin, dilation, act=0, float p0=0.0,
-                  float p1=0.0, residual=None, work=None, nthreads=1):
+                  float p1=0.0, residual=None, work=None, nthreads=1, bint bind=False):
     """conv3d with weights packed by conv_pack (their groups and instruction-set level).
 
     residual: None or an array of y's shape added before the activation (must not
@@ -259,6 +339,12 @@ def conv3d_packed(x, Packed wp, bias, y, stride, pad_begin, dilation, act=0, flo
         _disjoint(pwork, _size(work), px, _size(x), "work", "x")
         if pr != NULL:
             _disjoint(pwork, _size(work), pr, ny, "work", "residual")
+    cdef ek_conv3d_packed_step_args step
+    if bind:
+        step.isa, step.x, step.wpk, step.bias, step.R, step.y = lv, px, wp.ptr, pbias, pr, py
+        step.N, step.C, step.Cout, step.groups, step.g = dims[0], dims[1], dims[2], groups, g
+        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
+        return ek_conv3d_packed_step_bind(&step)
     with nogil:
         ek_conv3d_packed_at(lv, px, wp.ptr, pbias, pr, py, dims[0], dims[1], dims[2], groups,
                             &g, ac, p0, p1, pwork, nt)
@@ -276,7 +362,7 @@ def conv_depthwise_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilat
 
 
 def conv3d_depthwise(x, w, bias, y, stride, pad_begin, dilation, act=0, float p0=0.0,
-                     float p1=0.0, nthreads=1, isa=None, work=None):
+                     float p1=0.0, nthreads=1, isa=None, work=None, bint bind=False):
     """Depthwise conv3d (groups == C, Cout = multiplier * C), direct kernel.
 
     x: (N, C, D, H, W); w: (Cout, 1, KD, KH, KW); bias: (Cout,) or None; y: (N, Cout, ...).
@@ -297,13 +383,20 @@ def conv3d_depthwise(x, w, bias, y, stride, pad_begin, dilation, act=0, float p0
     if work is not None:
         pwork = _work(work, ek_conv_depthwise_workspace_at(lv, dims[0], dims[2], &g, nt))
         _check_work(pwork, work, x, w, y)
+    cdef ek_conv3d_depthwise_step_args step
+    if bind:
+        step.isa, step.x, step.w, step.bias, step.y, step.g = lv, px, pw, pbias, py, g
+        step.N, step.C, step.Cout = dims[0], dims[1], dims[2]
+        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
+        return ek_conv3d_depthwise_step_bind(&step)
     with nogil:
         ek_conv3d_depthwise_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], &g, ac, p0,
                                p1, pwork, nt)
 
 
 def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=0,
-                     float p0=0.0, float p1=0.0, work=None, nthreads=1, isa=None):
+                     float p0=0.0, float p1=0.0, work=None, nthreads=1, isa=None,
+                     bint bind=False):
     """y = act(conv_transpose(x, w) + bias) (PyTorch semantics).
 
     x: (N, C, D, H, W); w: (C, Cout/groups, KD, KH, KW); bias: (Cout,) or None;
@@ -327,6 +420,12 @@ def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t grou
     cdef float* pwork = _work(work, ek_conv_transpose_workspace_at(lv, dims[1], dims[2], groups,
                                                                    &g, nt))
     _check_work(pwork, work, x, w, y)
+    cdef ek_conv_transpose3d_step_args step
+    if bind:
+        step.isa, step.x, step.w, step.bias, step.y, step.g = lv, px, pw, pbias, py, g
+        step.N, step.C, step.Cout, step.groups = dims[0], dims[1], dims[2], groups
+        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
+        return ek_conv_transpose3d_step_bind(&step)
     with nogil:
         ek_conv_transpose3d_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g,
                                ac, p0, p1, pwork, nt)

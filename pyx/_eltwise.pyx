@@ -24,13 +24,79 @@ cdef extern from "engine/ek_dispatch.h" nogil:
     void ek_softmax "EK_CALL(ek_softmax)"(const float* x, float* y, Py_ssize_t outer, Py_ssize_t axis,
                     Py_ssize_t inner, int use_log, int nthreads)
 
+# Prebound calls (bind=True), see _common.pxi.
+cdef extern from *:
+    """
+    EK_STEP_DEFINE(ek_unary_step,
+        (int isa; const float *x; float *y; Py_ssize_t n; int act; float p0; float p1; int nt;),
+        EK_ISA_SEL(a->isa, ek_unary)(a->x, a->y, a->n, a->act, a->p0, a->p1, a->nt))
+    EK_STEP_DEFINE(ek_channel_affine_step,
+        (int isa; const float *x; const float *scale; const float *shift; float *y;
+         Py_ssize_t outer; Py_ssize_t C; Py_ssize_t inner; int act; float p0; float p1; int nt;),
+        EK_ISA_SEL(a->isa, ek_channel_affine)(a->x, a->scale, a->shift, a->y, a->outer, a->C,
+                                              a->inner, a->act, a->p0, a->p1, a->nt))
+    EK_STEP_DEFINE(ek_prelu_step,
+        (int isa; const float *x; const float *w; Py_ssize_t nw; float *y; Py_ssize_t outer;
+         Py_ssize_t C; Py_ssize_t inner; int nt;),
+        EK_ISA_SEL(a->isa, ek_prelu)(a->x, a->w, a->nw, a->y, a->outer, a->C, a->inner, a->nt))
+    EK_STEP_DEFINE(ek_binary_step,
+        (int isa; int op; int nd; Py_ssize_t sh[6]; const float *a; Py_ssize_t sa[6];
+         const float *b; Py_ssize_t sb[6]; float *out; int nt;),
+        EK_ISA_SEL(a->isa, ek_binary_nd)(a->op, a->nd, a->sh, a->a, a->sa, a->b, a->sb, a->out,
+                                         a->nt))
+    EK_STEP_DEFINE(ek_softmax_step,
+        (int isa; const float *x; float *y; Py_ssize_t outer; Py_ssize_t axis; Py_ssize_t inner;
+         int use_log; int nt;),
+        EK_ISA_SEL(a->isa, ek_softmax)(a->x, a->y, a->outer, a->axis, a->inner, a->use_log,
+                                       a->nt))
+    """
+    ctypedef struct ek_unary_step_args:
+        int isa, act, nt
+        const float* x
+        float* y
+        Py_ssize_t n
+        float p0, p1
+    ctypedef struct ek_channel_affine_step_args:
+        int isa, act, nt
+        const float* x
+        const float* scale
+        const float* shift
+        float* y
+        Py_ssize_t outer, C, inner
+        float p0, p1
+    ctypedef struct ek_prelu_step_args:
+        int isa, nt
+        const float* x
+        const float* w
+        float* y
+        Py_ssize_t nw, outer, C, inner
+    ctypedef struct ek_binary_step_args:
+        int isa, op, nd, nt
+        Py_ssize_t sh[6]
+        Py_ssize_t sa[6]
+        Py_ssize_t sb[6]
+        const float* a
+        const float* b
+        float* out
+    ctypedef struct ek_softmax_step_args:
+        int isa, use_log, nt
+        const float* x
+        float* y
+        Py_ssize_t outer, axis, inner
+    object ek_unary_step_bind(const ek_unary_step_args* a)
+    object ek_channel_affine_step_bind(const ek_channel_affine_step_args* a)
+    object ek_prelu_step_bind(const ek_prelu_step_args* a)
+    object ek_binary_step_bind(const ek_binary_step_args* a)
+    object ek_softmax_step_bind(const ek_softmax_step_args* a)
+
+
 ADD = 0
 SUB = 1
 MUL = 2
 DIV = 3
 
 
-def unary(x, y, act, float p0=0.0, float p1=0.0, nthreads=1):
+def unary(x, y, act, float p0=0.0, float p1=0.0, nthreads=1, bint bind=False):
     """y = act(x) elementwise (x and y of equal size; y may be x)."""
     cdef int nt = _threads(nthreads)
     cdef int ac = _act(act)
@@ -38,11 +104,16 @@ def unary(x, y, act, float p0=0.0, float p1=0.0, nthreads=1):
     cdef float* py = _fptr(y, "y", _size(x), -1, True)
     cdef Py_ssize_t n = _size(x)
     _same_or_disjoint(py, n, px, n, "y", "x")
+    cdef ek_unary_step_args step
+    if bind:
+        step.isa, step.x, step.y, step.n, step.act, step.p0, step.p1, step.nt = ek_isa_cur, px, py, n, ac, p0, p1, nt
+        return ek_unary_step_bind(&step)
     with nogil:
         ek_unary(px, py, n, ac, p0, p1, nt)
 
 
-def channel_affine(x, scale, shift, y, act=0, float p0=0.0, float p1=0.0, nthreads=1):
+def channel_affine(x, scale, shift, y, act=0, float p0=0.0, float p1=0.0, nthreads=1,
+                   bint bind=False):
     """y = act(x * scale[c] + shift[c]) with c the dim-1 index of x (N, C, ...).
 
     scale / shift: (C,) float32 or None (1 / 0).  y: x's size, may be x.
@@ -61,11 +132,16 @@ def channel_affine(x, scale, shift, y, act=0, float p0=0.0, float p1=0.0, nthrea
         _disjoint(py, n, ps, C, "y", "scale")
     if pb != NULL:
         _disjoint(py, n, pb, C, "y", "shift")
+    cdef ek_channel_affine_step_args step
+    if bind:
+        step.isa, step.x, step.scale, step.shift, step.y = ek_isa_cur, px, ps, pb, py
+        step.outer, step.C, step.inner, step.act, step.p0, step.p1, step.nt = outer, C, inner, ac, p0, p1, nt
+        return ek_channel_affine_step_bind(&step)
     with nogil:
         ek_channel_affine(px, ps, pb, py, outer, C, inner, ac, p0, p1, nt)
 
 
-def prelu(x, w, y, nthreads=1):
+def prelu(x, w, y, nthreads=1, bint bind=False):
     """y = x < 0 ? w[c] * x : x, w broadcast over dim 1 of x (1 weight: all elements)."""
     cdef int nt = _threads(nthreads)
     cdef const float* px = _fptr(x, "x")
@@ -83,11 +159,16 @@ def prelu(x, w, y, nthreads=1):
         raise ValueError(f"w must have 1 or {C} (x.shape[1]) elements, got {nw}")
     _same_or_disjoint(py, n, px, n, "y", "x")
     _disjoint(py, n, pw, nw, "y", "w")
+    cdef ek_prelu_step_args step
+    if bind:
+        step.isa, step.x, step.w, step.nw, step.y, step.nt = ek_isa_cur, px, pw, nw, py, nt
+        step.outer, step.C, step.inner = outer, C, inner
+        return ek_prelu_step_bind(&step)
     with nogil:
         ek_prelu(px, pw, nw, py, outer, C, inner, nt)
 
 
-def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1):
+def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1, bint bind=False):
     """out = a (op) b with broadcasting: op ADD, SUB, MUL or DIV.
 
     out: C-contiguous with prod(shape) elements; a / b are read at element offsets
@@ -136,6 +217,13 @@ def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1):
         raise ValueError("out must not overlap a (except exactly in place with a of out's shape)")
     if _overlap(po, total, pb, _size(b)) and not (po == pb and b_contig):
         raise ValueError("out must not overlap b (except exactly in place with b of out's shape)")
+    cdef ek_binary_step_args step
+    if bind:
+        step.isa, step.op, step.nd, step.a, step.b, step.out = ek_isa_cur, op, nd, pa, pb, po
+        step.nt = nt
+        for d in range(nd):
+            step.sh[d], step.sa[d], step.sb[d] = sh[d], sa[d], sb[d]
+        return ek_binary_step_bind(&step)
     if total == 0:
         return
     with nogil:
@@ -143,7 +231,7 @@ def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1):
 
 
 def softmax(x, y, Py_ssize_t outer, Py_ssize_t axis, Py_ssize_t inner, bint log=False,
-            nthreads=1):
+            nthreads=1, bint bind=False):
     """y = softmax (log_softmax with log=True) of x viewed as (outer, axis, inner) along
     the middle dim.  y may be x."""
     cdef int nt = _threads(nthreads)
@@ -153,5 +241,10 @@ def softmax(x, y, Py_ssize_t outer, Py_ssize_t axis, Py_ssize_t inner, bint log=
     cdef const float* px = _fptr(x, "x", n)
     cdef float* py = _fptr(y, "y", n, -1, True)
     _same_or_disjoint(py, n, px, n, "y", "x")
+    cdef ek_softmax_step_args step
+    if bind:
+        step.isa, step.x, step.y, step.outer, step.axis, step.inner = ek_isa_cur, px, py, outer, axis, inner
+        step.use_log, step.nt = log, nt
+        return ek_softmax_step_bind(&step)
     with nogil:
         ek_softmax(px, py, outer, axis, inner, log, nt)

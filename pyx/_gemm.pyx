@@ -85,6 +85,46 @@ cdef extern from *:
     long ek_build_openmp_version()
     int ek_build_omp_max_threads()
 
+# Prebound calls (bind=True), see _common.pxi.
+cdef extern from *:
+    """
+    EK_STEP_DEFINE(ek_sgemm_step, (int isa; int nt; ek_gemm_args g; float *work;),
+                   ek_gemm_run_at(a->isa, &a->g, a->work, a->nt))
+    static void ek_matmul_batched_run_(int isa, ek_gemm_args g, const float *pa,
+                                       const float *pb, float *pc, const Py_ssize_t *ia,
+                                       const Py_ssize_t *ib, Py_ssize_t B, float *work, int nt)
+    {
+        Py_ssize_t i;
+        for (i = 0; i < B; i++) {
+            g.A = pa + ia[i] * g.M * g.K;
+            g.B = pb + ib[i] * g.K * g.N;
+            g.C = pc + i * g.M * g.N;
+            ek_gemm_run_at(isa, &g, work, nt);
+        }
+    }
+    EK_STEP_DEFINE(ek_matmul_batched_step,
+        (int isa; int nt; ek_gemm_args g; const float *pa; const float *pb; float *pc;
+         const Py_ssize_t *ia; const Py_ssize_t *ib; Py_ssize_t B; float *work;),
+        ek_matmul_batched_run_(a->isa, a->g, a->pa, a->pb, a->pc, a->ia, a->ib, a->B, a->work,
+                               a->nt))
+    """
+    ctypedef struct ek_sgemm_step_args:
+        int isa, nt
+        ek_gemm_args g
+        float* work
+    ctypedef struct ek_matmul_batched_step_args:
+        int isa, nt
+        ek_gemm_args g
+        const float* pa
+        const float* pb
+        float* pc
+        const Py_ssize_t* ia
+        const Py_ssize_t* ib
+        Py_ssize_t B
+        float* work
+    object ek_sgemm_step_bind(const ek_sgemm_step_args* a)
+    object ek_matmul_batched_step_bind(const ek_matmul_batched_step_args* a)
+
 
 BIAS_NONE = 0
 BIAS_ROW = 1
@@ -158,7 +198,7 @@ def pack_b(b, bint trans_b=False, isa=None):
 
 def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=False,
           bint accumulate=False, act=0, float p0=0.0, float p1=0.0, work=None, nthreads=1,
-          residual=None, isa=None):
+          residual=None, isa=None, bint bind=False):
     """c = act([c if accumulate] + op(a) @ op(b) + bias + residual), in place in c.
 
     a: (M, K), or (K, M) with trans_a, or a Packed from pack_a;  b: (K, N), or (N, K) with
@@ -247,11 +287,15 @@ def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=
     g.ldc = N
     g.accumulate = accumulate
     g.act, g.p0, g.p1 = ac, p0, p1
+    cdef ek_sgemm_step_args step
+    if bind:
+        step.isa, step.nt, step.g, step.work = lv, nt, g, pw
+        return ek_sgemm_step_bind(&step)
     with nogil:
         ek_gemm_run_at(lv, &g, pw, nt)
 
 
-def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None):
+def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None, bint bind=False):
     """c[i] = a[a_index[i]] @ b[b_index[i]] for every i (broadcast batches by index).
 
     a: (Ba, M, K), b: (Bb, K, N), c: (B, M, N); a_index, b_index: intp arrays of B entries
@@ -281,6 +325,11 @@ def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None):
     memset(&g, 0, sizeof(g))
     g.M, g.N, g.K = M, N, K
     g.lda, g.ldb, g.ldc = K, N, N
+    cdef ek_matmul_batched_step_args step
+    if bind:
+        step.isa, step.nt, step.g, step.pa, step.pb, step.pc = lv, nt, g, pa, pb, pc
+        step.ia, step.ib, step.B, step.work = ia, ib, B, pw
+        return ek_matmul_batched_step_bind(&step)
     with nogil:
         for i in range(B):
             g.A = pa + ia[i] * M * K

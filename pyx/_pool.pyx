@@ -15,6 +15,33 @@ cdef extern from "engine/ek_dispatch.h" nogil:
     void ek_adaptive_pool3d "EK_CALL(ek_adaptive_pool3d)"(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
                             int mode, int nthreads)
 
+# Prebound calls (bind=True), see _common.pxi.
+cdef extern from *:
+    """
+    EK_STEP_DEFINE(ek_pool3d_step,
+        (int isa; const float *x; float *y; Py_ssize_t planes; ek_geom3 g; Py_ssize_t pe_d;
+         Py_ssize_t pe_h; Py_ssize_t pe_w; int mode; int count_include_pad; int nt;),
+        EK_ISA_SEL(a->isa, ek_pool3d)(a->x, a->y, a->planes, &a->g, a->pe_d, a->pe_h, a->pe_w,
+                                      a->mode, a->count_include_pad, a->nt))
+    EK_STEP_DEFINE(ek_adaptive_pool3d_step,
+        (int isa; const float *x; float *y; Py_ssize_t planes; ek_geom3 g; int mode; int nt;),
+        EK_ISA_SEL(a->isa, ek_adaptive_pool3d)(a->x, a->y, a->planes, &a->g, a->mode, a->nt))
+    """
+    ctypedef struct ek_pool3d_step_args:
+        int isa, mode, count_include_pad, nt
+        const float* x
+        float* y
+        Py_ssize_t planes, pe_d, pe_h, pe_w
+        ek_geom3 g
+    ctypedef struct ek_adaptive_pool3d_step_args:
+        int isa, mode, nt
+        const float* x
+        float* y
+        Py_ssize_t planes
+        ek_geom3 g
+    object ek_pool3d_step_bind(const ek_pool3d_step_args* a)
+    object ek_adaptive_pool3d_step_bind(const ek_adaptive_pool3d_step_args* a)
+
 MAX = 0
 MIN = 1
 AVG = 2
@@ -39,7 +66,7 @@ cdef int _mode(int mode) except -1:
 
 
 def pool3d(x, y, kernel, stride, pad_begin, pad_end, dilation, int mode,
-           bint count_include_pad=True, nthreads=1):
+           bint count_include_pad=True, nthreads=1, bint bind=False):
     """y = pool(x): windows of `kernel` taps at o*stride - pad_begin + k*dilation.
 
     mode: MAX, MIN or AVG (avg needs dilation 1; its divisor follows PyTorch with the
@@ -72,11 +99,16 @@ def pool3d(x, y, kernel, stride, pad_begin, pad_end, dilation, int mode,
     g.pd, g.ph, g.pw = pb[0], pb[1], pb[2]
     g.dd, g.dh, g.dw = dl[0], dl[1], dl[2]
     cdef Py_ssize_t planes = xs[0] * xs[1]
+    cdef ek_pool3d_step_args step
+    if bind:
+        step.isa, step.x, step.y, step.planes, step.g, step.nt = ek_isa_cur, px, py, planes, g, nt
+        step.pe_d, step.pe_h, step.pe_w, step.mode, step.count_include_pad = pe[0], pe[1], pe[2], mode, count_include_pad
+        return ek_pool3d_step_bind(&step)
     with nogil:
         ek_pool3d(px, py, planes, &g, pe[0], pe[1], pe[2], mode, count_include_pad, nt)
 
 
-def adaptive_pool3d(x, y, int mode, nthreads=1):
+def adaptive_pool3d(x, y, int mode, nthreads=1, bint bind=False):
     """Adaptive pooling of x to y's spatial size (PyTorch windows); mode MAX, MIN or AVG."""
     cdef const float* px
     cdef float* py
@@ -88,5 +120,9 @@ def adaptive_pool3d(x, y, int mode, nthreads=1):
     g.D, g.H, g.W = xs[2], xs[3], xs[4]
     g.OD, g.OH, g.OW = ys[2], ys[3], ys[4]
     cdef Py_ssize_t planes = xs[0] * xs[1]
+    cdef ek_adaptive_pool3d_step_args step
+    if bind:
+        step.isa, step.x, step.y, step.planes, step.g, step.mode, step.nt = ek_isa_cur, px, py, planes, g, mode, nt
+        return ek_adaptive_pool3d_step_bind(&step)
     with nogil:
         ek_adaptive_pool3d(px, py, planes, &g, mode, nt)

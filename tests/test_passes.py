@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, strategies as st
 
 import engine
-from engine.passes import (fold_batchnorm, fold_constants, fuse_activation, optimize,
-                           remove_dead_code, remove_identity)
+from engine.passes import (fold_batchnorm, fold_constants, fuse_activation, fuse_residual,
+                           optimize, remove_dead_code, remove_identity)
 from graphs import random_model
 from helpers import assert_close, rng_array
 
@@ -196,7 +196,7 @@ def test_passes_do_not_mutate_the_input_model():
 
 
 @pytest.mark.parametrize("pass_fn", [remove_identity, fold_constants, fold_batchnorm,
-                                     fuse_activation, remove_dead_code])
+                                     fuse_residual, fuse_activation, remove_dead_code])
 @given(seed=st.integers(0, 2**31))
 def test_each_pass_alone_preserves_random_graphs(pass_fn, seed):
     rng = np.random.default_rng(seed)
@@ -207,3 +207,72 @@ def test_each_pass_alone_preserves_random_graphs(pass_fn, seed):
     r = engine.Session(m, backend="reference", optimize_graph=False).run(x)
     for u, v in zip(a, r):
         assert_close(u, v, 1e-5)
+
+
+# -- residual fusion ------------------------------------------------------------------------
+
+def residual_block(rng, c=4, groups=1, act_first=False, shortcut_shape=None, swap=False,
+                   keep_conv=False, conv_shortcut=True):
+    """x -> conv -> bn -> (+ shortcut) -> relu, the shortcut being conv(x) or x itself."""
+    b = engine.Builder()
+    x = b.input("x", (None, c, 6, 7))
+    sc = b.conv2d(x, rng_array(rng, (c, c, 1, 1), 0.5), name="shortcut") if conv_shortcut else x
+    if shortcut_shape is not None:
+        sc = b.adaptive_avg_pool2d(sc, shortcut_shape)
+    y = b.conv2d(x, rng_array(rng, (c, c // groups, 3, 3), 0.5), rng_array(rng, c),
+                 padding=1, groups=groups, name="main")
+    y = b.batch_norm(y, **bn_params(rng, c))
+    if act_first:
+        y = b.relu(y)
+    s = b.add(sc, y) if swap else b.add(y, sc)
+    b.output(b.relu(s, name="out"))
+    if keep_conv:
+        b.output(y)
+    return b.build(), (2, c, 6, 7)
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_fuse_residual_absorbs_add_and_relu(swap):
+    rng = np.random.default_rng(3)
+    m, xs = residual_block(rng, swap=swap)
+    opt = optimize(m)
+    ops = [n.op for n in opt.nodes]
+    assert ops.count("add") == 0 and ops.count("relu") == 0 and ops.count("batch_norm") == 0
+    main = [n for n in opt.nodes if len(n.inputs) == 4]
+    assert len(main) == 1 and main[0].attrs["activation"]["op"] == "relu"
+    # the fused conv reads the shortcut, so it must come after the shortcut's producer
+    order = [n.outputs[0] for n in opt.nodes]
+    assert order.index(main[0].inputs[3]) < order.index(main[0].outputs[0])
+    check_same(m, rng_array(rng, xs))
+    x = rng_array(rng, xs)
+    ref = engine.Session(m, backend="reference", optimize_graph=False).run(x)[0]
+    for executor in ("native", "python"):
+        got = engine.Session(m, threads=2, executor=executor).run(x)[0]
+        assert_close(got, ref, 1e-5)
+
+
+@pytest.mark.parametrize("case", ["act_first", "grouped", "broadcast", "conv_kept"])
+def test_fuse_residual_leaves_other_patterns(case):
+    rng = np.random.default_rng(4)
+    kw = {"act_first": dict(act_first=True), "grouped": dict(groups=2),
+          "broadcast": dict(shortcut_shape=(1, 1)), "conv_kept": dict(keep_conv=True)}[case]
+    m, xs = residual_block(rng, conv_shortcut=False, **kw)
+    opt = optimize(m)
+    assert [n.op for n in opt.nodes].count("add") == 1
+    assert all(len(n.inputs) <= 3 for n in opt.nodes if n.op == "conv")
+    x = rng_array(rng, xs)
+    ref = engine.Session(m, backend="reference", optimize_graph=False).run(x)
+    for a, r in zip(engine.Session(m, threads=1).run(x), ref):
+        assert_close(a, r, 1e-5)
+
+
+def test_conv_residual_shape_is_checked():
+    rng = np.random.default_rng(5)
+    b = engine.Builder()
+    x = b.input("x", (1, 4, 6, 7))
+    b.input("r", (1, 4, 5, 7))
+    b.output(b.conv2d(x, rng_array(rng, (4, 4, 3, 3)), padding=1))
+    bad = b.build()
+    bad.nodes[0].inputs += ["", "r"]
+    with pytest.raises(engine.EngineError, match="residual"):
+        bad.infer_shapes()

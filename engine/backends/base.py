@@ -50,6 +50,11 @@ class Kernel:
     def run(self, inputs, outputs, scratch):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def bind(self, inputs, outputs, scratch):
+        """The prebound C call(s) on these fixed arrays: an "engine.step" capsule, a list of
+        them, or None when this kernel can only run through ``run`` (Python)."""
+        return None
+
 
 class FunctionKernel(Kernel):
     """Wraps ``fn(inputs, outputs, scratch)`` as a kernel."""
@@ -61,6 +66,16 @@ class FunctionKernel(Kernel):
 
     def run(self, inputs, outputs, scratch):
         self.fn(inputs, outputs, scratch)
+
+
+class NativeKernel(FunctionKernel):
+    """Wraps ``fn(inputs, outputs, scratch, bind=False)``, a call of compiled kernels that,
+    with ``bind=True``, returns the prebound call(s) (engine.step capsules) instead of
+    running; the arrays must then stay where they are (the plan's arena, packed constants).
+    ``fn`` may return None when bound to say that this configuration cannot be prebound."""
+
+    def bind(self, inputs, outputs, scratch):
+        return self.fn(inputs, outputs, scratch, True)
 
 
 def register_kernel(backend, op, variant="default", *, supports=None, priority=0, native=True,
@@ -94,8 +109,9 @@ def load_backend(name):
     try:
         return loader()
     except ImportError as e:
-        raise UnsupportedError(f"backend {name!r} is not available: {e}. The cpu backend needs "
-                               f"the compiled extensions: reinstall with 'pip install .'") from e
+        hint = (" The cpu backend needs the compiled extensions: reinstall with 'pip install .'"
+                if name == "cpu" else "")
+        raise UnsupportedError(f"backend {name!r} is not available: {e}.{hint}") from e
 
 
 def select_kernel(node, ctx, variant=None) -> KernelSpec:

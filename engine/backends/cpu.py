@@ -24,7 +24,7 @@ from .._kernels import norm as _norm
 from .._kernels import pool as _pool
 from .._kernels import spatial as _sp
 from ..errors import UnsupportedError
-from .base import FunctionKernel, Kernel, as_f32, register_kernel
+from .base import FunctionKernel, Kernel, NativeKernel, as_f32, register_kernel
 
 B = "cpu"
 MOVE_NOTE = "data movement only; numpy's C copy loops"
@@ -130,9 +130,27 @@ def _conv_setup(node, ctx):
     return s
 
 
+def _has_residual(ctx):
+    """A residual input (conv input 3, set by the residual-fusion pass) is present."""
+    return len(ctx.in_shapes) > 3 and ctx.in_shapes[3] is not None
+
+
+def _residual_getter(ctx):
+    """inputs -> the residual array of y's element count, or None."""
+    if not _has_residual(ctx):
+        return lambda inputs: None
+    return _getter(ctx, 3)
+
+
+def _packed_conv(node, ctx):
+    """Kernels that take a residual need the weights packed (constant); others must not
+    see one."""
+    return ctx.constants[1] is not None or not _has_residual(ctx)
+
+
 def _is_depthwise(node, ctx):
     x_shape, w_shape = ctx.in_shapes[0], ctx.in_shapes[1]
-    if not 1 <= len(x_shape) - 2 <= 3 or len(w_shape) != len(x_shape):
+    if not 1 <= len(x_shape) - 2 <= 3 or len(w_shape) != len(x_shape) or _has_residual(ctx):
         return False
     g, c, cout = int(node.attrs["groups"]), x_shape[1], w_shape[0]
     return g > 1 and g == c and w_shape[1] == 1 and cout % c == 0
@@ -183,6 +201,7 @@ def _conv_gemm_factory(variant):
         threads = ctx.threads
         isa = _isa()
         xget = _getter(ctx, 0)
+        rget = _residual_getter(ctx)
         wfn, bfn = _conv_weights(ctx, w5)
         if ctx.constants[1] is not None:
             # weights packed once, for this level's micro-kernel
@@ -190,19 +209,20 @@ def _conv_gemm_factory(variant):
             scratch = _conv.conv_packed_workspace(x5, w5, y5, stride, pad_begin, dilation,
                                                   groups, threads, isa=isa)
 
-            def run(inputs, outputs, work):
-                _conv.conv3d_packed(_c(xget(inputs)).reshape(x5), wp, bfn(inputs),
-                                    _view(outputs[0], y5), stride, pad_begin, dilation, code,
-                                    p0, p1, None, work, threads)
-            return FunctionKernel(run, scratch, variant)
+            def run(inputs, outputs, work, bind=False):
+                return _conv.conv3d_packed(
+                    _c(xget(inputs)).reshape(x5), wp, bfn(inputs), _view(outputs[0], y5),
+                    stride, pad_begin, dilation, code, p0, p1, rget(inputs), work, threads,
+                    bind=bind)
+            return NativeKernel(run, scratch, variant)
         scratch = _conv.conv_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
                                        threads, isa=isa)
 
-        def run_w(inputs, outputs, work):
-            _conv.conv3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
-                         _view(outputs[0], y5), stride, pad_begin, dilation, groups, code, p0,
-                         p1, work, threads, isa=isa)
-        return FunctionKernel(run_w, scratch, variant)
+        def run_w(inputs, outputs, work, bind=False):
+            return _conv.conv3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
+                                _view(outputs[0], y5), stride, pad_begin, dilation, groups,
+                                code, p0, p1, work, threads, isa=isa, bind=bind)
+        return NativeKernel(run_w, scratch, variant)
     return factory
 
 
@@ -231,26 +251,32 @@ def conv_linear_gemm(node, ctx):
     threads = ctx.threads
     isa = _isa()
     xget = _getter(ctx, 0)
+    rget = _residual_getter(ctx)
     _, bfn = _conv_weights(ctx, _shape5(w_shape))
     w2 = np.ascontiguousarray(as_f32(ctx.constants[1]).reshape(cout, k))
+
+    def res(inputs):
+        r = rget(inputs)
+        return None if r is None else r.reshape(n, cout)
     if n <= GEMV_MAX_ROWS:          # GEMV on the row-major weight, as linear layers
         scratch = _gemm.gemm_workspace(n, cout, k, True, threads, isa=isa)
 
-        def run_v(inputs, outputs, work):
-            _gemm.sgemm(_c(xget(inputs)).reshape(n, k), w2, _view(outputs[0], (n, cout)),
-                        bfn(inputs), 2, False, True, False, code, p0, p1, work, threads,
-                        isa=isa)
-        return FunctionKernel(run_v, scratch, "linear_gemm")
+        def run_v(inputs, outputs, work, bind=False):
+            return _gemm.sgemm(_c(xget(inputs)).reshape(n, k), w2, _view(outputs[0], (n, cout)),
+                               bfn(inputs), 2, False, True, False, code, p0, p1, work, threads,
+                               residual=res(inputs), isa=isa, bind=bind)
+        return NativeKernel(run_v, scratch, "linear_gemm")
     wp = _gemm.pack_b(w2, trans_b=True, isa=isa)
     scratch = _gemm.gemm_workspace(n, cout, k, False, threads, b_packed=True, isa=isa)
 
-    def run(inputs, outputs, work):
-        _gemm.sgemm(_c(xget(inputs)).reshape(n, k), wp, _view(outputs[0], (n, cout)),
-                    bfn(inputs), 2, False, False, False, code, p0, p1, work, threads)
-    return FunctionKernel(run, scratch, "linear_gemm")
+    def run(inputs, outputs, work, bind=False):
+        return _gemm.sgemm(_c(xget(inputs)).reshape(n, k), wp, _view(outputs[0], (n, cout)),
+                           bfn(inputs), 2, False, False, False, code, p0, p1, work, threads,
+                           residual=res(inputs), bind=bind)
+    return NativeKernel(run, scratch, "linear_gemm")
 
 
-register_kernel(B, "conv", "im2col_gemm",
+register_kernel(B, "conv", "im2col_gemm", supports=_packed_conv,
                 note="packed SGEMM on weights packed at prepare time; im2col writes each "
                      "GEMM task's column block straight into packed panels (no whole-image "
                      "copy); bias/activation fused in the store")(
@@ -277,11 +303,11 @@ def conv_depthwise(node, ctx):
     scratch = _conv.conv_depthwise_workspace(x5, w5, y5, stride, pad_begin, dilation, threads,
                                              isa=isa)
 
-    def run(inputs, outputs, work):
-        _conv.conv3d_depthwise(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
-                               _view(outputs[0], y5), stride, pad_begin, dilation, code, p0,
-                               p1, threads, isa=isa, work=work if scratch else None)
-    return FunctionKernel(run, scratch, "depthwise_direct")
+    def run(inputs, outputs, work, bind=False):
+        return _conv.conv3d_depthwise(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
+                                      _view(outputs[0], y5), stride, pad_begin, dilation, code, p0,
+                                      p1, threads, isa=isa, work=work if scratch else None, bind=bind)
+    return NativeKernel(run, scratch, "depthwise_direct")
 
 
 @register_kernel(B, "conv_transpose", "gemm_col2im",
@@ -300,11 +326,11 @@ def conv_transpose_gemm_col2im(node, ctx):
     scratch = _conv.conv_transpose_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
                                              threads, isa=isa)
 
-    def run(inputs, outputs, work):
-        _conv.conv_transpose3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
-                               _view(outputs[0], y5), stride, pad_begin, dilation, groups,
-                               code, p0, p1, work, threads, isa=isa)
-    return FunctionKernel(run, scratch, "gemm_col2im")
+    def run(inputs, outputs, work, bind=False):
+        return _conv.conv_transpose3d(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
+                                      _view(outputs[0], y5), stride, pad_begin, dilation, groups,
+                                      code, p0, p1, work, threads, isa=isa, bind=bind)
+    return NativeKernel(run, scratch, "gemm_col2im")
 
 
 # -- pooling --------------------------------------------------------------------------------
@@ -323,10 +349,10 @@ def _pool_factory(mode):
         threads = ctx.threads
         xget = _getter(ctx, 0)
 
-        def run(inputs, outputs, work):
-            _pool.pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), kernel, stride,
-                         pad, pad, dilation, mode, cip, threads)
-        return FunctionKernel(run, 0, "direct")
+        def run(inputs, outputs, work, bind=False):
+            return _pool.pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), kernel, stride,
+                                pad, pad, dilation, mode, cip, threads, bind=bind)
+        return NativeKernel(run, 0, "direct")
     return factory
 
 
@@ -344,10 +370,10 @@ def _adaptive_factory(mode):
         threads = ctx.threads
         xget = _getter(ctx, 0)
 
-        def run(inputs, outputs, work):
-            _pool.adaptive_pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), mode,
-                                  threads)
-        return FunctionKernel(run, 0, "direct")
+        def run(inputs, outputs, work, bind=False):
+            return _pool.adaptive_pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), mode,
+                                         threads, bind=bind)
+        return NativeKernel(run, 0, "direct")
     return factory
 
 
@@ -383,27 +409,27 @@ def linear_gemm(node, ctx):
                           isa=isa)                              # op(B) = W^T: (in, out)
         scratch = _gemm.gemm_workspace(M, out_f, in_f, False, threads, b_packed=True, isa=isa)
 
-        def run(inputs, outputs, work):
-            _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wp, _view(outputs[0], (M, out_f)),
-                        bfn(inputs), 2, False, False, False, code, p0, p1, work, threads)
-        return FunctionKernel(run, scratch, "gemm")
+        def run(inputs, outputs, work, bind=False):
+            return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wp, _view(outputs[0], (M, out_f)),
+                               bfn(inputs), 2, False, False, False, code, p0, p1, work, threads, bind=bind)
+        return NativeKernel(run, scratch, "gemm")
     if ctx.constants[1] is not None:
         # a few rows (batch 1 FC): the GEMV path streams W as it is, four rows at a time
         wc = np.ascontiguousarray(as_f32(ctx.constants[1]))
         scratch = _gemm.gemm_workspace(M, out_f, in_f, True, threads, isa=isa)
 
-        def run_v(inputs, outputs, work):
-            _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wc, _view(outputs[0], (M, out_f)),
-                        bfn(inputs), 2, False, True, False, code, p0, p1, work, threads,
-                        isa=isa)
-        return FunctionKernel(run_v, scratch, "gemm")
+        def run_v(inputs, outputs, work, bind=False):
+            return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wc, _view(outputs[0], (M, out_f)),
+                               bfn(inputs), 2, False, True, False, code, p0, p1, work, threads,
+                               isa=isa, bind=bind)
+        return NativeKernel(run_v, scratch, "gemm")
     scratch = _gemm.gemm_workspace(M, out_f, in_f, True, threads, isa=isa)
 
-    def run_w(inputs, outputs, work):
-        _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), _c(inputs[1]),
-                    _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, True, False,
-                    code, p0, p1, work, threads, isa=isa)
-    return FunctionKernel(run_w, scratch, "gemm")
+    def run_w(inputs, outputs, work, bind=False):
+        return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), _c(inputs[1]),
+                           _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, True, False,
+                           code, p0, p1, work, threads, isa=isa, bind=bind)
+    return NativeKernel(run_w, scratch, "gemm")
 
 
 @register_kernel(B, "matmul", "gemm_batched",
@@ -426,10 +452,10 @@ def matmul_gemm(node, ctx):
     aget, bget = _getter(ctx, 0), _getter(ctx, 1)
     scratch = _gemm.gemm_workspace(M, N, K, False, threads, isa=isa)
 
-    def run(inputs, outputs, work):
-        _gemm.matmul_batched(_c(aget(inputs)).reshape(a3), _c(bget(inputs)).reshape(b3),
-                             _view(outputs[0], c3), ia, ib, work, threads, isa=isa)
-    return FunctionKernel(run, scratch, "gemm_batched")
+    def run(inputs, outputs, work, bind=False):
+        return _gemm.matmul_batched(_c(aget(inputs)).reshape(a3), _c(bget(inputs)).reshape(b3),
+                                    _view(outputs[0], c3), ia, ib, work, threads, isa=isa, bind=bind)
+    return NativeKernel(run, scratch, "gemm_batched")
 
 
 # -- elementwise ----------------------------------------------------------------------------
@@ -474,10 +500,10 @@ def _binary_factory(opcode):
         aget, bget = _getter(ctx, 0), _getter(ctx, 1)
         threads = ctx.threads
 
-        def run(inputs, outputs, work):
-            _elt.binary(opcode, _c(aget(inputs)), _c(bget(inputs)), outputs[0], shape, sa, sb,
-                        threads)
-        return FunctionKernel(run, 0, "broadcast")
+        def run(inputs, outputs, work, bind=False):
+            return _elt.binary(opcode, _c(aget(inputs)), _c(bget(inputs)), outputs[0], shape, sa, sb,
+                               threads, bind=bind)
+        return NativeKernel(run, 0, "broadcast")
     return factory
 
 
@@ -507,9 +533,9 @@ def _unary_factory(node, ctx):
     xget = _getter(ctx, 0)
     threads = ctx.threads
 
-    def run(inputs, outputs, work):
-        _elt.unary(_c(xget(inputs)), outputs[0], code, p0, p1, threads)
-    return FunctionKernel(run, 0, "eltwise")
+    def run(inputs, outputs, work, bind=False):
+        return _elt.unary(_c(xget(inputs)), outputs[0], code, p0, p1, threads, bind=bind)
+    return NativeKernel(run, 0, "eltwise")
 
 
 for _name in ACT_CODES:
@@ -526,9 +552,9 @@ def prelu_kernel(node, ctx):
         wfn = lambda inputs: _c(inputs[1]).ravel()  # noqa: E731
     threads = ctx.threads
 
-    def run(inputs, outputs, work):
-        _elt.prelu(_c(xget(inputs)), wfn(inputs), outputs[0], threads)
-    return FunctionKernel(run, 0, "eltwise")
+    def run(inputs, outputs, work, bind=False):
+        return _elt.prelu(_c(xget(inputs)), wfn(inputs), outputs[0], threads, bind=bind)
+    return NativeKernel(run, 0, "eltwise")
 
 
 def _softmax_factory(use_log):
@@ -539,9 +565,9 @@ def _softmax_factory(use_log):
         xget = _getter(ctx, 0)
         threads = ctx.threads
 
-        def run(inputs, outputs, work):
-            _elt.softmax(_c(xget(inputs)), outputs[0], outer, axis, inner, use_log, threads)
-        return FunctionKernel(run, 0, "stable")
+        def run(inputs, outputs, work, bind=False):
+            return _elt.softmax(_c(xget(inputs)), outputs[0], outer, axis, inner, use_log, threads, bind=bind)
+        return NativeKernel(run, 0, "stable")
     return factory
 
 
@@ -577,16 +603,21 @@ def batch_norm_kernel(node, ctx):
     if const:
         scale, shift = fold([ctx.constants[i] if present[i] else None for i in range(1, 5)])
 
-        def params(inputs):
+        def params(inputs, bind):
             return scale, shift
     else:
-        def params(inputs):
+        def params(inputs, bind):
+            if bind:        # scale / shift are new arrays every call: cannot be prebound
+                return None
             return fold([inputs[i] if present[i] else None for i in range(1, 5)])
 
-    def run(inputs, outputs, work):
-        s, t = params(inputs)
-        _elt.channel_affine(_c(xget(inputs)), s, t, outputs[0], 0, 0.0, 0.0, threads)
-    return FunctionKernel(run, 0, "channel_affine")
+    def run(inputs, outputs, work, bind=False):
+        st = params(inputs, bind)
+        if st is None:
+            return None
+        return _elt.channel_affine(_c(xget(inputs)), st[0], st[1], outputs[0], 0, 0.0, 0.0,
+                                   threads, bind=bind)
+    return NativeKernel(run, 0, "channel_affine")
 
 
 def _affine_params(ctx, first, size):
@@ -614,10 +645,10 @@ def _group_norm_factory(groups_of):
         gfn, bfn = _affine_params(ctx, 1, C)
         threads = ctx.threads
 
-        def run(inputs, outputs, work):
-            _norm.group_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], groups,
-                             eps, threads)
-        return FunctionKernel(run, 0, "two_pass")
+        def run(inputs, outputs, work, bind=False):
+            return _norm.group_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], groups,
+                                    eps, threads, bind=bind)
+        return NativeKernel(run, 0, "two_pass")
     return factory
 
 
@@ -635,10 +666,10 @@ def layer_norm_kernel(node, ctx):
     gfn, bfn = _affine_params(ctx, 1, L)
     threads = ctx.threads
 
-    def run(inputs, outputs, work):
-        _norm.layer_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], L, eps,
-                         threads)
-    return FunctionKernel(run, 0, "two_pass")
+    def run(inputs, outputs, work, bind=False):
+        return _norm.layer_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], L, eps,
+                                threads, bind=bind)
+    return NativeKernel(run, 0, "two_pass")
 
 
 @register_kernel(B, "local_response_norm", "direct", note="across-channel window sums")
@@ -648,9 +679,9 @@ def lrn_kernel(node, ctx):
     xget = _getter(ctx, 0)
     threads = ctx.threads
 
-    def run(inputs, outputs, work):
-        _norm.lrn(_c(xget(inputs)), outputs[0], size, alpha, beta, k, threads)
-    return FunctionKernel(run, 0, "direct")
+    def run(inputs, outputs, work, bind=False):
+        return _norm.lrn(_c(xget(inputs)), outputs[0], size, alpha, beta, k, threads, bind=bind)
+    return NativeKernel(run, 0, "direct")
 
 
 # -- spatial: pad, interpolate --------------------------------------------------------------
@@ -679,9 +710,9 @@ def pad_kernel(node, ctx):
             np.copyto(outputs[0], xget(inputs))
         return FunctionKernel(run, 0, "direct")
 
-    def run(inputs, outputs, work):
-        _sp.pad(_c(xget(inputs)), outputs[0], begin, mode, value, threads)
-    return FunctionKernel(run, 0, "direct")
+    def run(inputs, outputs, work, bind=False):
+        return _sp.pad(_c(xget(inputs)), outputs[0], begin, mode, value, threads, bind=bind)
+    return NativeKernel(run, 0, "direct")
 
 
 @register_kernel(B, "interpolate", "table_gather",
@@ -704,10 +735,10 @@ def interpolate_kernel(node, ctx):
         tabs = [np.zeros(1, dtype=np.intp)] * (3 - r) + tabs
         x5, y5 = _shape5(x_shape), _shape5(y_shape)
 
-        def run(inputs, outputs, work):
-            _sp.resize_nearest3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), tabs[0],
-                                 tabs[1], tabs[2], threads)
-        return FunctionKernel(run, 0, "table_gather")
+        def run(inputs, outputs, work, bind=False):
+            return _sp.resize_nearest3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), tabs[0],
+                                        tabs[1], tabs[2], threads, bind=bind)
+        return NativeKernel(run, 0, "table_gather")
     if a["mode"] != "bilinear" or r != 2:
         raise UnsupportedError(f"node '{node.name}': cpu interpolate supports nearest (1-3 "
                                f"spatial dims) and bilinear (2), got {a['mode']} with {r}")
@@ -720,10 +751,10 @@ def interpolate_kernel(node, ctx):
                      np.ascontiguousarray(i1, dtype=np.intp), as_f32(l0), as_f32(l1)))
     (h0, h1, lh0, lh1), (w0, w1, lw0, lw1) = tabs
 
-    def run_bilinear(inputs, outputs, work):
-        _sp.resize_bilinear2d(_c(xget(inputs)), outputs[0], h0, h1, lh0, lh1, w0, w1, lw0, lw1,
-                              threads)
-    return FunctionKernel(run_bilinear, 0, "table_gather")
+    def run_bilinear(inputs, outputs, work, bind=False):
+        return _sp.resize_bilinear2d(_c(xget(inputs)), outputs[0], h0, h1, lh0, lh1, w0, w1, lw0, lw1,
+                                     threads, bind=bind)
+    return NativeKernel(run_bilinear, 0, "table_gather")
 
 
 # -- reductions -----------------------------------------------------------------------------
@@ -752,10 +783,11 @@ def mean_trailing(node, ctx):
     xget = _getter(ctx, 0)
     threads = ctx.threads
 
-    def run(inputs, outputs, work):
-        _pool.adaptive_pool3d(_c(xget(inputs)).reshape(1, outer, 1, 1, L),
-                              _view(outputs[0], (1, outer, 1, 1, 1)), _pool.AVG, threads)
-    return FunctionKernel(run, 0, "trailing_pool")
+    def run(inputs, outputs, work, bind=False):
+        return _pool.adaptive_pool3d(_c(xget(inputs)).reshape(1, outer, 1, 1, L),
+                                     _view(outputs[0], (1, outer, 1, 1, 1)), _pool.AVG, threads,
+                                     bind=bind)
+    return NativeKernel(run, 0, "trailing_pool")
 
 
 @register_kernel(B, "mean", "numpy", native=False, note="numpy reduction (float64 accumulation)")
@@ -785,6 +817,90 @@ def _copy_factory(node, ctx):
 
 for _name in ("dropout", "identity", "flatten", "reshape"):
     register_kernel(B, _name, "copy", native=False, note=MOVE_NOTE)(_copy_factory)
+
+
+def _strides(shape):
+    """C-contiguous strides of shape, in elements."""
+    st, acc = [0] * len(shape), 1
+    for d in range(len(shape) - 1, -1, -1):
+        st[d] = acc
+        acc *= int(shape[d])
+    return st
+
+
+def _copies_fit(node, ctx):
+    """The strided-copy kernel handles 1 to 6 dims (numpy otherwise)."""
+    return all(1 <= len(s) <= 6 for s in list(ctx.in_shapes) + list(ctx.out_shapes)
+               if s is not None)
+
+
+def _copy_kernel(ctx, moves, variant):
+    """A kernel running ek_copy_nd once per move (in_index, out_index, shape, src_strides,
+    dst_strides, src_offset, dst_offset)."""
+    getters = [_getter(ctx, i) for i in range(len(ctx.in_shapes))]
+    threads = ctx.threads
+
+    def run(inputs, outputs, work, bind=False):
+        steps = [_sp.copy_strided(getters[i](inputs), outputs[o], shape, ss, ds, so, do,
+                                  threads, bind=bind)
+                 for i, o, shape, ss, ds, so, do in moves]
+        return steps if bind else None
+    return NativeKernel(run, 0, variant)
+
+
+COPY_NOTE = "strided N-d copy kernel (memcpy rows), <= 6 dims"
+
+
+@register_kernel(B, "permute", "strided_copy", supports=_copies_fit, priority=10,
+                 note=COPY_NOTE)
+def permute_strided(node, ctx):
+    in_shape, out_shape = ctx.in_shapes[0], ctx.out_shapes[0]
+    rank = len(in_shape)
+    perm = [int(d) % rank for d in node.attrs["dims"]]
+    src = _strides(in_shape)
+    return _copy_kernel(ctx, [(0, 0, out_shape, [src[p] for p in perm], _strides(out_shape),
+                               0, 0)], "strided_copy")
+
+
+@register_kernel(B, "concat", "strided_copy", supports=_copies_fit, priority=10,
+                 note=COPY_NOTE + "; skipped when the memory plan places the inputs inside "
+                                  "the output")
+def concat_strided(node, ctx):
+    out_shape = ctx.out_shapes[0]
+    d = int(node.attrs["dim"]) % len(out_shape)
+    dst = _strides(out_shape)
+    moves, lo = [], 0
+    for i, shape in enumerate(ctx.in_shapes):
+        if int(shape[d]) > 0:
+            moves.append((i, 0, shape, _strides(shape), dst, 0, lo * dst[d]))
+        lo += int(shape[d])
+    return _copy_kernel(ctx, moves, "strided_copy")
+
+
+@register_kernel(B, "split", "strided_copy", supports=_copies_fit, priority=10,
+                 note=COPY_NOTE)
+def split_strided(node, ctx):
+    in_shape = ctx.in_shapes[0]
+    d = int(node.attrs["dim"]) % len(in_shape)
+    src = _strides(in_shape)
+    moves, lo = [], 0
+    for o, shape in enumerate(ctx.out_shapes):
+        if int(shape[d]) > 0:
+            moves.append((0, o, shape, src, _strides(shape), lo * src[d], 0))
+        lo += int(shape[d])
+    return _copy_kernel(ctx, moves, "strided_copy")
+
+
+@register_kernel(B, "channel_shuffle", "strided_copy", supports=_copies_fit, priority=10,
+                 note=COPY_NOTE)
+def channel_shuffle_strided(node, ctx):
+    shape = tuple(int(d) for d in ctx.in_shapes[0])
+    g = int(node.attrs["groups"])
+    n, c, rest = shape[0], shape[1], _prod(shape[2:])
+    # out[a, j, i, r] (viewed (n, c/g, g, rest)) = in[a, i, j, r] (viewed (n, g, c/g, rest))
+    src = [c * rest, rest, (c // g) * rest, 1]
+    view = (n, c // g, g, rest)
+    return _copy_kernel(ctx, [(0, 0, view, src, _strides(view), 0, 0)], "strided_copy")
 
 
 @register_kernel(B, "permute", "copy", native=False, note=MOVE_NOTE)

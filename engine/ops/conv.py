@@ -83,7 +83,8 @@ def _conv_attrs(x, weight, *, stride, padding, dilation, groups):
     return r, stride, [[int(b), int(e)] for b, e in padding], dilation, int(groups)
 
 
-def _infer_conv(x, weight, bias=None, *, stride, padding, dilation, groups, activation):
+def _infer_conv(x, weight, bias=None, residual=None, *, stride, padding, dilation, groups,
+                activation):
     r, stride, padding, dilation, groups = _conv_attrs(
         x, weight, stride=stride, padding=padding, dilation=dilation, groups=groups)
     cout, cin_g = weight[0], weight[1]
@@ -109,19 +110,26 @@ def _infer_conv(x, weight, bias=None, *, stride, padding, dilation, groups, acti
               f"{kernel[i]} - 1) + 1) is larger than the padded input ({size} + "
               f"{padding[i][0]} + {padding[i][1]} = {padded}) in spatial dim {i}")
         out.append((padded - eff) // stride[i] + 1)
+    if residual is not None:
+        check(len(residual) == len(out) and all(
+                  a is None or b is None or a == b for a, b in zip(residual, out)),
+              f"conv residual must have the output's shape {tuple(out)}, got {tuple(residual)}")
     return tuple(out)
 
 
-def _macs_conv(out_shapes, x, weight, bias=None, **attrs):
+def _macs_conv(out_shapes, x, weight, bias=None, residual=None, **attrs):
     out = first_shape(out_shapes)
     return (batch_or_one(out[0]) * int(np.prod(out[1:], dtype=np.int64))
             * int(np.prod(weight[1:], dtype=np.int64)))
 
 
-@register_op("conv", infer=_infer_conv, n_inputs=(2, 3), macs=_macs_conv)
-def conv(x, weight, bias=None, *, stride, padding, dilation, groups, activation):
-    """PyTorch convolution (cross-correlation) with asymmetric zero padding, then activation."""
+@register_op("conv", infer=_infer_conv, n_inputs=(2, 4), macs=_macs_conv)
+def conv(x, weight, bias=None, residual=None, *, stride, padding, dilation, groups, activation):
+    """PyTorch convolution (cross-correlation) with asymmetric zero padding, plus the
+    optional residual (same shape as the output, added by the residual-fusion pass), then
+    activation."""
     out_shape = _infer_conv(x.shape, weight.shape, None if bias is None else bias.shape,
+                            None if residual is None else residual.shape,
                             stride=stride, padding=padding, dilation=dilation, groups=groups,
                             activation=activation)
     r = x.ndim - 2
@@ -142,6 +150,8 @@ def conv(x, weight, bias=None, *, stride, padding, dilation, groups, activation)
     y = acc.reshape((n, cout) + tuple(out_sp))
     if bias is not None:
         y = y + _f64(bias).reshape((1, cout) + (1,) * r)
+    if residual is not None:
+        y = y + _f64(residual)
     return np.asarray(apply_activation(y, activation), dtype=np.float32)
 
 

@@ -10,9 +10,12 @@ from .constant_folding import fold_constants
 from .dead_code import remove_dead_code
 from .fold_batchnorm import fold_batchnorm
 from .fuse_activation import fuse_activation
+from .fuse_residual import fuse_residual
 from .remove_identity import remove_identity
 
-PIPELINE = (remove_identity, fold_constants, fold_batchnorm, fuse_activation, remove_dead_code)
+# fuse_residual runs before fuse_activation: relu(conv + r) needs the add absorbed first.
+PIPELINE = (remove_identity, fold_constants, fold_batchnorm, fuse_residual, fuse_activation,
+            remove_dead_code)
 
 
 def optimize(model, keep=frozenset(), passes=PIPELINE, max_rounds=10):
@@ -30,4 +33,4 @@ def optimize(model, keep=frozenset(), passes=PIPELINE, max_rounds=10):
 
 
 __all__ = ["optimize", "PIPELINE", "fold_constants", "remove_dead_code", "fold_batchnorm",
-           "fuse_activation", "remove_identity"]
+           "fuse_residual", "fuse_activation", "remove_identity"]

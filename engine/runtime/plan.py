@@ -10,6 +10,8 @@ Built once per input shape (batch size) at prepare time:
 out: no allocation per layer.
 """
 
+import functools
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -28,9 +30,11 @@ class Step:
     node: object
     kernel: object
     variant: str
-    inputs: list
-    outputs: list
-    scratch: object
+    inputs: list = None      # the first instance's arrays (for inspection)
+    outputs: list = None
+    scratch: object = None
+    scratch_size: int = 0
+    native: bool = False     # runs inside the nogil executor (its kernel could be prebound)
 
 
 @dataclass
@@ -50,40 +54,191 @@ class MemoryReport:
                 f"weights {self.constant_bytes * mb:.2f} MiB")
 
 
+class Instance:
+    """One arena with every step bound to it: what a single ``run`` executes.
+
+    Consecutive steps whose kernels can be prebound form one ``Program`` of the nogil
+    executor (one call, GIL released for all of them); a kernel that runs through Python
+    (NumPy data movement, runtime-computed parameters) sits between two programs.
+    """
+
+    def __init__(self, plan, native=True):
+        self.plan = plan
+        arena = np.empty(plan.arena_bytes // F32 + 16, dtype=np.float32)
+        base = (-arena.ctypes.data % 64) // F32          # 64-byte align the arena start
+        self.arena = arena[base:base + plan.arena_bytes // F32]
+        self.views = {}
+        for key, (offset, shape) in plan.layout.items():
+            n = int(np.prod(shape, dtype=np.int64))
+            self.views[key] = self.arena[offset // F32: offset // F32 + n].reshape(shape)
+        empty = np.empty(0, dtype=np.float32)
+        consts = plan.model.constants
+        self.io = []
+        for s in plan.steps:
+            ins = [None if not v else consts[v] if v in consts else self.views[v]
+                   for v in s.node.inputs]
+            outs = [self.views[v] for v in s.node.outputs]
+            scr = self.views[f"#scratch:{s.node.name}"] if s.scratch_size else empty
+            self.io.append((ins, outs, scr))
+        self.calls_per_step = {}                      # step index -> prebound C calls
+        self.segments = self._segments(native)      # [(first step, last step + 1, callable)]
+
+    def _segments(self, native):
+        from .._kernels.executor import Program
+        segments, pending, first = [], [], 0
+
+        def close(end):
+            if pending:
+                program = Program(pending)
+                segments.append((first, end, program.run, program))
+        for i, (s, (ins, outs, scr)) in enumerate(zip(self.plan.steps, self.io)):
+            bound = s.kernel.bind(ins, outs, scr) if native else None
+            if bound is not None:
+                caps = bound if isinstance(bound, list) else [bound]
+                if not pending:
+                    first = i
+                # a step with several calls (concat) still counts as one step for timing
+                pending.extend(caps)
+                s.native = True
+                self.calls_per_step[i] = len(caps)
+                continue
+            close(i)
+            pending = []
+            s.native = False
+            segments.append((i, i + 1, functools.partial(s.kernel.run, ins, outs, scr), None))
+        close(len(self.plan.steps))
+        return segments
+
+    def run(self, feeds, outputs):
+        views = self.views
+        for name, arr in feeds.items():
+            np.copyto(views[name], arr)
+        for _, _, call, _ in self.segments:
+            call()
+        return [views[o].copy() for o in outputs]
+
+    def profile(self, feeds, repeat=1):
+        """Per-step wall time in seconds (min over ``repeat`` runs), in step order."""
+        for name, arr in feeds.items():
+            np.copyto(self.views[name], arr)
+        counts = self.calls_per_step
+        best = None
+        for _ in range(repeat):
+            times = np.zeros(len(self.plan.steps))
+            for first, end, call, program in self.segments:
+                if program is None:
+                    t0 = time.perf_counter()
+                    call()
+                    times[first] = time.perf_counter() - t0
+                    continue
+                calls = np.zeros(len(program))
+                program.run_timed(calls)
+                k = 0
+                for i in range(first, end):         # fold multi-call steps back together
+                    c = counts.get(i, 1)
+                    times[i] = calls[k:k + c].sum()
+                    k += c
+            best = times if best is None else np.minimum(best, times)
+        return best
+
+
 @dataclass
 class Plan:
+    """Kernels prepared and memory planned for one set of input shapes.
+
+    Prepared kernels (packed weights) are shared; every concurrent ``execute`` gets its own
+    ``Instance`` (arena + bound steps) from a small pool, so up to ``max_instances`` calls
+    run in parallel and no call allocates once the pool is warm.
+    """
     model: object
     input_shapes: dict
     shapes: dict
     steps: list
-    arena: np.ndarray
-    views: dict
+    layout: dict              # value or "#scratch:<node>" -> (byte offset, shape)
+    arena_bytes: int
     memory: MemoryReport
     outputs: list
+    native: bool = True
+    max_instances: int = 4
     timings: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self._free = []
+        self._count = 0
+        self._cond = threading.Condition()
+        first = self._new_instance()
+        self.views = first.views
+        for s, (ins, outs, scr) in zip(self.steps, first.io):
+            s.inputs, s.outputs, s.scratch = ins, outs, scr
+        self._free.append(first)
+
+    def _new_instance(self):
+        try:
+            inst = Instance(self, self.native)
+        except (MemoryError, ValueError):
+            raise EngineError(f"the activations of this model at input shapes "
+                              f"{dict(self.input_shapes)} need "
+                              f"{self.arena_bytes / 2**30:.1f} GiB, more than can be "
+                              f"allocated") from None
+        self._count += 1
+        return inst
+
+    def acquire(self):
+        """An idle instance (a new one while fewer than ``max_instances`` exist)."""
+        with self._cond:
+            while not self._free and self._count >= self.max_instances:
+                self._cond.wait()
+            if self._free:
+                return self._free.pop()
+            self._count += 1          # reserve the slot; build outside the lock
+        try:
+            inst = Instance(self, self.native)
+        except BaseException:
+            with self._cond:
+                self._count -= 1
+                self._cond.notify()
+            raise
+        return inst
+
+    def release(self, inst):
+        with self._cond:
+            self._free.append(inst)
+            self._cond.notify()
+
     def execute(self, feeds, outputs):
-        for name, arr in feeds.items():
-            np.copyto(self.views[name], arr)
-        for s in self.steps:
-            s.kernel.run(s.inputs, s.outputs, s.scratch)
-        return [self.views[o].copy() for o in outputs]
+        inst = self.acquire()
+        try:
+            return inst.run(feeds, outputs)
+        finally:
+            self.release(inst)
+
+    @property
+    def segments(self):
+        """How the first instance runs: [(first step, end step, 'native' | 'python')]."""
+        inst = self._free[0] if self._free else Instance(self, self.native)
+        return [(a, b, "python" if p is None else "native") for a, b, _, p in inst.segments]
 
     def profile(self, feeds, repeat=1):
-        """Per-node wall time in seconds (min over ``repeat`` runs)."""
-        for name, arr in feeds.items():
-            np.copyto(self.views[name], arr)
-        best = {}
-        for _ in range(repeat):
-            for s in self.steps:
-                t0 = time.perf_counter()
-                s.kernel.run(s.inputs, s.outputs, s.scratch)
-                dt = time.perf_counter() - t0
-                best[s.node.name] = min(dt, best.get(s.node.name, dt))
-        return best
+        """{node name: seconds} per step (min over ``repeat`` runs), timed inside the
+        executor (the timer calls add well under a microsecond per step)."""
+        inst = self.acquire()
+        try:
+            times = inst.profile(feeds, repeat)
+        finally:
+            self.release(inst)
+        return {s.node.name: float(t) for s, t in zip(self.steps, times)}
 
 
 def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
+    """Prepare kernels and plan memory for these input shapes.
+
+    options: passed to the kernel factories (PrepareContext.options); also
+    ``executor="python"`` runs every step through Python (the nogil executor is the
+    default) and ``max_instances`` bounds the concurrent runs of one plan.
+    """
+    options = dict(options or {})
+    native = options.get("executor", "native") != "python"
+    max_instances = int(options.get("max_instances", 4))
     shapes = {k: v.shape for k, v in model.infer_shapes(input_shapes).items()}
     outputs = list(dict.fromkeys(list(model.outputs) + list(keep)))
 
@@ -102,11 +257,12 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
             in_shapes=[shapes[i] if i else None for i in n.inputs],
             out_shapes=[shapes[o] for o in n.outputs],
             constants=[model.constants.get(i) if i else None for i in n.inputs],
-            threads=threads, backend=backend, options=dict(options or {}))
+            threads=threads, backend=backend, options=options)
         spec = select_kernel(n, ctx)
         kernel = spec.factory(n, ctx)
-        steps.append(Step(n, kernel, spec.variant, None, None, None))
-        scratch_need.append(int(getattr(kernel, "scratch", 0)))
+        need = int(getattr(kernel, "scratch", 0))
+        steps.append(Step(n, kernel, spec.variant, scratch_size=need))
+        scratch_need.append(need)
 
     # Lifetimes, in step indices; graph inputs are written before step 0.
     buffers = {}
@@ -137,36 +293,19 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
         touch(v, end)
     for i, need in enumerate(scratch_need):
         if need:
-            buffers[f"#scratch{i}"] = Buffer(f"#scratch{i}", need * F32, i, i)
+            key = f"#scratch:{steps[i].node.name}"
+            buffers[key] = Buffer(key, need * F32, i, i)
 
     bufs = list(buffers.values())
     arena_bytes = plan_arena(bufs)
-    try:
-        arena = np.empty(arena_bytes // F32 + 16, dtype=np.float32)
-    except (MemoryError, ValueError):
-        raise EngineError(f"the activations of this model at input shapes {dict(input_shapes)} "
-                          f"need {arena_bytes / 2**30:.1f} GiB, more than can be "
-                          f"allocated") from None
-    base = (-arena.ctypes.data % 64) // F32          # 64-byte align the arena start
-    arena = arena[base:base + arena_bytes // F32]
-
-    def view(key, shape):
-        b = buffers[key]
-        n = int(np.prod(shape, dtype=np.int64))
-        return arena[b.offset // F32: b.offset // F32 + n].reshape(shape)
-
-    views = {}
-    for key in buffers:
-        if not key.startswith("#"):
-            views[key] = view(key, shapes[key])
+    layout = {}
+    for key, b in buffers.items():
+        if key.startswith("#scratch"):
+            layout[key] = (b.offset, (b.size // F32,))
+        else:
+            layout[key] = (b.offset, tuple(shapes[key]))
     for v, r in root.items():
-        views[v] = views[r].reshape(shapes[v])
-    empty = np.empty(0, dtype=np.float32)
-    for i, s in enumerate(steps):
-        s.inputs = [None if not v else model.constants[v] if v in model.constants else views[v]
-                    for v in s.node.inputs]
-        s.outputs = [views[v] for v in s.node.outputs]
-        s.scratch = view(f"#scratch{i}", (scratch_need[i],)) if scratch_need[i] else empty
+        layout[v] = (layout[r][0], tuple(shapes[v]))
 
     activations = [Buffer(b.key, b.size, b.first, b.last) for b in bufs
                    if not b.key.startswith("#")]
@@ -177,4 +316,5 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
         workspace_bytes=max(scratch_need, default=0) * F32,
         arena_bytes=arena_bytes,
         constant_bytes=sum(a.nbytes for a in model.constants.values()))
-    return Plan(model, dict(input_shapes), shapes, steps, arena, views, memory, outputs)
+    return Plan(model, dict(input_shapes), shapes, steps, layout, arena_bytes, memory, outputs,
+                native=native, max_instances=max_instances)

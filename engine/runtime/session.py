@@ -14,10 +14,18 @@ Backends: ``backend="cpu"`` (default), ``"reference"`` (the NumPy reference ops)
 ``build_plan`` executes its own plans; ``feed_array(name, obj)`` lets it accept
 non-NumPy inputs.
 
-Thread safety: a session owns one activation arena per input shape, so concurrent calls
-to ``run`` on one session are serialised by a lock.  For parallel requests, create one
-session per Python thread (weights are shared only through the model object, which is
-read-only after preparation).
+Execution: every kernel call of a plan is prebound at prepare time (pointers into one
+activation arena, packed weights) and ``run`` executes the whole plan in the nogil executor
+(engine._kernels.executor) with the GIL released; only ops without a compiled kernel step
+out to Python.  ``executor="python"`` runs every kernel through its Python wrapper instead
+(for comparison and debugging).
+
+Thread safety: several Python threads may call ``run`` on one session at once.  Each call
+takes an idle *instance* of the plan for its input shape (its own activation arena bound to
+the shared, read-only prepared kernels and packed weights); up to ``max_concurrent``
+instances are created on demand, further callers wait for one to be free.  So calls never
+share buffers, run in parallel while the GIL is released, and the memory cost of
+concurrency is one arena per concurrent call (``memory_report().arena_bytes``).
 """
 
 import os
@@ -41,7 +49,8 @@ def default_threads():
 
 
 class Session:
-    def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None):
+    def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None,
+                 executor="native", max_concurrent=4):
         if isinstance(model, (str, os.PathLike, Path)):
             from ..format import load
             model = load(model)
@@ -54,6 +63,12 @@ class Session:
             raise ValueError(f"backend {backend!r} runs on the host; device={device!r} applies "
                              f"to GPU backends only (backend='cuda')")
         self.device = device
+        if executor not in ("native", "python"):
+            raise ValueError(f"executor must be 'native' or 'python', got {executor!r}")
+        if not isinstance(max_concurrent, int) or max_concurrent < 1:
+            raise ValueError(f"max_concurrent must be a positive int, got {max_concurrent!r}")
+        self.executor = executor
+        self.max_concurrent = max_concurrent
         if threads is None:
             threads = default_threads()
         if not isinstance(threads, int) or threads < 1:
@@ -88,9 +103,9 @@ class Session:
             raise InputError(f"device_outputs=True needs a GPU backend; backend "
                              f"{self.backend!r} returns NumPy arrays")
         extra = {"device_outputs": True} if device_outputs else {}
-        with self._lock:
+        with self._lock:                  # plan lookup / creation only
             plan = self._plan(keep, feeds)
-            result = plan.execute(feeds, wanted, **extra)
+        result = plan.execute(feeds, wanted, **extra)
         return dict(zip(wanted, result)) if return_dict else result
 
     __call__ = run
@@ -131,7 +146,9 @@ class Session:
         plan = self._plans.get(key)
         if plan is None:
             graph = self._graph(keep)
-            options = {} if self.device is None else {"device": self.device}
+            options = {"executor": self.executor, "max_instances": self.max_concurrent}
+            if self.device is not None:
+                options["device"] = self.device
             plan = self._build_plan(graph, {k: tuple(a.shape) for k, a in feeds.items()},
                                     self.backend, self.threads, keep=sorted(keep),
                                     options=options)

@@ -12,3 +12,4 @@
 #include "ek_norm.h"
 #include "ek_resize.h"
 #include "ek_pad.h"
+#include "ek_copy.h"

@@ -1,0 +1,59 @@
+"""Fuse a residual addition into the conv before it: ``add(conv(x), r)`` -> ``conv(x, r)``.
+
+ResNet-style blocks end in ``relu(conv(...) + shortcut)``.  With the shortcut as the conv's
+fourth input (``residual``), the GEMM adds it in its store loop together with the bias, and
+``fuse_activation`` then folds the ReLU after the addition into the same store: the sum is
+never written and read back.
+
+Only convs whose CPU kernels take a residual are rewritten: constant weights, groups 1, no
+activation yet (``act(conv) + r`` is not ``conv + r`` followed by an activation), and a
+shortcut of exactly the conv's output shape (no broadcasting).  The conv node moves to the
+position of the add, which comes after both operands' producers, so the node list stays
+topologically ordered.
+"""
+
+from .util import single_consumer
+
+
+def _fusable_conv(model, value, keep):
+    """The conv producing ``value`` if it can absorb an addition, else None."""
+    prod = model.producers().get(value)
+    if prod is None or prod.op != "conv" or prod.attrs.get("activation") is not None:
+        return None
+    if int(prod.attrs.get("groups", 1)) != 1 or len(prod.inputs) > 3:
+        return None
+    if prod.inputs[1] not in model.constants:
+        return None
+    return prod if single_consumer(model, value, keep) is not None else None
+
+
+def fuse_residual(model, keep=frozenset(), shapes=None):
+    changed = False
+    if shapes is None:
+        try:
+            shapes = model.infer_shapes()
+        except Exception:          # symbolic dims we cannot resolve: leave the graph alone
+            return False
+    for add in list(model.nodes):
+        if add.op != "add" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
+            continue
+        for k in (0, 1):
+            value, other = add.inputs[k], add.inputs[1 - k]
+            if other in model.constants or not other:
+                continue
+            conv = _fusable_conv(model, value, keep)
+            if conv is None:
+                continue
+            if tuple(shapes[value].shape) != tuple(shapes[other].shape) or \
+                    tuple(shapes[add.outputs[0]].shape) != tuple(shapes[value].shape):
+                continue
+            while len(conv.inputs) < 3:
+                conv.inputs.append("")
+            conv.inputs.append(other)
+            conv.outputs = list(add.outputs)
+            nodes = model.nodes
+            nodes.remove(conv)
+            nodes[nodes.index(add)] = conv
+            changed = True
+            break
+    return changed

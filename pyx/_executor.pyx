@@ -1,0 +1,90 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
+"""The nogil executor (engine._kernels.executor): runs a list of prebound kernel calls.
+
+A ``Program`` is built once per plan instance from the "engine.step" capsules the kernel
+wrappers return with ``bind=True`` (see pyx/_common.pxi and include/engine/ek_step.h).
+``run()`` then calls every step's C function in order with the GIL released: no Python
+objects, argument checks or allocations per layer.  The program keeps the capsules (and
+whatever ``keep`` holds: the arrays the steps point into) alive.
+
+A program is not re-entrant: its steps write fixed buffers.  The runtime gives every
+concurrent caller its own plan instance (engine.runtime.plan).
+"""
+
+from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from libc.stdlib cimport free, malloc
+
+cdef extern from "engine/ek_step.h" nogil:
+    ctypedef void (*ek_step_fn)(const void* args) noexcept nogil
+    ctypedef struct ek_step:
+        ek_step_fn fn
+        void* args
+
+cdef extern from "<time.h>" nogil:
+    ctypedef long time_t
+    struct timespec:
+        time_t tv_sec
+        long tv_nsec
+    int clock_gettime(int clk, timespec* ts)
+    int CLOCK_MONOTONIC
+
+
+cdef inline double _now() noexcept nogil:
+    cdef timespec ts
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+def is_step(obj):
+    """True for an "engine.step" capsule."""
+    return bool(PyCapsule_IsValid(obj, b"engine.step"))
+
+
+cdef class Program:
+    """An ordered list of prebound kernel calls, run without the GIL."""
+    cdef ek_step* steps
+    cdef Py_ssize_t n
+    cdef readonly tuple capsules
+    cdef readonly object keep
+
+    def __cinit__(self, capsules, keep=None):
+        caps = tuple(capsules)
+        cdef Py_ssize_t i
+        for i in range(len(caps)):
+            if not PyCapsule_IsValid(caps[i], b"engine.step"):
+                raise TypeError(f"step {i} is not an engine.step capsule: {caps[i]!r}")
+        self.steps = <ek_step*>malloc(max(len(caps), 1) * sizeof(ek_step))
+        if self.steps == NULL:
+            raise MemoryError()
+        for i in range(len(caps)):
+            self.steps[i] = (<ek_step*>PyCapsule_GetPointer(caps[i], b"engine.step"))[0]
+        self.n = len(caps)
+        self.capsules = caps
+        self.keep = keep
+
+    def __dealloc__(self):
+        free(self.steps)
+
+    def __len__(self):
+        return self.n
+
+    def run(self):
+        """Run every step in order (GIL released)."""
+        cdef Py_ssize_t i
+        with nogil:
+            for i in range(self.n):
+                self.steps[i].fn(self.steps[i].args)
+
+    def run_timed(self, double[::1] seconds):
+        """Run every step, adding each one's wall time (s) to seconds[i]."""
+        if seconds.shape[0] < self.n:
+            raise ValueError(f"seconds must have {self.n} entries, got {seconds.shape[0]}")
+        cdef Py_ssize_t i
+        cdef double t0, t1
+        with nogil:
+            t0 = _now()
+            for i in range(self.n):
+                self.steps[i].fn(self.steps[i].args)
+                t1 = _now()
+                seconds[i] += t1 - t0
+                t0 = t1
