@@ -195,9 +195,19 @@ def cmd_summary(args):
     print(format_summary(model, args.batch, memory))
     if args.plan:
         sess = Session(model, threads=args.threads)
-        print("\nexecution plan (after optimisation):")
-        for name, op, variant, shape in sess.plan(args.batch):
-            print(f"  {name:<28} {op:<18} {variant:<16} {shape}")
+        rows = sess.plan(args.batch, timed=True, repeat=args.repeat)
+        total = sum(r.seconds for r in rows)
+        print(f"\nexecution plan (after optimisation; {sess.threads} thread"
+              f"{'s' if sess.threads > 1 else ''}, batch {args.batch}, time = min of "
+              f"{args.repeat} runs, {total * 1e3:.3f} ms in all):")
+        print(f"  {'layer':<28} {'op':<22} {'kernel':<16} {'layout':<6} {'output':<20} "
+              f"{'time':>9} {'share':>6} {'GFLOP/s':>8}")
+        for r in rows:
+            gf = f"{r.gflops:8.1f}" if r.gflops else f"{'':>8}"
+            mark = "" if r.executor == "native" else "  (python)"
+            print(f"  {r.name[:28]:<28} {r.op[:22]:<22} {r.variant[:16]:<16} {r.layout:<6} "
+                  f"{str(r.shape)[:20]:<20} {r.seconds * 1e3:7.3f}ms {r.share * 100:5.1f}% "
+                  f"{gf}{mark}")
     return 0
 
 
@@ -394,7 +404,10 @@ def build_parser():
     s = sub.add_parser("summary", help="per-layer table: shapes, params, MACs, memory")
     s.add_argument("model", help="model file or zoo name")
     s.add_argument("--batch", type=int, default=1)
-    s.add_argument("--plan", action="store_true", help="also show the kernel chosen per layer")
+    s.add_argument("--plan", action="store_true",
+                   help="also show per layer the kernel chosen, its layout and time share")
+    s.add_argument("--repeat", type=int, default=3,
+                   help="--plan timing: runs per layer, the minimum is shown (default 3)")
     s.add_argument("--threads", type=int, default=None)
     s.set_defaults(fn=cmd_summary)
 

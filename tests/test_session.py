@@ -166,9 +166,17 @@ def test_session_from_path_and_bad_arguments(model, tmp_path):
 
 def test_plan_lists_every_kernel(model):
     plan = engine.Session(model, threads=1).plan()
-    ops = [op for _, op, _, _ in plan]
+    ops = [row.op for row in plan]
     assert "batch_norm" not in ops and "relu" not in ops      # folded and fused
     assert ops.count("conv+relu") == 5
+    assert all(row.layout == "nchw" and row.executor == "native" for row in plan)
+    assert abs(sum(row.share for row in plan) - 1) < 1e-6
+    assert all(row.seconds > 0 for row in plan)
+    convs = [row for row in plan if row.op.startswith("conv")]
+    assert all(row.macs > 0 and row.gflops > 0 for row in convs)
+    untimed = engine.Session(model, threads=1).plan(timed=False)
+    assert [r.variant for r in untimed] == [r.variant for r in plan]
+    assert all(r.seconds is None and r.share is None for r in untimed)
 
 
 def test_default_threads_is_physical_cores():

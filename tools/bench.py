@@ -15,6 +15,15 @@ same thread count, batch 1):
     python tools/bench.py model mypkg.mymod:build  # a callable returning an engine Model
                                                    # (or (Model, torch.nn.Module))
 
+Per-layer time and GFLOP/s of our engine (the plan as `engine summary --plan` shows it):
+
+    python tools/bench.py layers resnet50 --threads 1 --repeat 5
+
+Per-layer overhead of the executor (a chain of tiny ops, native nogil executor vs the
+Python path):
+
+    python tools/bench.py overhead
+
 Method. Every thread count runs in its own subprocess, with OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS / MKL_NUM_THREADS set before numpy (and torch) are imported, so the BLAS
 really uses that many threads (threadpoolctl is not needed); our kernels get the same count
@@ -422,6 +431,70 @@ def model_main(opts):
             json.dump(results, f, indent=1)
 
 
+# ------------------------------------------------------------------------------- layers --
+
+def layers_main(opts):
+    """Per-layer kernel, time, share and GFLOP/s of our engine, in this process."""
+    import engine
+    for spec in opts.models:
+        model, _, shape = _load_model(spec, opts)
+        for t in opts.threads:
+            sess = engine.Session(model, threads=t)
+            rows = sess.plan(opts.batch, timed=True, repeat=opts.repeat)
+            total = sum(r.seconds for r in rows)
+            macs = sum(r.macs for r in rows)
+            print(f"\n# {spec}, batch {opts.batch}, {t} thread(s): {total * 1e3:.2f} ms summed "
+                  f"over layers (min of {opts.repeat}), {2e-9 * macs / total:.1f} GFLOP/s "
+                  f"overall; machine: {_machine()}")
+            print("| layer | op | kernel | output | ms | share | GFLOP/s |")
+            print("|---|---|---|---|---|---|---|")
+            for r in rows:
+                if opts.convs_only and not r.op.startswith("conv"):
+                    continue
+                gf = f"{r.gflops:.1f}" if r.gflops else "-"
+                print(f"| {r.name} | {r.op} | {r.variant} | {r.shape} | {r.seconds * 1e3:.3f} "
+                      f"| {r.share * 100:.1f}% | {gf} |")
+
+
+# ----------------------------------------------------------------------------- overhead --
+
+def overhead_main(opts):
+    """Per-layer cost of the executor: time of a chain of L tiny ops minus that of 2 ops,
+    divided by L - 2, for the nogil executor and the Python path (1 thread)."""
+    import numpy as np
+    import engine
+
+    def chain(n):
+        b = engine.Builder()
+        x = b.input("x", (1, 8))
+        t = x
+        for i in range(n):
+            t = b.relu(t) if i % 2 == 0 else b.add(t, x)
+        b.output(t)
+        return b.build()
+
+    x = np.ones((1, 8), np.float32)
+    sessions = {}
+    for ex in ("native", "python"):
+        for n in (2, opts.layers):
+            sessions[ex, n] = engine.Session(chain(n), threads=1, executor=ex,
+                                             optimize_graph=False)
+
+    def runner(s):
+        def run():
+            for _ in range(100):
+                s.run(x)
+        return run
+    t = interleaved({k: runner(s) for k, s in sessions.items()}, opts.rounds, target_s=0.0)
+    print(f"# executor overhead, chain of {opts.layers} tiny ops (relu / add on 8 floats), "
+          f"1 thread, median of {opts.rounds} interleaved rounds; machine: {_machine()}")
+    print("| executor | per layer (us) | fixed per run (us) |")
+    print("|---|---|---|")
+    for ex in ("native", "python"):
+        a, b = _median(t[ex, 2]) / 100, _median(t[ex, opts.layers]) / 100
+        print(f"| {ex} | {(b - a) / (opts.layers - 2) * 1e6:.3f} | {a * 1e6:.1f} |")
+
+
 # --------------------------------------------------------------------------------- main --
 
 def main(argv=None):
@@ -459,6 +532,18 @@ def main(argv=None):
     m.add_argument("--json", default="")
     m.add_argument("--settle", type=float, default=None,
                    help="seconds slept before each timing (default 0)")
+    lay = sub.add_parser("layers", help="per-layer time and GFLOP/s of our engine")
+    lay.add_argument("models", nargs="+", help="zoo names, model files or module:callable")
+    lay.add_argument("--threads", default="1")
+    lay.add_argument("--batch", type=int, default=1)
+    lay.add_argument("--input-shape", default="")
+    lay.add_argument("--repeat", type=int, default=5)
+    lay.add_argument("--convs-only", action="store_true")
+    lay.add_argument("--no-torch", action="store_true", default=True)
+    o = sub.add_parser("overhead", help="per-layer cost of the executor")
+    o.add_argument("--layers", type=int, default=302)
+    o.add_argument("--rounds", type=int, default=15)
+    o.add_argument("--threads", default="1")
     opts = p.parse_args(argv)
     # what the per-thread-count workers get: the same options minus threads / json
     pt, skip = [], False
@@ -475,6 +560,11 @@ def main(argv=None):
         pt.append(a)
     opts.passthrough = pt
     opts.threads = [int(t) for t in str(opts.threads).split(",") if t]
+    if opts.cmd in ("layers", "overhead"):      # in-process: nothing to compare against
+        if ROOT not in sys.path:
+            sys.path.insert(0, ROOT)
+        (layers_main if opts.cmd == "layers" else overhead_main)(opts)
+        return
     if worker is not None:
         res = (gemm_worker if opts.cmd == "gemm" else model_worker)(opts, worker)
         print("@@RESULT " + json.dumps(res))

@@ -54,6 +54,27 @@ class MemoryReport:
                 f"weights {self.constant_bytes * mb:.2f} MiB")
 
 
+@dataclass
+class PlanRow:
+    """One step of a plan as ``Session.plan()`` reports it."""
+    name: str
+    op: str              # op, "+activation" when one is fused, "+residual" when an add is
+    variant: str         # the kernel (algorithm) chosen
+    layout: str          # activation layout the kernel reads and writes
+    shape: tuple         # output shape
+    macs: int
+    executor: str        # "native" (prebound, nogil) or "python"
+    seconds: float = None
+    share: float = None  # of the plan's total time
+
+    @property
+    def gflops(self):
+        """Achieved GFLOP/s (2 FLOPs per multiply-add), None when untimed or no MACs."""
+        if not self.seconds or not self.macs:
+            return None
+        return 2e-9 * self.macs / self.seconds
+
+
 class Instance:
     """One arena with every step bound to it: what a single ``run`` executes.
 
@@ -217,6 +238,29 @@ class Plan:
         """How the first instance runs: [(first step, end step, 'native' | 'python')]."""
         inst = self._free[0] if self._free else Instance(self, self.native)
         return [(a, b, "python" if p is None else "native") for a, b, _, p in inst.segments]
+
+    def rows(self, times=None):
+        """A PlanRow per step; ``times`` ({node name: seconds}) fills seconds and share."""
+        total = sum(times.values()) if times else 0.0
+        rows = []
+        for s in self.steps:
+            n = s.node
+            op = n.op
+            if n.op == "conv" and len(n.inputs) > 3 and n.inputs[3]:
+                op += "+residual"
+            act = n.attrs.get("activation")
+            if act:
+                op += f"+{act['op']}"
+            ins = [self.shapes[i] if i else None for i in n.inputs]
+            outs = [self.shapes[o] for o in n.outputs]
+            t = None if times is None else times[n.name]
+            rows.append(PlanRow(
+                name=n.name, op=op, variant=s.variant,
+                layout=getattr(s.kernel, "layout", "nchw"), shape=tuple(outs[0]),
+                macs=get_op(n.op).count_macs(n, ins, outs),
+                executor="native" if s.native else "python", seconds=t,
+                share=(t / total if t is not None and total > 0 else None)))
+        return rows
 
     def profile(self, feeds, repeat=1):
         """{node name: seconds} per step (min over ``repeat`` runs), timed inside the

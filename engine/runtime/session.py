@@ -119,15 +119,19 @@ class Session:
     def memory_report(self, batch_size=1):
         return self.prepare(batch_size).memory
 
-    def plan(self, batch_size=1):
-        """Per-node kernel choice: list of (node name, op[+fused activation], variant, shape)."""
+    def plan(self, batch_size=1, timed=True, repeat=3):
+        """Per step of the prepared plan: a PlanRow (name, op with fused activation /
+        residual, kernel variant, layout, output shape, multiply-adds, executor) and, with
+        ``timed``, its time (min of ``repeat`` runs on random input) and share of the
+        total."""
         p = self.prepare(batch_size)
-        rows = []
-        for s in p.steps:
-            act = s.node.attrs.get("activation")
-            op = f"{s.node.op}+{act['op']}" if act else s.node.op
-            rows.append((s.node.name, op, s.variant, tuple(s.outputs[0].shape)))
-        return rows
+        times = None
+        if timed:
+            rng = np.random.default_rng(0)
+            feeds = {k: rng.standard_normal(v).astype(np.float32)
+                     for k, v in p.input_shapes.items()}
+            times = p.profile(feeds, repeat)
+        return p.rows(times)
 
     # -- internals -------------------------------------------------------------------------
     def _graph(self, keep):
