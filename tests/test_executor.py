@@ -116,3 +116,26 @@ def test_strided_copy_checks_bounds(kw, match):
         spatial.copy_strided(src, dst, shape, kw.pop("src_strides"), kw.pop("dst_strides"), **kw)
     with pytest.raises(ValueError, match="overlap"):
         spatial.copy_strided(src, src, [6], [1], [1])
+
+
+def test_concat_inputs_are_written_in_place_at_batch_1():
+    """Inception-style branches write straight into the concatenated buffer (no concat
+    step) when the concat dim is the outermost non-unit one; otherwise a copy runs."""
+    rng = np.random.default_rng(7)
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 9, 9))
+    branches = [b.relu(b.conv2d(x, rng.standard_normal((c, 3, 3, 3)).astype(np.float32),
+                                padding=1)) for c in (4, 5, 6)]
+    pooled = b.max_pool2d(x, 3, stride=1, padding=1)          # also a concat input
+    cat = b.concat(branches + [pooled], dim=1)
+    b.output(b.conv2d(cat, rng.standard_normal((2, 18, 1, 1)).astype(np.float32)))
+    b.output(branches[0], name="first_branch")                # a kept value inside the concat
+    model = b.build()
+    sess = engine.Session(model, threads=1)
+    for batch, copies in ((1, 0), (2, 1)):
+        plan = sess.prepare(batch)
+        assert [s.node.op for s in plan.steps].count("concat") == copies
+        xv = rng.standard_normal((batch, 3, 9, 9)).astype(np.float32)
+        ref = engine.Session(model, backend="reference").run(xv)
+        for a, r in zip(sess.run(xv), ref):
+            assert np.abs(a - r).max() <= 1e-5 * max(1, np.abs(r).max())

@@ -273,6 +273,41 @@ class Plan:
         return {s.node.name: float(t) for s, t in zip(self.steps, times)}
 
 
+def _place_concat_inputs(model, shapes, root):
+    """Concats whose inputs can be written in place: {input: (concat output, element
+    offset)} and the names of those concat nodes (they need no kernel).
+
+    An input is a contiguous slice of the output when every dim before the concat dim is 1
+    (channel concat at batch 1, the inception / dense blocks).  Each input must be computed
+    by a kernel of its own (not a graph input, constant or re-view of another value), and
+    read by this concat once; a value goes into at most one concat.
+    """
+    producers = model.producers()
+    graph_inputs = set(model.input_names)
+    placed, nodes = {}, set()
+    for n in model.nodes:
+        if n.op != "concat":
+            continue
+        out = shapes[n.outputs[0]]
+        d = int(n.attrs["dim"]) % len(out)
+        if int(np.prod(out[:d], dtype=np.int64)) != 1:
+            continue
+        ins = list(n.inputs)
+        if len(set(ins)) != len(ins) or any(
+                v in graph_inputs or v in model.constants or v in root or v in placed
+                or v not in producers or get_op(producers[v].op).alias
+                or producers[v].op == "concat" and producers[v].name in nodes
+                for v in ins):
+            continue
+        inner = int(np.prod(out[d + 1:], dtype=np.int64))
+        off = 0
+        for v in ins:
+            placed[v] = (n.outputs[0], off * inner)
+            off += int(shapes[v][d])
+        nodes.add(n.name)
+    return placed, nodes
+
+
 def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     """Prepare kernels and plan memory for these input shapes.
 
@@ -291,11 +326,23 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     for n in model.nodes:
         if get_op(n.op).alias and n.inputs[0] not in model.constants:
             root[n.outputs[0]] = root.get(n.inputs[0], n.inputs[0])
+    # Concat inputs written straight into their slice of the concatenated buffer.
+    placed, in_place_concats = _place_concat_inputs(model, shapes, root)
+
+    def resolve(value):
+        """(buffer key, element offset) of a value's memory."""
+        if value in root:
+            return resolve(root[value])
+        if value in placed:
+            into, off = placed[value]
+            key, base = resolve(into)
+            return key, base + off
+        return value, 0
 
     # Kernels.
     steps, scratch_need = [], []
     for n in model.nodes:
-        if n.outputs[0] in root:
+        if n.outputs[0] in root or n.name in in_place_concats:
             continue
         ctx = PrepareContext(
             in_shapes=[shapes[i] if i else None for i in n.inputs],
@@ -312,7 +359,7 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     buffers = {}
 
     def touch(value, step):
-        key = root.get(value, value)
+        key = resolve(value)[0]
         if key in model.constants:
             return
         b = buffers.get(key)
@@ -348,8 +395,9 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
             layout[key] = (b.offset, (b.size // F32,))
         else:
             layout[key] = (b.offset, tuple(shapes[key]))
-    for v, r in root.items():
-        layout[v] = (layout[r][0], tuple(shapes[v]))
+    for v in list(root) + list(placed):
+        key, off = resolve(v)
+        layout[v] = (buffers[key].offset + off * F32, tuple(shapes[v]))
 
     activations = [Buffer(b.key, b.size, b.first, b.last) for b in bufs
                    if not b.key.startswith("#")]
