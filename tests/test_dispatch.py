@@ -284,8 +284,10 @@ def test_c_headers_standalone_every_level(tmp_path):
 
 
 def test_c_headers_portable_aarch64(tmp_path):
-    """The same sources cross-compiled for aarch64 (portable level only) and run under
-    qemu (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static)."""
+    """The same sources cross-compiled for aarch64 (one level: the NEON kernels) and run
+    under qemu (Debian: gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user-static).
+    A smoke test; tests/test_neon.py checks the NEON kernels case by case, also against
+    the portable build (-DEK_NO_NEON)."""
     import shutil
     cc = shutil.which("aarch64-linux-gnu-gcc")
     qemu = shutil.which("qemu-aarch64-static") or shutil.which("qemu-aarch64")

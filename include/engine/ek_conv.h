@@ -189,7 +189,8 @@ EK_API void EK_FN(ek_conv3d_packed)(const float *x, const float *wpk, const floa
  * items at a time are computed with two accumulators each (even / odd kernel rows), i.e.
  * 2 * EK_DW_NB independent FMA chains even for 7-wide maps, every tap a contiguous
  * (stride 1) or deinterleaved (stride 2) 16-float load.  relu / relu6 are applied in
- * registers, other activations over the finished plane.
+ * registers, other activations over the finished plane.  (aarch64 NEON: row pairs sharing
+ * their input rows instead, see ek_dw_pairs.)
  */
 /* chunk width = one vector register of the variant (a wider GNU vector would be split and
    spilled on narrower ISAs) */
@@ -217,7 +218,8 @@ EK_INLINE int EK_FN(ek_dw_fast)(const ek_geom3 *g, ek_dw_geom *d)
     owr = d->cpr * EK_DW_VW;
     /* a chunk at ow0 reads columns s * ow0 + kw * dw + [0, 16 s) */
     d->P = EK_MAX(g->pw + g->W, s * owr + (g->KW - 1) * g->dw);
-    d->Hp = EK_MAX(g->ph + g->H, (g->OH - 1) * g->sh + (g->KH - 1) * g->dh + 1);
+    /* (NEON computes output rows in pairs: room for the windows of one more row) */
+    d->Hp = EK_MAX(g->ph + g->H, (g->OH - 1 + EK_NEON) * g->sh + (g->KH - 1) * g->dh + 1);
     d->xsize = d->Hp * d->P;
     return 1;
 }
@@ -426,6 +428,109 @@ static void EK_FN(ek_dw_plane_s2)(const float *xp, const float *wp, float b, flo
 #define EK_DW_FUSED_ACT(a) 0
 #endif
 
+#if EK_NEON
+/*
+ * NEON (aarch64), maps of 2 rows or more: output rows in pairs.  An item is (row pair,
+ * 4-column chunk) with two accumulators, top row and bottom row.  Input row `off` of a
+ * pair is kernel row off / dh of the top window and (off - sh) / dh of the bottom one
+ * (when whole and in range); a row both windows read (2 of the 4 rows of a 3x3 stride-1
+ * pair) is loaded once and feeds both, so a 3x3 stride-1 tap costs 2/3 of a load instead
+ * of 1.  EK_DW_NB items at a time: 8 independent FMA chains.  Stride-2
+ * columns with one de-interleaving load (vld2q).  The simple activations (relu, relu6,
+ * leaky_relu, clip, hardswish, hardsigmoid) are applied in registers.  An odd last row is
+ * computed and not stored (ek_dw_fast sizes the padded plane for it).
+ */
+EK_INLINE float32x4_t EK_FN(ek_dw_ld)(const int S, const float *t)
+{
+    return S == 1 ? vld1q_f32(t) : vld2q_f32(t).val[0];
+}
+
+EK_INLINE void EK_FN(ek_dw_pairs)(const int S, const float *xp, const float *wp, float b,
+                                  float *yp, const ek_geom3 *g, const ek_dw_geom *d, int act,
+                                  float p0, float p1)
+{
+    enum { NB = EK_DW_NB, VW = EK_DW_VW };
+    const ptrdiff_t P = d->P, KH = g->KH, KW = g->KW, sh = g->sh, dh = g->dh, dw = g->dw;
+    const ptrdiff_t npr = (g->OH + 1) / 2, total = npr * d->cpr;
+    const ptrdiff_t noff = sh + (KH - 1) * dh + 1;     /* input rows of a pair's windows */
+    const int simple = EK_ACT_IS_SIMPLE(act);
+    ptrdiff_t it, pr = 0, c = 0;     /* (pr, c): row pair and chunk of item `it` */
+    for (it = 0; it < total; it += NB) {
+        float32x4_t top[NB], bot[NB];
+        const float *base[NB];
+        ptrdiff_t off, kw, q, qpr = pr, qc = c;
+        for (q = 0; q < NB; q++) {
+            base[q] = xp + 2 * qpr * sh * P + S * qc * VW;
+            top[q] = bot[q] = vdupq_n_f32(b);
+            if (it + q + 1 < total && ++qc == d->cpr) { qc = 0; qpr++; }
+        }
+        for (off = 0; off < noff; off++) {
+            /* kernel row of the top window (kt) and of the bottom one (kb) reading input
+               row `off` of the pair, -1 if none */
+            const ptrdiff_t ob = off - sh;
+            const ptrdiff_t kt = off % dh == 0 && off / dh < KH ? off / dh : -1;
+            const ptrdiff_t kb = ob >= 0 && ob % dh == 0 && ob / dh < KH ? ob / dh : -1;
+            const ptrdiff_t ro = off * P;
+            if (kt >= 0 && kb >= 0) {
+                for (kw = 0; kw < KW; kw++) {
+                    const float at = wp[kt * KW + kw], ab = wp[kb * KW + kw];
+#pragma GCC unroll 4
+                    for (q = 0; q < NB; q++) {
+                        const float32x4_t x = EK_FN(ek_dw_ld)(S, base[q] + ro + kw * dw);
+                        top[q] = vfmaq_n_f32(top[q], x, at);
+                        bot[q] = vfmaq_n_f32(bot[q], x, ab);
+                    }
+                }
+            } else if (kt >= 0) {
+                for (kw = 0; kw < KW; kw++) {
+                    const float a = wp[kt * KW + kw];
+#pragma GCC unroll 4
+                    for (q = 0; q < NB; q++)
+                        top[q] = vfmaq_n_f32(top[q], EK_FN(ek_dw_ld)(S, base[q] + ro + kw * dw),
+                                             a);
+                }
+            } else if (kb >= 0) {
+                for (kw = 0; kw < KW; kw++) {
+                    const float a = wp[kb * KW + kw];
+#pragma GCC unroll 4
+                    for (q = 0; q < NB; q++)
+                        bot[q] = vfmaq_n_f32(bot[q], EK_FN(ek_dw_ld)(S, base[q] + ro + kw * dw),
+                                             a);
+                }
+            }
+        }
+        /* (a fully unrolled loop: constant indices keep top / bot in registers) */
+#pragma GCC unroll 4
+        for (q = 0; q < NB; q++) {
+            const ptrdiff_t ow = c * VW, n = EK_MIN(VW, g->OW - ow), oh = 2 * pr;
+            float32x4_t t = top[q], u = bot[q];
+            if (it + q >= total) continue;
+            if (simple) {
+                t = EK_FN(ek_act_neon)(t, act, p0, p1);
+                u = EK_FN(ek_act_neon)(u, act, p0, p1);
+            }
+            EK_FN(ek_neon_st_part)(yp + oh * g->OW + ow, t, n);
+            if (oh + 1 < g->OH) EK_FN(ek_neon_st_part)(yp + (oh + 1) * g->OW + ow, u, n);
+            if (++c == d->cpr) { c = 0; pr++; }
+        }
+    }
+}
+
+static EK_NOINLINE void EK_FN(ek_dw_pairs_s1)(const float *xp, const float *wp, float b,
+                                              float *yp, const ek_geom3 *g,
+                                              const ek_dw_geom *d, int act, float p0, float p1)
+{
+    EK_FN(ek_dw_pairs)(1, xp, wp, b, yp, g, d, act, p0, p1);
+}
+
+static EK_NOINLINE void EK_FN(ek_dw_pairs_s2)(const float *xp, const float *wp, float b,
+                                              float *yp, const ek_geom3 *g,
+                                              const ek_dw_geom *d, int act, float p0, float p1)
+{
+    EK_FN(ek_dw_pairs)(2, xp, wp, b, yp, g, d, act, p0, p1);
+}
+#endif
+
 /*
  * Depthwise convolution: groups == C, Cout = mult * C; output channel co reads input
  * channel co / mult with filter w[co] (1 x KD x KH x KW).  Same layouts and
@@ -473,6 +578,14 @@ EK_API void EK_FN(ek_conv3d_depthwise)(const float *x, const float *w, const flo
                 EK_FN(ek_dw_zero)(dr + g->pw + g->W, d.P - g->pw - g->W);
             }
             EK_FN(ek_dw_zero)(xp + (g->ph + r) * d.P, d.xsize - (g->ph + r) * d.P);
+#if EK_NEON
+            if (g->OH > 1) {
+                if (g->sw == 1) EK_FN(ek_dw_pairs_s1)(xp, wp, b, yp, g, &d, act, p0, p1);
+                else EK_FN(ek_dw_pairs_s2)(xp, wp, b, yp, g, &d, act, p0, p1);
+                if (!EK_ACT_IS_SIMPLE(act)) EK_FN(ek_act_inplace)(yp, L, act, p0, p1);
+                continue;
+            }
+#endif
             if (g->sw == 1) EK_FN(ek_dw_plane_s1)(xp, wp, b, yp, g, &d, act);
             else EK_FN(ek_dw_plane_s2)(xp, wp, b, yp, g, &d, act);
             if (!EK_DW_FUSED_ACT(act)) EK_FN(ek_act_inplace)(yp, L, act, p0, p1);
