@@ -13,7 +13,7 @@ out: no allocation per layer.
 import functools
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -313,11 +313,13 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
 
     options: passed to the kernel factories (PrepareContext.options); also
     ``executor="python"`` runs every step through Python (the nogil executor is the
-    default) and ``max_instances`` bounds the concurrent runs of one plan.
+    default), ``max_instances`` bounds the concurrent runs of one plan and ``tuner`` (a
+    runtime.tune.Tuner) times the candidate kernels of every layer and keeps the fastest.
     """
     options = dict(options or {})
     native = options.get("executor", "native") != "python"
     max_instances = int(options.get("max_instances", 4))
+    tuner = options.pop("tuner", None)
     shapes = {k: v.shape for k, v in model.infer_shapes(input_shapes).items()}
     outputs = list(dict.fromkeys(list(model.outputs) + list(keep)))
 
@@ -349,11 +351,20 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
             out_shapes=[shapes[o] for o in n.outputs],
             constants=[model.constants.get(i) if i else None for i in n.inputs],
             threads=threads, backend=backend, options=options)
-        spec = select_kernel(n, ctx)
-        kernel = spec.factory(n, ctx)
+        if tuner is not None:
+            spec, kernel = tuner.choose(n, ctx)
+            if kernel is None:
+                kernel = spec.factory(n, replace(ctx, options={**options,
+                                                               "all_candidates": True}))
+        else:
+            spec = select_kernel(n, ctx)
+            kernel = spec.factory(n, ctx)
         need = int(getattr(kernel, "scratch", 0))
         steps.append(Step(n, kernel, spec.variant, scratch_size=need))
         scratch_need.append(need)
+
+    if tuner is not None:
+        tuner.save()
 
     # Lifetimes, in step indices; graph inputs are written before step 0.
     buffers = {}

@@ -20,6 +20,10 @@ activation arena, packed weights) and ``run`` executes the whole plan in the nog
 out to Python.  ``executor="python"`` runs every kernel through its Python wrapper instead
 (for comparison and debugging).
 
+Tuning: ``tune=True`` times every candidate kernel of each layer once (at prepare time)
+and keeps the fastest; the choices are cached in ``<model file>.tune.json`` (or
+``tune_cache=``) for later sessions (engine.runtime.tune).
+
 Thread safety: several Python threads may call ``run`` on one session at once.  Each call
 takes an idle *instance* of the plan for its input shape (its own activation arena bound to
 the shared, read-only prepared kernels and packed weights); up to ``max_concurrent``
@@ -50,9 +54,11 @@ def default_threads():
 
 class Session:
     def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None,
-                 executor="native", max_concurrent=4):
+                 executor="native", max_concurrent=4, tune=False, tune_cache=None):
+        model_path = None
         if isinstance(model, (str, os.PathLike, Path)):
             from ..format import load
+            model_path = os.fspath(model)
             model = load(model)
         if not isinstance(model, Model):
             raise TypeError(f"Session expects a Model or a path, got {type(model).__name__}")
@@ -69,6 +75,16 @@ class Session:
             raise ValueError(f"max_concurrent must be a positive int, got {max_concurrent!r}")
         self.executor = executor
         self.max_concurrent = max_concurrent
+        self.tuner = None
+        if tune:
+            from .tune import Tuner
+            if tune_cache is None and model_path is not None:
+                tune_cache = model_path + ".tune.json"
+            isa = ""
+            if backend == "cpu":
+                from .. import _kernels
+                isa = _kernels.get_isa()
+            self.tuner = Tuner(tune_cache, isa=isa)
         if threads is None:
             threads = default_threads()
         if not isinstance(threads, int) or threads < 1:
@@ -151,6 +167,8 @@ class Session:
         if plan is None:
             graph = self._graph(keep)
             options = {"executor": self.executor, "max_instances": self.max_concurrent}
+            if self.tuner is not None:
+                options["tuner"] = self.tuner
             if self.device is not None:
                 options["device"] = self.device
             plan = self._build_plan(graph, {k: tuple(a.shape) for k, a in feeds.items()},
