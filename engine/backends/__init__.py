@@ -10,3 +10,4 @@ from .base import KERNELS, kernels_for, load_backend, register_backend, register
 
 register_backend("reference", lambda: importlib.import_module(".reference", __name__))
 register_backend("cpu", lambda: importlib.import_module(".cpu", __name__))
+register_backend("cuda", lambda: importlib.import_module(".cuda", __name__))
