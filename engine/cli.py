@@ -395,7 +395,7 @@ def build_parser():
     r.add_argument("inputs", nargs="*", help="input .npy arrays or images")
     r.add_argument("--threads", type=int, default=None)
     r.add_argument("--top", type=int, default=3, help="classes to show per input")
-    r.add_argument("--backend", default="cpu", choices=["cpu", "reference"])
+    r.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"])
     r.add_argument("--repeat", type=int, default=20, help="timed runs for the latency")
     r.add_argument("--eval", action="store_true",
                    help="accuracy on the bundled held-out digits (the bundled LeNet-5)")
@@ -417,7 +417,7 @@ def build_parser():
     b.add_argument("--threads", type=int, default=None)
     b.add_argument("--warmup", type=int, default=5)
     b.add_argument("--repeat", type=int, default=50)
-    b.add_argument("--backend", default="cpu", choices=["cpu", "reference"])
+    b.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"])
     b.add_argument("--vs", default="", metavar="PEERS",
                    help="also time peers on the same input and threads: a comma list of "
                         "torch, onnxruntime, openvino, or 'all' installed")
