@@ -429,3 +429,210 @@ def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t grou
     with nogil:
         ek_conv_transpose3d_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g,
                                ac, p0, p1, pwork, nt)
+
+
+# -- Winograd F(m x m, 3 x 3), m = 2, 4, 6 (include/engine/ek_winograd.h) --------------------
+# 2-D 3x3 convs with stride 1, dilation 1, groups 1.  The weights are transformed and packed
+# once (winograd_pack, bound to one instruction-set level and one tile size); the call takes
+# 4-D (N, C, H, W) arrays.
+
+cdef extern from *:
+    """
+    #define ek_winograd_pack_size_at(isa, ...) EK_ISA_SEL(isa, ek_winograd_pack_size)(__VA_ARGS__)
+    #define ek_winograd_pack_at(isa, ...) EK_ISA_SEL(isa, ek_winograd_pack)(__VA_ARGS__)
+    #define ek_winograd_workspace_at(isa, ...) \
+        EK_ISA_SEL(isa, ek_winograd_workspace)(__VA_ARGS__)
+    #define ek_conv2d_winograd_at(isa, ...) EK_ISA_SEL(isa, ek_conv2d_winograd)(__VA_ARGS__)
+    #define ek_winograd_blocking_at(isa, ...) EK_ISA_SEL(isa, ek_winograd_blocking)(__VA_ARGS__)
+    EK_STEP_DEFINE(ek_conv2d_winograd_step,
+        (int isa; const float *x; const float *U; const float *bias; const float *R; float *y;
+         Py_ssize_t N; Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t H; Py_ssize_t W;
+         Py_ssize_t OH; Py_ssize_t OW; Py_ssize_t ph; Py_ssize_t pw; int m; int act; float p0;
+         float p1; float *work; int nt;),
+        ek_conv2d_winograd_at(a->isa, a->x, a->U, a->bias, a->R, a->y, a->N, a->C, a->Cout,
+                              a->H, a->W, a->OH, a->OW, a->ph, a->pw, a->m, a->act, a->p0,
+                              a->p1, a->work, a->nt))
+    """
+    ctypedef struct ek_conv2d_winograd_step_args:
+        int isa, m, act, nt
+        const float* x
+        const float* U
+        const float* bias
+        const float* R
+        float* y
+        Py_ssize_t N, C, Cout, H, W, OH, OW, ph, pw
+        float p0, p1
+        float* work
+    object ek_conv2d_winograd_step_bind(const ek_conv2d_winograd_step_args* a)
+
+cdef extern from "engine/ek_dispatch.h" nogil:
+    Py_ssize_t ek_wg_tune[3]
+    Py_ssize_t ek_winograd_pack_size_at(int isa, Py_ssize_t Cout, Py_ssize_t Cin, int m)
+    void ek_winograd_pack_at(int isa, const float* w, Py_ssize_t Cout, Py_ssize_t Cin, int m,
+                             float* buf)
+    Py_ssize_t ek_winograd_workspace_at(int isa, Py_ssize_t N, Py_ssize_t Cin, Py_ssize_t Cout,
+                                        Py_ssize_t OH, Py_ssize_t OW, int m, int nthreads)
+    void ek_winograd_blocking_at(int isa, Py_ssize_t N, Py_ssize_t Cin, Py_ssize_t Cout,
+                                 Py_ssize_t OH, Py_ssize_t OW, int m, int nthreads,
+                                 Py_ssize_t* out)
+    void ek_conv2d_winograd_at(int isa, const float* x, const float* U, const float* bias,
+                               const float* R, float* y, Py_ssize_t N, Py_ssize_t Cin,
+                               Py_ssize_t Cout, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
+                               Py_ssize_t OW, Py_ssize_t ph, Py_ssize_t pw, int m, int act,
+                               float p0, float p1, float* work, int nthreads)
+
+WINOGRAD_TILES = (2, 4, 6)
+
+
+cdef int _wino_tile(object tile) except -1:
+    try:
+        m = int(tile)
+    except (TypeError, ValueError):
+        raise ValueError(f"tile must be one of {WINOGRAD_TILES}, got {tile!r}") from None
+    if m not in WINOGRAD_TILES:
+        raise ValueError(f"tile must be one of {WINOGRAD_TILES}, got {m}")
+    return <int>m
+
+
+cdef int _shape4(object shape, str name, Py_ssize_t* out) except -1:
+    try:
+        vals = [int(v) for v in shape]
+    except TypeError:
+        raise ValueError(f"{name} must be a sequence of 4 ints, got {shape!r}") from None
+    if len(vals) != 4:
+        raise ValueError(f"{name} must be 4-D (N, C, H, W), got {len(vals)}-D {tuple(vals)}")
+    cdef int i
+    for i in range(4):
+        if vals[i] < 1:
+            raise ValueError(f"{name} dims must be >= 1, got {tuple(vals)}")
+        if vals[i] > _INT_LIMIT:
+            raise ValueError(f"{name} dims must be <= {_INT_LIMIT}, got {tuple(vals)}")
+        out[i] = vals[i]
+    return 0
+
+
+cdef int _wino_geom(object x_shape, object w_shape, object y_shape, Py_ssize_t* xs,
+                    Py_ssize_t* ys) except -1:
+    """Check x (N, C, H, W), w (Cout, C, 3, 3), y (N, Cout, OH, OW); fill xs, ys."""
+    cdef Py_ssize_t ws[4]
+    _shape4(x_shape, "x", xs)
+    _shape4(w_shape, "w", ws)
+    _shape4(y_shape, "y", ys)
+    if ws[2] != 3 or ws[3] != 3:
+        raise ValueError(f"w must be a 3x3 kernel (Cout, C, 3, 3), got {tuple(w_shape)}")
+    if ws[1] != xs[1]:
+        raise ValueError(f"w must have {xs[1]} input channels (x's), got {tuple(w_shape)}")
+    if ys[0] != xs[0]:
+        raise ValueError(f"y batch must be {xs[0]} (x's), got {ys[0]}")
+    if ys[1] != ws[0]:
+        raise ValueError(f"y must have {ws[0]} channels (w's Cout), got {ys[1]}")
+    return 0
+
+
+def _winograd_tune(tiles=0, channels=0, split=0):
+    """Blocking overrides of this module's Winograd kernels, for experiments (0: automatic):
+    tiles per block, output channels per block, split (1 force, -1 forbid the output-channel
+    split).  Returns the previous values.  Workspace sizes depend on them: query
+    winograd_workspace after changing them."""
+    prev = (ek_wg_tune[0], ek_wg_tune[1], ek_wg_tune[2])
+    ek_wg_tune[0], ek_wg_tune[1], ek_wg_tune[2] = max(0, int(tiles)), max(0, int(channels)), \
+        int(split)
+    return prev
+
+
+def winograd_pack(w, tile=4, isa=None):
+    """Transform (G g G^T, in double) and pack 3x3 conv weights w (Cout, C, 3, 3) once for
+    conv2d_winograd with tile x tile output tiles (2, 4 or 6) at level isa."""
+    cdef int lv = _isa_arg(isa)
+    cdef int m = _wino_tile(tile)
+    cdef const float* pw = _fptr(w, "w", -1, 4)
+    ws = tuple(int(v) for v in _shape(w))
+    if min(ws) < 1 or ws[2] != 3 or ws[3] != 3:
+        raise ValueError(f"w must have shape (Cout, C, 3, 3) with Cout, C >= 1, got {ws}")
+    if ws[0] > _INT_LIMIT or ws[1] > _INT_LIMIT:
+        raise ValueError(f"w dims must be <= {_INT_LIMIT}, got {ws}")
+    cdef Py_ssize_t Cout = ws[0], Cin = ws[1]
+    cdef Packed p = _new_packed(f"winograd{m}", ws, 1, lv,
+                                ek_winograd_pack_size_at(lv, Cout, Cin, m))
+    with nogil:
+        ek_winograd_pack_at(lv, pw, Cout, Cin, m, p.ptr)
+    return p
+
+
+def winograd_workspace(x_shape, w_shape, y_shape, tile=4, nthreads=1, isa=None):
+    """float32 elements of workspace conv2d_winograd needs (isa: the packed weights' level)."""
+    cdef Py_ssize_t xs[4]
+    cdef Py_ssize_t ys[4]
+    _wino_geom(x_shape, w_shape, y_shape, xs, ys)
+    return ek_winograd_workspace_at(_isa_arg(isa), xs[0], xs[1], ys[1], ys[2], ys[3],
+                                    _wino_tile(tile), _threads(nthreads))
+
+
+def winograd_blocking(x_shape, w_shape, y_shape, tile=4, nthreads=1, isa=None):
+    """The blocking conv2d_winograd uses for these shapes: a dict of tiles, tiles_per_block,
+    blocks, channels_per_block, channel_blocks, tasks, threads."""
+    cdef Py_ssize_t xs[4]
+    cdef Py_ssize_t ys[4]
+    cdef Py_ssize_t out[7]
+    _wino_geom(x_shape, w_shape, y_shape, xs, ys)
+    ek_winograd_blocking_at(_isa_arg(isa), xs[0], xs[1], ys[1], ys[2], ys[3], _wino_tile(tile),
+                            _threads(nthreads), out)
+    return dict(tiles=out[0], tiles_per_block=out[1], blocks=out[2], channels_per_block=out[3],
+                channel_blocks=out[4], tasks=out[5], threads=out[6])
+
+
+def conv2d_winograd(x, wpk, bias, y, pad_begin, act=0, float p0=0.0, float p1=0.0,
+                    residual=None, work=None, nthreads=1, bint bind=False):
+    """y = act(conv2d(x, w) + bias + residual), 3x3, stride 1, dilation 1, groups 1, by
+    Winograd F(m x m, 3 x 3) with the weights packed by winograd_pack (their tile size m and
+    instruction-set level).
+
+    x: (N, C, H, W); bias: (Cout,) or None; y: (N, Cout, OH, OW), written; pad_begin: 2 ints
+    >= 0 (top, left; the end padding is implied by the output size); residual: None or an
+    array of y's element count, added before the activation (must not overlap y).
+    work: winograd_workspace(x.shape, wp.shape, y.shape, m, nthreads, isa=wp.isa) elements.
+    """
+    cdef Py_ssize_t xs[4]
+    cdef Py_ssize_t ys[4]
+    cdef Py_ssize_t pb[2]
+    cdef int nt = _threads(nthreads)
+    cdef int ac = _act(act)
+    if not isinstance(wpk, Packed) or (<Packed>wpk).kind not in ("winograd2", "winograd4",
+                                                                 "winograd6"):
+        raise ValueError(f"wp must be a Packed operand of winograd_pack, got "
+                         f"{wpk!r}")
+    cdef Packed wp = <Packed>wpk
+    cdef int m = int(wp.kind[8:])
+    cdef const float* px = _fptr(x, "x", -1, 4)
+    cdef float* py = _fptr(y, "y", -1, 4, True)
+    _wino_geom(_shape(x), wp.shape, _shape(y), xs, ys)
+    _ints(pad_begin, "pad_begin", 2, 0, pb)
+    cdef const float* pbias = _fptr_opt(bias, "bias", ys[1])
+    cdef Py_ssize_t ny = _size(y)
+    _disjoint(py, ny, px, _size(x), "y", "x")
+    _disjoint(py, ny, wp.ptr, _size(wp.data), "y", "wp")
+    if pbias != NULL:
+        _disjoint(py, ny, pbias, _size(bias), "y", "bias")
+    cdef const float* pr = NULL
+    if residual is not None:
+        pr = _fptr(residual, "residual", ny)      # y's element count, any shape
+        _disjoint(py, ny, pr, ny, "y", "residual")
+    cdef int lv = wp.isa
+    cdef float* pwork = _work(work, ek_winograd_workspace_at(lv, xs[0], xs[1], ys[1], ys[2],
+                                                             ys[3], m, nt))
+    _disjoint(pwork, _size(work) if pwork != NULL else 0, py, ny, "work", "y")
+    _disjoint(pwork, _size(work) if pwork != NULL else 0, px, _size(x), "work", "x")
+    _disjoint(pwork, _size(work) if pwork != NULL else 0, wp.ptr, _size(wp.data), "work",
+              "wp")
+    if pr != NULL:
+        _disjoint(pwork, _size(work) if pwork != NULL else 0, pr, ny, "work", "residual")
+    cdef ek_conv2d_winograd_step_args step
+    if bind:
+        step.isa, step.x, step.U, step.bias, step.R, step.y = lv, px, wp.ptr, pbias, pr, py
+        step.N, step.C, step.Cout, step.H, step.W = xs[0], xs[1], ys[1], xs[2], xs[3]
+        step.OH, step.OW, step.ph, step.pw, step.m = ys[2], ys[3], pb[0], pb[1], m
+        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
+        return ek_conv2d_winograd_step_bind(&step)
+    with nogil:
+        ek_conv2d_winograd_at(lv, px, wp.ptr, pbias, pr, py, xs[0], xs[1], ys[1], xs[2], xs[3],
+                              ys[2], ys[3], pb[0], pb[1], m, ac, p0, p1, pwork, nt)

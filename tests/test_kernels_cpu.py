@@ -258,6 +258,11 @@ def test_conv_edge_cases(case, threads):
     dw = g > 1 and g == xs[1] and ws[1] == 1
     pw = all(k == 1 for k in ws[2:]) and all(v == 1 for v in s) and not any(map(any, p))
     whole = g == 1 and tuple(xs[2:]) == tuple(ws[2:]) and not any(map(any, p))
+    # 2-D 3x3 stride-1 convs go to Winograd when its cost model says so (test_winograd.py)
+    wino = (len(xs) == 4 and tuple(ws[2:]) == (3, 3) and g == 1 and not whole
+            and all(v == 1 for v in s) and all(v == 1 for v in d))
+    if wino and spec.variant.startswith("winograd_f"):
+        return
     assert spec.variant == ("depthwise_direct" if dw else "linear_gemm" if whole else
                             "pointwise_gemm" if pw else "im2col_gemm")
 

@@ -962,3 +962,5 @@ def channel_shuffle_kernel(node, ctx):
 
 
 __all__ = ["act_params", "broadcast_plan", "ACT_CODES", "Kernel"]
+
+from . import cpu_winograd  # noqa: E402,F401  (Winograd 3x3 convs; registers its kernels)

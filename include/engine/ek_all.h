@@ -12,4 +12,5 @@
 #include "ek_norm.h"
 #include "ek_resize.h"
 #include "ek_pad.h"
+#include "ek_winograd.h"
 #include "ek_copy.h"

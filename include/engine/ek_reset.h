@@ -15,6 +15,7 @@
 #undef EK_NORM_ISA
 #undef EK_RESIZE_ISA
 #undef EK_PAD_ISA
+#undef EK_WINOGRAD_ISA
 #undef EK_COPY_ISA
 #undef EK_GEMM_VW
 #undef EK_GEMM_VEXT

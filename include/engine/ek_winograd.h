@@ -1,0 +1,979 @@
+/*
+ * ek_winograd.h - Winograd convolution F(m x m, 3 x 3), m = 2, 4 or 6, for 2-D 3x3 convs with
+ * stride 1, dilation 1, groups 1 (NCHW float32, PyTorch weight layout), fused bias, residual
+ * and activation.
+ *
+ * Per output tile of m x m pixels, with alpha = m + 2 and the alpha x alpha input patch d
+ * starting at (m ty - ph, m tx - pw):
+ *
+ *     y_tile = A^T [ sum_cin (G g G^T) (.) (B^T d B) ] A            (.) elementwise
+ *
+ * i.e. one Cout x Cin GEMM per transform-domain position p = (i, j) (alpha^2 = 16 / 36 / 64
+ * GEMMs), summed over Cin, instead of 9 * Cin multiply-adds per output pixel: a 2.25x (F2),
+ * 4x (F4), 5.06x (F6) cut of the multiplies, paid for by the input / output transforms and
+ * by lost precision (see the error note below).
+ *
+ * Layout and blocking
+ *   - Weights are transformed once (ek_winograd_pack, in double, rounded once) into the
+ *     packed-A format of the GEMM micro-kernel of this variant (ek_gemm.h): per position,
+ *     MR-row panels of Cout x Cin, k-major (panel[cin][MR]).
+ *   - Tiles (flattened over image, tile row, tile column) are processed in blocks of T tiles,
+ *     T a multiple of the micro-kernel width NR, sized so that the transformed input block
+ *     V (alpha^2 x Cin x T) stays in about half of L2.  V is written in the packed-B format
+ *     (per position, NR-tile panels: panel[cin][NR]), so the micro-kernel reads it directly.
+ *   - A task = one tile block and one range of output channels: input transform of the
+ *     block (skipped when the same thread already transformed it), then for every position
+ *     the GEMM of the range's MR-row panels into M (alpha^2 x mc x T, mc chosen so that M
+ *     stays in L2), then the output transform of those channels straight into y.  Tasks go
+ *     to the threads with a dynamic OpenMP schedule; the output channels are split only
+ *     when there are too few tile blocks to keep every thread busy.
+ *   - Both transforms are vectorised across tiles: a "segment" is up to VW consecutive
+ *     tiles of one tile row.  On AVX-512 an input row is read with (masked, zero-filling)
+ *     loads and de-interleaved into the alpha column phases by two-source permutes; the
+ *     output rows are re-interleaved the same way and written with masked stores, the bias,
+ *     residual and the cheap activations applied in registers.  Padding and partial tiles
+ *     (odd H / W) cost nothing extra: out-of-range input reads as zero, out-of-range outputs
+ *     are never stored.  AVX2 does the same for F2 / F4 with in-lane 4x4 transposes
+ *     (unpack / shuffle / permute2f128); the other cases use the same arithmetic (GNU
+ *     vector extensions, or plain floats) with small staging buffers.
+ *   - The position strides of V and M are odd multiples of 64 bytes (a power-of-two stride
+ *     put the alpha^2 stores of a segment into one L1 set), and the input rows / output
+ *     rows of the channel two ahead are prefetched (channel planes are far apart: the
+ *     hardware prefetchers do not follow).
+ *
+ * Error.  The transforms are exact in real arithmetic; in float32 the rounding of V and
+ * above all of the Cin-long accumulation of M is amplified by the output transform's
+ * coefficients (up to 8 for F4, 32 for F6; U is computed in double and rounded once).
+ * Measured against a float64 reference, max |y - ref| / (sum |w| * max |x|) stays below
+ * 1.4e-7 (F2), 2e-6 (F4), 3.2e-6 (F6) (the im2col GEMM: 8.5e-8); relative to max |y| on
+ * He-initialised layers: ~5e-7 (F2), ~1e-5 (F4), ~1.8e-5 (F6) against ~3e-7.
+ * tests/test_winograd.py states and checks the bound per tile size at every ISA level.
+ *
+ * Preconditions are checked by the callers (pyx/_conv.pyx); no function validates.
+ */
+#include "ek_common.h"
+#include "ek_gemm.h"
+
+/* ------------------------------------------------------------------ ISA-independent -- */
+#ifndef EK_WINOGRAD_H
+#define EK_WINOGRAD_H
+
+/* Weight transform matrices G (alpha x 3), row-major, for m = 2, 4, 6. */
+static const double ek_wg_G2[4 * 3] = {1, 0, 0, 0.5, 0.5, 0.5, 0.5, -0.5, 0.5, 0, 0, 1};
+static const double ek_wg_G4[6 * 3] = {
+    1.0 / 4, 0, 0,
+    -1.0 / 6, -1.0 / 6, -1.0 / 6,
+    -1.0 / 6, 1.0 / 6, -1.0 / 6,
+    1.0 / 24, 1.0 / 12, 1.0 / 6,
+    1.0 / 24, -1.0 / 12, 1.0 / 6,
+    0, 0, 1};
+static const double ek_wg_G6[8 * 3] = {
+    1, 0, 0,
+    -2.0 / 9, -2.0 / 9, -2.0 / 9,
+    -2.0 / 9, 2.0 / 9, -2.0 / 9,
+    1.0 / 90, 1.0 / 45, 2.0 / 45,
+    1.0 / 90, -1.0 / 45, 2.0 / 45,
+    32.0 / 45, 16.0 / 45, 8.0 / 45,
+    32.0 / 45, -16.0 / 45, 8.0 / 45,
+    0, 0, 1};
+
+/* Blocking overrides for experiments (0: automatic): [0] tiles per block, [1] output
+   channels per block, [2] force the channel split (1) or forbid it (-1). */
+static ptrdiff_t ek_wg_tune[3] = {0, 0, 0};
+
+/* Input prefetch distance (channels). */
+#ifndef EK_WG_PFD
+#define EK_WG_PFD 2
+#endif
+#if defined(__GNUC__)
+#define EK_WG_PREFETCH(p) __builtin_prefetch((const void *)(p), 0, 3)
+#define EK_WG_PREFETCHW(p) __builtin_prefetch((const void *)(p), 1, 3)
+#else
+#define EK_WG_PREFETCH(p) ((void)(p))
+#define EK_WG_PREFETCHW(p) ((void)(p))
+#endif
+
+/* Most threads one call uses (bounds a per-thread table on the stack). */
+#define EK_WG_MAXT 64
+/* Most tiles per block (bounds the segment table on the stack). */
+#define EK_WG_MAXTB 512
+
+typedef struct {
+    int32_t t, len;          /* first tile (block-local index) and number of tiles */
+    int32_t n, ty, tx;       /* image, tile row, first tile column */
+} ek_wg_seg;
+
+#endif /* EK_WINOGRAD_H */
+
+/* --------------------------------------------------------------- per ISA variant -- */
+#ifndef EK_WINOGRAD_ISA
+#define EK_WINOGRAD_ISA
+
+#if EK_ISA_LEVEL >= 2
+#define EK_WG_VW 16
+#elif EK_ISA_LEVEL == 1
+#define EK_WG_VW 8
+#elif defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
+#define EK_WG_VW 4
+#else
+#define EK_WG_VW 1
+#endif
+
+#if EK_WG_VW > 1
+typedef float EK_FN(ek_wg_vt) __attribute__((vector_size(EK_WG_VW * 4)));
+#else
+typedef float EK_FN(ek_wg_vt);
+#endif
+#define wgv EK_FN(ek_wg_vt)
+
+/* Blocking of one call. */
+typedef struct {
+    int m, a, npos;              /* tile size, alpha = m + 2, positions alpha^2 */
+    ptrdiff_t th, tw, ntiles;    /* tiles per image along H / W, in all */
+    ptrdiff_t T, ntb;            /* tiles per block (multiple of NR), blocks */
+    ptrdiff_t mc, ncb;           /* output channels per block (multiple of MR), blocks */
+    int split;                   /* 1: a task is (tile block, channel block) */
+    ptrdiff_t ntasks;
+    ptrdiff_t vps, mps;          /* position strides of V and M (floats) */
+    ptrdiff_t vsz, msz, per;     /* floats: V block, M block, per thread */
+    int threads;
+} EK_FN(ek_wg_plan_t);
+
+/* Floats of the packed weights (per position: ceil(Cout / MR) MR-row panels of Cin). */
+EK_API ptrdiff_t EK_FN(ek_winograd_pack_size)(ptrdiff_t Cout, ptrdiff_t Cin, int m)
+{
+    const ptrdiff_t a = m + 2;
+    return a * a * ((Cout + EK_GEMM_MR - 1) / EK_GEMM_MR * EK_GEMM_MR) * Cin + 16;
+}
+
+/* U = G g G^T for every (cout, cin) of w (Cout x Cin x 3 x 3), in double, into buf
+   (ek_winograd_pack_size floats), the packed-A panels of each position p = i * alpha + j. */
+EK_API void EK_FN(ek_winograd_pack)(const float *w, ptrdiff_t Cout, ptrdiff_t Cin, int m,
+                                    float *buf)
+{
+    const int a = m + 2;
+    const double *G = m == 2 ? ek_wg_G2 : m == 4 ? ek_wg_G4 : ek_wg_G6;
+    const ptrdiff_t MR = EK_GEMM_MR;
+    const ptrdiff_t ustride = (Cout + MR - 1) / MR * MR * Cin;
+    float *U = ek_align64(buf);
+    ptrdiff_t co, ci;
+    memset(U, 0, (size_t)(a * a * ustride) * sizeof(float));
+    for (co = 0; co < Cout; co++)
+        for (ci = 0; ci < Cin; ci++) {
+            const float *g = w + (co * Cin + ci) * 9;
+            double Gg[8][3];
+            int i, j, k;
+            for (i = 0; i < a; i++)
+                for (k = 0; k < 3; k++)
+                    Gg[i][k] = G[i * 3] * g[k] + G[i * 3 + 1] * g[3 + k] +
+                               G[i * 3 + 2] * g[6 + k];
+            for (i = 0; i < a; i++)
+                for (j = 0; j < a; j++) {
+                    const double u = Gg[i][0] * G[j * 3] + Gg[i][1] * G[j * 3 + 1] +
+                                     Gg[i][2] * G[j * 3 + 2];
+                    U[(i * a + j) * ustride + (co / MR) * Cin * MR + ci * MR + co % MR] =
+                        (float)u;
+                }
+        }
+}
+
+/* A position stride of at least n floats that is an odd multiple of 16 floats (64 bytes):
+   the alpha^2 vectors of one tile segment, one per position, then fall into different L1
+   sets (power-of-two strides put all 36 into one set: constant L1 misses, 4K aliasing). */
+EK_INLINE ptrdiff_t EK_FN(ek_wg_odd_stride)(ptrdiff_t n)
+{
+    n = EK_ROUND16(n);
+    return (n / 16) % 2 ? n : n + 16;
+}
+
+EK_INLINE EK_FN(ek_wg_plan_t) EK_FN(ek_wg_plan)(ptrdiff_t N, ptrdiff_t Cin, ptrdiff_t Cout,
+                                                ptrdiff_t OH, ptrdiff_t OW, int m,
+                                                int nthreads)
+{
+    EK_FN(ek_wg_plan_t) p;
+    const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
+    const ptrdiff_t coutr = (Cout + MR - 1) / MR * MR;
+    ptrdiff_t l2, k, kmax, want;
+    memset(&p, 0, sizeof(p));
+    if (ek_gemm_l1_bytes == 0) ek_gemm_init_caches();
+    l2 = ek_gemm_l2_bytes;
+    if (nthreads < 1) nthreads = 1;
+    if (nthreads > EK_WG_MAXT) nthreads = EK_WG_MAXT;
+#ifndef _OPENMP
+    nthreads = 1;
+#endif
+    p.m = m;
+    p.a = m + 2;
+    p.npos = p.a * p.a;
+    p.th = (OH + m - 1) / m;
+    p.tw = (OW + m - 1) / m;
+    p.ntiles = N * p.th * p.tw;
+    /* tile block: V (npos x Cin x T floats) in about half of L2, 1 to 4 NR panels */
+    k = (l2 / 2) / ((ptrdiff_t)p.npos * Cin * NR * 4);
+    kmax = (EK_WG_MAXTB / NR) < 4 ? (EK_WG_MAXTB / NR) : 4;
+    k = EK_MAX(1, EK_MIN(k, kmax));
+    k = EK_MIN(k, (p.ntiles + NR - 1) / NR);
+    while (k > 1 && (p.ntiles + k * NR - 1) / (k * NR) < 2 * nthreads) k--;
+    if (ek_wg_tune[0] > 0) k = EK_MAX(1, EK_MIN(kmax, (ek_wg_tune[0] + NR - 1) / NR));
+    p.T = k * NR;
+    p.ntb = (p.ntiles + p.T - 1) / p.T;
+    /* channel block: M (npos x mc x T floats) in about a quarter of L2 */
+    p.mc = (l2 / 4) / ((ptrdiff_t)p.npos * p.T * 4) / MR * MR;
+    p.mc = EK_MAX(MR, EK_MIN(p.mc, coutr));
+    /* too few tile blocks for the threads: split the output channels too */
+    want = (4 * (ptrdiff_t)nthreads + p.ntb - 1) / p.ntb;
+    p.split = nthreads > 1 && p.ntb < 4 * nthreads;
+    if (ek_wg_tune[2]) p.split = ek_wg_tune[2] > 0;
+    if (p.split && want > 1) {
+        const ptrdiff_t mcs = ((Cout + want - 1) / want + MR - 1) / MR * MR;
+        if (mcs < p.mc) p.mc = EK_MAX(MR, mcs);
+    }
+    if (ek_wg_tune[1] > 0) p.mc = EK_MAX(MR, EK_MIN(coutr, (ek_wg_tune[1] + MR - 1) / MR * MR));
+    p.ncb = (Cout + p.mc - 1) / p.mc;
+    p.mc = ((Cout + p.ncb - 1) / p.ncb + MR - 1) / MR * MR;    /* balanced */
+    p.ntasks = p.split ? p.ntb * p.ncb : p.ntb;
+    p.threads = ek_nthreads(nthreads, p.ntasks);
+    p.vps = EK_FN(ek_wg_odd_stride)(Cin * p.T);
+    p.mps = EK_FN(ek_wg_odd_stride)(p.mc * p.T);
+    p.vsz = (ptrdiff_t)p.npos * p.vps;
+    p.msz = (ptrdiff_t)p.npos * p.mps + EK_WG_VW;               /* slack: full-vector reads */
+    p.per = EK_ROUND16(p.vsz) + EK_ROUND16(p.msz);
+    return p;
+}
+
+/* Floats of workspace ek_conv2d_winograd needs. */
+EK_API ptrdiff_t EK_FN(ek_winograd_workspace)(ptrdiff_t N, ptrdiff_t Cin, ptrdiff_t Cout,
+                                              ptrdiff_t OH, ptrdiff_t OW, int m, int nthreads)
+{
+    EK_FN(ek_wg_plan_t) p = EK_FN(ek_wg_plan)(N, Cin, Cout, OH, OW, m, nthreads);
+    return (ptrdiff_t)p.threads * p.per + 16;
+}
+
+/* The blocking a call would use: out[0..6] = tiles, tiles per block, blocks, output
+   channels per block, channel blocks, tasks, threads (for cost models and tests). */
+EK_API void EK_FN(ek_winograd_blocking)(ptrdiff_t N, ptrdiff_t Cin, ptrdiff_t Cout,
+                                        ptrdiff_t OH, ptrdiff_t OW, int m, int nthreads,
+                                        ptrdiff_t *out)
+{
+    EK_FN(ek_wg_plan_t) p = EK_FN(ek_wg_plan)(N, Cin, Cout, OH, OW, m, nthreads);
+    out[0] = p.ntiles;
+    out[1] = p.T;
+    out[2] = p.ntb;
+    out[3] = p.mc;
+    out[4] = p.ncb;
+    out[5] = p.ntasks;
+    out[6] = p.threads;
+}
+
+/* ------------------------------------------------------------- transforms -- */
+
+/* t = B^T d (alpha entries): the 1-D input transform. */
+EK_INLINE void EK_FN(ek_wg_bt)(const int m, const wgv *d, wgv *t)
+{
+    if (m == 2) {
+        t[0] = d[0] - d[2];
+        t[1] = d[1] + d[2];
+        t[2] = d[2] - d[1];
+        t[3] = d[1] - d[3];
+    } else if (m == 4) {
+        const wgv a = d[4] - d[2], b = d[1] - d[3];
+        const wgv c = d[3] + d[4], e = d[1] + d[2];
+        const wgv f = d[4] - d[3], g = d[1] - d[2];
+        t[0] = d[0] * 4.0f - d[2] * 5.0f + d[4];
+        t[1] = c - e * 4.0f;
+        t[2] = f + g * 4.0f;
+        t[3] = a - b * 2.0f;
+        t[4] = a + b * 2.0f;
+        t[5] = d[1] * 4.0f - d[3] * 5.0f + d[5];
+    } else {
+        const wgv p = d[2] + d[6] - d[4] * 4.25f;
+        const wgv q = d[1] + d[5] - d[3] * 4.25f;
+        const wgv r = d[6] + d[2] * 0.25f - d[4] * 1.25f;
+        const wgv s = d[1] * 0.5f - d[3] * 2.5f + d[5] * 2.0f;
+        const wgv u = d[6] + (d[2] - d[4] * 1.25f) * 4.0f;
+        const wgv v = d[1] * 2.0f - d[3] * 2.5f + d[5] * 0.5f;
+        t[0] = d[0] - d[6] + (d[4] - d[2]) * 5.25f;
+        t[1] = p + q;
+        t[2] = p - q;
+        t[3] = r + s;
+        t[4] = r - s;
+        t[5] = u + v;
+        t[6] = u - v;
+        t[7] = d[7] - d[1] + (d[3] - d[5]) * 5.25f;
+    }
+}
+
+/* o = A^T s (m entries): the 1-D output transform. */
+EK_INLINE void EK_FN(ek_wg_at)(const int m, const wgv *s, wgv *o)
+{
+    if (m == 2) {
+        o[0] = s[0] + s[1] + s[2];
+        o[1] = s[1] - s[2] - s[3];
+    } else if (m == 4) {
+        const wgv a = s[1] + s[2], b = s[1] - s[2];
+        const wgv c = s[3] + s[4], d = s[3] - s[4];
+        o[0] = s[0] + a + c;
+        o[1] = b + d * 2.0f;
+        o[2] = a + c * 4.0f;
+        o[3] = b + d * 8.0f + s[5];
+    } else {
+        const wgv a = s[1] + s[2], b = s[1] - s[2];
+        const wgv c = s[3] + s[4], d = s[3] - s[4];
+        const wgv e = s[5] + s[6], f = s[5] - s[6];
+        o[0] = s[0] + a + c + e;
+        o[1] = b + d * 2.0f + f * 0.5f;
+        o[2] = a + c * 4.0f + e * 0.25f;
+        o[3] = b + d * 8.0f + f * 0.125f;
+        o[4] = a + c * 16.0f + e * 0.0625f;
+        o[5] = b + d * 32.0f + f * 0.03125f + s[7];
+    }
+}
+
+#if EK_ISA_LEVEL >= 2
+/* ---- AVX-512: permute tables, row loads / stores ---- */
+typedef struct {
+    __m512i in_idx[6];           /* phase c: lane l <- element m l + c (mod 32) */
+    __mmask16 in_msk[6][3];      /* ... from the register pair (2q, 2q + 1) */
+    __m512i sh0, sh1;            /* phases m, m + 1: phase 0 / 1 moved down one lane */
+    __m512i out_idx[6];          /* output vector q, lane e: element 16 q + e */
+    __mmask16 out_msk[6][3];
+} EK_FN(ek_wg_tab);
+
+EK_INLINE void EK_FN(ek_wg_tab_init)(const int m, EK_FN(ek_wg_tab) *tb)
+{
+    int32_t idx[16];
+    int c, l, q, pi;
+    memset(tb, 0, sizeof(*tb));
+    for (c = 0; c < m; c++) {
+        for (l = 0; l < 16; l++) {
+            const int e = m * l + c;
+            idx[l] = e & 31;
+            tb->in_msk[c][e >> 5] |= (__mmask16)(1u << l);
+        }
+        tb->in_idx[c] = _mm512_loadu_si512((const void *)idx);
+    }
+    for (l = 0; l < 15; l++) idx[l] = l + 1;
+    idx[15] = 16;
+    tb->sh0 = _mm512_loadu_si512((const void *)idx);
+    idx[15] = 17;
+    tb->sh1 = _mm512_loadu_si512((const void *)idx);
+    for (q = 0; q < m; q++) {
+        for (l = 0; l < 16; l++) {
+            const int e = 16 * q + l, tile = e / m, ph = e % m;
+            idx[l] = tile + 16 * (ph & 1);
+            pi = ph >> 1;
+            tb->out_msk[q][pi] |= (__mmask16)(1u << l);
+        }
+        tb->out_idx[q] = _mm512_loadu_si512((const void *)idx);
+    }
+}
+
+/* Lanes [lo, hi) of 16 (clamped). */
+EK_INLINE __mmask16 EK_FN(ek_wg_range)(ptrdiff_t lo, ptrdiff_t hi)
+{
+    unsigned a = (unsigned)EK_MAX(0, EK_MIN(16, lo)), b = (unsigned)EK_MAX(0, EK_MIN(16, hi));
+    return b > a ? (__mmask16)(((1u << b) - 1u) & ~((1u << a) - 1u)) : (__mmask16)0;
+}
+
+/* Where one segment's input rows are read: row offset x0 (may be negative) and, per
+   16-float vector q <= m, the lanes inside [0, W) and inside the m len + 2 columns needed. */
+typedef struct {
+    ptrdiff_t x0;
+    __mmask16 k[7];
+} EK_FN(ek_wg_rowctx);
+
+EK_INLINE void EK_FN(ek_wg_rowctx_init)(const int m, ptrdiff_t x0, ptrdiff_t W, int len,
+                                        EK_FN(ek_wg_rowctx) *rc)
+{
+    const ptrdiff_t need = (ptrdiff_t)m * len + 2;
+    int q;
+    rc->x0 = x0;
+    for (q = 0; q <= m; q++) {
+        const ptrdiff_t s = x0 + 16 * q;
+        rc->k[q] = EK_FN(ek_wg_range)(-s, EK_MIN(W - s, need - 16 * q));
+    }
+}
+
+/* ph[c] lane l = row[x0 + m l + c], c < alpha (zero outside the context's lanes). */
+EK_INLINE void EK_FN(ek_wg_load_row)(const int m, const float *row,
+                                     const EK_FN(ek_wg_rowctx) *rc,
+                                     const EK_FN(ek_wg_tab) *tb, wgv *ph)
+{
+    __m512 Z[7];
+    int q, c;
+    for (q = 0; q <= m; q++) {
+        const __mmask16 k = rc->k[q];
+        const float *src = row + rc->x0 + 16 * q;
+        Z[q] = k == 0xFFFF ? _mm512_loadu_ps(src)
+               : k ? _mm512_maskz_loadu_ps(k, src) : _mm512_setzero_ps();
+    }
+    for (c = 0; c < m; c++) {
+        __m512 r = _mm512_permutex2var_ps(Z[0], tb->in_idx[c], Z[1]);
+        for (q = 1; 2 * q < m; q++)
+            r = _mm512_mask_mov_ps(r, tb->in_msk[c][q],
+                                   _mm512_permutex2var_ps(Z[2 * q], tb->in_idx[c], Z[2 * q + 1]));
+        ph[c] = (wgv)r;
+    }
+    ph[m] = (wgv)_mm512_permutex2var_ps((__m512)ph[0], tb->sh0, Z[m]);
+    ph[m + 1] = (wgv)_mm512_permutex2var_ps((__m512)ph[1], tb->sh1, Z[m]);
+}
+
+EK_INLINE __m512 EK_FN(ek_wg_act_v)(__m512 x, int act, float p0, float p1)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    switch (act) {
+    case EK_ACT_RELU:
+        return _mm512_max_ps(zero, x);                 /* NaN: second operand (x) */
+    case EK_ACT_RELU6:
+        return _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, x));
+    case EK_ACT_LEAKY_RELU:
+        return _mm512_mask_mul_ps(x, _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ), x,
+                                  _mm512_set1_ps(p0));
+    case EK_ACT_CLIP:
+        return _mm512_min_ps(_mm512_set1_ps(p1), _mm512_max_ps(_mm512_set1_ps(p0), x));
+    case EK_ACT_HARDSWISH: {
+        __m512 t = _mm512_add_ps(x, _mm512_set1_ps(3.0f));
+        t = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, t));
+        return _mm512_div_ps(_mm512_mul_ps(x, t), _mm512_set1_ps(6.0f));
+    }
+    case EK_ACT_HARDSIGMOID: {
+        __m512 t = _mm512_add_ps(x, _mm512_set1_ps(3.0f));
+        t = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, t));
+        return _mm512_div_ps(t, _mm512_set1_ps(6.0f));
+    }
+    default:
+        return x;
+    }
+}
+
+/* Output row: o[c] lane l is the pixel at column x0 + m l + c; ncols valid columns.
+   y = act(o + bias + R), stored. */
+EK_INLINE void EK_FN(ek_wg_store_row)(const int m, const wgv *o, float *y, const float *R,
+                                      ptrdiff_t ncols, float bias, int act, float p0,
+                                      float p1, const EK_FN(ek_wg_tab) *tb)
+{
+    const __m512 bv = _mm512_set1_ps(bias);
+    const int simple = EK_ACT_IS_SIMPLE(act);
+    ptrdiff_t q;
+    for (q = 0; 16 * q < ncols; q++) {
+        const __mmask16 k = EK_FN(ek_wg_range)(0, ncols - 16 * q);
+        __m512 r = _mm512_permutex2var_ps((__m512)o[0], tb->out_idx[q], (__m512)o[1]);
+        int pi;
+        for (pi = 1; 2 * pi < m; pi++)
+            r = _mm512_mask_mov_ps(r, tb->out_msk[q][pi],
+                                   _mm512_permutex2var_ps((__m512)o[2 * pi], tb->out_idx[q],
+                                                          (__m512)o[2 * pi + 1]));
+        r = _mm512_add_ps(r, bv);
+        if (k == 0xFFFF) {
+            if (R) r = _mm512_add_ps(r, _mm512_loadu_ps(R + 16 * q));
+            if (simple) r = EK_FN(ek_wg_act_v)(r, act, p0, p1);
+            _mm512_storeu_ps(y + 16 * q, r);
+        } else {
+            if (R) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(k, R + 16 * q));
+            if (simple) r = EK_FN(ek_wg_act_v)(r, act, p0, p1);
+            _mm512_mask_storeu_ps(y + 16 * q, k, r);
+        }
+    }
+    if (!simple) EK_FN(ek_act_row)(y, y, ncols, act, p0, p1);
+}
+
+/* dst[0:len) = v */
+EK_INLINE void EK_FN(ek_wg_put)(float *dst, wgv v, int len)
+{
+    if (len == 16) _mm512_storeu_ps(dst, (__m512)v);
+    else _mm512_mask_storeu_ps(dst, EK_FN(ek_wg_range)(0, len), (__m512)v);
+}
+
+#else
+/* ---- other levels: AVX2 shuffles for F2 / F4, staging buffers otherwise ---- */
+typedef struct {
+    int unused;
+} EK_FN(ek_wg_tab);
+
+EK_INLINE void EK_FN(ek_wg_tab_init)(const int m, EK_FN(ek_wg_tab) *tb)
+{
+    (void)m;
+    tb->unused = 0;
+}
+
+typedef struct {
+    ptrdiff_t x0, lo, hi;        /* row offset; columns [lo, hi) of the buffer are inside */
+    int direct;                  /* all m VW + 2 columns inside the row: read it in place */
+} EK_FN(ek_wg_rowctx);
+
+EK_INLINE void EK_FN(ek_wg_rowctx_init)(const int m, ptrdiff_t x0, ptrdiff_t W, int len,
+                                        EK_FN(ek_wg_rowctx) *rc)
+{
+    const ptrdiff_t nb = (ptrdiff_t)m * EK_WG_VW + 2;
+    const ptrdiff_t need = (ptrdiff_t)m * len + 2;
+    rc->x0 = x0;
+    rc->lo = EK_MIN(nb, EK_MAX(0, -x0));
+    rc->hi = EK_MAX(rc->lo, EK_MIN(EK_MIN(nb, need), W - x0));
+    rc->direct = x0 >= 0 && x0 + nb <= W;
+}
+
+#if EK_ISA_LEVEL == 1
+/* (a[1..7], s): one tile further along the row */
+EK_INLINE __m256 EK_FN(ek_wg_next8)(__m256 a, float s)
+{
+    const __m256i up = _mm256_setr_epi32(1, 2, 3, 4, 5, 6, 7, 0);
+    return _mm256_blend_ps(_mm256_permutevar8x32_ps(a, up), _mm256_set1_ps(s), 0x80);
+}
+
+/* ph[c] lane l = src[m l + c] for m = 2 / 4 (src: m 8 + 2 floats) */
+EK_INLINE void EK_FN(ek_wg_deint_avx2)(const int m, const float *src, wgv *ph)
+{
+    if (m == 2) {
+        const __m256 z0 = _mm256_loadu_ps(src), z1 = _mm256_loadu_ps(src + 8);
+        /* in-lane even / odd picks give tiles (0 1 4 5 | 2 3 6 7): swap the middle pairs */
+        const __m256 ev = _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(z0, z1, _MM_SHUFFLE(2, 0, 2, 0))),
+            _MM_SHUFFLE(3, 1, 2, 0)));
+        const __m256 od = _mm256_castpd_ps(_mm256_permute4x64_pd(
+            _mm256_castps_pd(_mm256_shuffle_ps(z0, z1, _MM_SHUFFLE(3, 1, 3, 1))),
+            _MM_SHUFFLE(3, 1, 2, 0)));
+        ph[0] = (wgv)ev;
+        ph[1] = (wgv)od;
+        ph[2] = (wgv)EK_FN(ek_wg_next8)(ev, src[16]);
+        ph[3] = (wgv)EK_FN(ek_wg_next8)(od, src[17]);
+    } else {
+        const __m256 z0 = _mm256_loadu_ps(src), z1 = _mm256_loadu_ps(src + 8);
+        const __m256 z2 = _mm256_loadu_ps(src + 16), z3 = _mm256_loadu_ps(src + 24);
+        /* rows = tiles (t | t + 4), columns = phases: a 4x4 transpose per 128-bit lane */
+        const __m256 r0 = _mm256_permute2f128_ps(z0, z2, 0x20);
+        const __m256 r1 = _mm256_permute2f128_ps(z0, z2, 0x31);
+        const __m256 r2 = _mm256_permute2f128_ps(z1, z3, 0x20);
+        const __m256 r3 = _mm256_permute2f128_ps(z1, z3, 0x31);
+        const __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+        const __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+        const __m256 p0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 p1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        ph[0] = (wgv)p0;
+        ph[1] = (wgv)p1;
+        ph[2] = (wgv)_mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        ph[3] = (wgv)_mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        ph[4] = (wgv)EK_FN(ek_wg_next8)(p0, src[32]);
+        ph[5] = (wgv)EK_FN(ek_wg_next8)(p1, src[33]);
+    }
+}
+
+/* out[0 .. m) (8 floats each) = the pixels of o[c] lane l at m l + c, m = 2 / 4 */
+EK_INLINE void EK_FN(ek_wg_inter_avx2)(const int m, const wgv *o, __m256 *out)
+{
+    if (m == 2) {
+        const __m256 lo = _mm256_unpacklo_ps((__m256)o[0], (__m256)o[1]);
+        const __m256 hi = _mm256_unpackhi_ps((__m256)o[0], (__m256)o[1]);
+        out[0] = _mm256_permute2f128_ps(lo, hi, 0x20);
+        out[1] = _mm256_permute2f128_ps(lo, hi, 0x31);
+    } else {
+        const __m256 t0 = _mm256_unpacklo_ps((__m256)o[0], (__m256)o[1]);
+        const __m256 t1 = _mm256_unpackhi_ps((__m256)o[0], (__m256)o[1]);
+        const __m256 t2 = _mm256_unpacklo_ps((__m256)o[2], (__m256)o[3]);
+        const __m256 t3 = _mm256_unpackhi_ps((__m256)o[2], (__m256)o[3]);
+        const __m256 r0 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(1, 0, 1, 0));   /* t | t+4 */
+        const __m256 r1 = _mm256_shuffle_ps(t0, t2, _MM_SHUFFLE(3, 2, 3, 2));
+        const __m256 r2 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(1, 0, 1, 0));
+        const __m256 r3 = _mm256_shuffle_ps(t1, t3, _MM_SHUFFLE(3, 2, 3, 2));
+        out[0] = _mm256_permute2f128_ps(r0, r1, 0x20);
+        out[1] = _mm256_permute2f128_ps(r2, r3, 0x20);
+        out[2] = _mm256_permute2f128_ps(r0, r1, 0x31);
+        out[3] = _mm256_permute2f128_ps(r2, r3, 0x31);
+    }
+}
+
+EK_INLINE __m256i EK_FN(ek_wg_mask8)(ptrdiff_t n)
+{
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)EK_MAX(0, EK_MIN(8, n))), idx);
+}
+
+EK_INLINE __m256 EK_FN(ek_wg_act8)(__m256 x, int act, float p0, float p1)
+{
+    const __m256 zero = _mm256_setzero_ps();
+    switch (act) {
+    case EK_ACT_RELU:
+        return _mm256_max_ps(zero, x);
+    case EK_ACT_RELU6:
+        return _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, x));
+    case EK_ACT_LEAKY_RELU:
+        return _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(p0)),
+                                _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
+    case EK_ACT_CLIP:
+        return _mm256_min_ps(_mm256_set1_ps(p1), _mm256_max_ps(_mm256_set1_ps(p0), x));
+    case EK_ACT_HARDSWISH: {
+        __m256 t = _mm256_add_ps(x, _mm256_set1_ps(3.0f));
+        t = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, t));
+        return _mm256_div_ps(_mm256_mul_ps(x, t), _mm256_set1_ps(6.0f));
+    }
+    case EK_ACT_HARDSIGMOID: {
+        __m256 t = _mm256_add_ps(x, _mm256_set1_ps(3.0f));
+        t = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, t));
+        return _mm256_div_ps(t, _mm256_set1_ps(6.0f));
+    }
+    default:
+        return x;
+    }
+}
+#endif
+
+EK_INLINE void EK_FN(ek_wg_load_row)(const int m, const float *row,
+                                     const EK_FN(ek_wg_rowctx) *rc,
+                                     const EK_FN(ek_wg_tab) *tb, wgv *ph)
+{
+    enum { VW = EK_WG_VW };
+    float buf[EK_WG_VW * 6 + 2];
+    float tmp[8][EK_WG_VW];
+    const ptrdiff_t nb = (ptrdiff_t)m * VW + 2, lo = rc->lo, hi = rc->hi;
+    const float *src = row + rc->x0;
+    ptrdiff_t j;
+    int c, l;
+    (void)tb;
+    if (!rc->direct) {           /* zero-padded copy of the columns */
+        for (j = 0; j < lo; j++) buf[j] = 0.0f;
+        if (hi > lo) memcpy(buf + lo, row + rc->x0 + lo, (size_t)(hi - lo) * sizeof(float));
+        for (j = hi; j < nb; j++) buf[j] = 0.0f;
+        src = buf;
+    }
+#if EK_ISA_LEVEL == 1
+    if (m != 6) {
+        EK_FN(ek_wg_deint_avx2)(m, src, ph);
+        return;
+    }
+#endif
+    for (c = 0; c < m + 2; c++) {
+        for (l = 0; l < VW; l++) tmp[c][l] = src[m * l + c];
+        memcpy(&ph[c], tmp[c], sizeof(wgv));
+    }
+}
+
+EK_INLINE void EK_FN(ek_wg_store_row)(const int m, const wgv *o, float *y, const float *R,
+                                      ptrdiff_t ncols, float bias, int act, float p0,
+                                      float p1, const EK_FN(ek_wg_tab) *tb)
+{
+    enum { VW = EK_WG_VW };
+    float tmp[6][EK_WG_VW];
+    float buf[EK_WG_VW * 6];
+    ptrdiff_t e;
+    int c, l;
+    (void)tb;
+#if EK_ISA_LEVEL == 1
+    if (m != 6) {
+        const __m256 bv = _mm256_set1_ps(bias);
+        const int simple = EK_ACT_IS_SIMPLE(act);
+        __m256 out[4];
+        ptrdiff_t q;
+        EK_FN(ek_wg_inter_avx2)(m, o, out);
+        for (q = 0; 8 * q < ncols; q++) {
+            __m256 r = _mm256_add_ps(out[q], bv);
+            if (8 * q + 8 <= ncols) {
+                if (R) r = _mm256_add_ps(r, _mm256_loadu_ps(R + 8 * q));
+                if (simple) r = EK_FN(ek_wg_act8)(r, act, p0, p1);
+                _mm256_storeu_ps(y + 8 * q, r);
+            } else {
+                const __m256i k = EK_FN(ek_wg_mask8)(ncols - 8 * q);
+                if (R) r = _mm256_add_ps(r, _mm256_maskload_ps(R + 8 * q, k));
+                if (simple) r = EK_FN(ek_wg_act8)(r, act, p0, p1);
+                _mm256_maskstore_ps(y + 8 * q, k, r);
+            }
+        }
+        if (!simple) EK_FN(ek_act_row)(y, y, ncols, act, p0, p1);
+        return;
+    }
+#endif
+    for (c = 0; c < m; c++) memcpy(tmp[c], &o[c], sizeof(wgv));
+    for (l = 0; l < VW; l++)
+        for (c = 0; c < m; c++) buf[m * l + c] = tmp[c][l];
+    if (R) {
+        for (e = 0; e < ncols; e++) y[e] = buf[e] + bias + R[e];
+    } else {
+        for (e = 0; e < ncols; e++) y[e] = buf[e] + bias;
+    }
+    EK_FN(ek_act_inplace)(y, ncols, act, p0, p1);
+}
+
+EK_INLINE void EK_FN(ek_wg_put)(float *dst, wgv v, int len)
+{
+#if EK_ISA_LEVEL == 1
+    if (len == EK_WG_VW) _mm256_storeu_ps(dst, (__m256)v);
+    else _mm256_maskstore_ps(dst, EK_FN(ek_wg_mask8)(len), (__m256)v);
+#else
+    if (len == EK_WG_VW) {
+        memcpy(dst, &v, sizeof(wgv));
+    } else {
+        float tmp[EK_WG_VW];
+        memcpy(tmp, &v, sizeof(wgv));
+        memcpy(dst, tmp, (size_t)len * sizeof(float));
+    }
+#endif
+}
+#endif
+
+/*
+ * Input transform of one segment (len <= VW tiles of one tile row, block-local first tile
+ * t) of one channel plane xc (H x W), rows y0 .. y0 + alpha - 1 of which [i0, i1) are inside:
+ * V[p][panel(t)][cin][t % NR] for every position p.  vdst points at position 0, lane 0
+ * (V + panel offset + cin * NR + t % NR); pstride is the position stride.
+ */
+EK_INLINE void EK_FN(ek_wg_in_seg)(const int m, const float *xc, ptrdiff_t W, ptrdiff_t y0,
+                                   int i0, int i1, const EK_FN(ek_wg_rowctx) *rc, int len,
+                                   float *vdst, ptrdiff_t pstride,
+                                   const EK_FN(ek_wg_tab) *tb)
+{
+    const int a = m + 2;
+    wgv d[8], t[8][8], v[8];
+    int i, j, k;
+    for (i = 0; i < a; i++) {
+        if (i < i0 || i >= i1) {
+            for (j = 0; j < a; j++) t[i][j] = (wgv){0};
+            continue;
+        }
+        EK_FN(ek_wg_load_row)(m, xc + (y0 + i) * W, rc, tb, d);
+        EK_FN(ek_wg_bt)(m, d, t[i]);
+    }
+    for (j = 0; j < a; j++) {
+        for (i = 0; i < a; i++) d[i] = t[i][j];
+        EK_FN(ek_wg_bt)(m, d, v);
+        for (k = 0; k < a; k++) EK_FN(ek_wg_put)(vdst + (k * a + j) * pstride, v[k], len);
+    }
+}
+
+/*
+ * Output transform of one segment for one output channel: M[p] at msrc + p * pstride
+ * (lanes = the segment's tiles), y plane yc (OH x OW) and residual plane rc (or NULL).
+ */
+EK_INLINE void EK_FN(ek_wg_out_seg)(const int m, const float *msrc, ptrdiff_t pstride,
+                                    float *yc, const float *rc, ptrdiff_t OH, ptrdiff_t OW,
+                                    ptrdiff_t y0, ptrdiff_t x0, int len, float bias, int act,
+                                    float p0, float p1, const EK_FN(ek_wg_tab) *tb)
+{
+    const int a = m + 2;
+    const ptrdiff_t ncols = EK_MIN((ptrdiff_t)m * len, OW - x0);
+    wgv mm[8], s[8][6], o[6][6], col[6];
+    int i, j, c, r;
+    for (i = 0; i < a; i++) {
+        for (j = 0; j < a; j++) memcpy(&mm[j], msrc + (i * a + j) * pstride, sizeof(wgv));
+        EK_FN(ek_wg_at)(m, mm, s[i]);
+    }
+    for (c = 0; c < m; c++) {
+        for (i = 0; i < a; i++) mm[i] = s[i][c];
+        EK_FN(ek_wg_at)(m, mm, col);
+        for (r = 0; r < m; r++) o[r][c] = col[r];
+    }
+    for (r = 0; r < m && y0 + r < OH; r++) {
+        const ptrdiff_t off = (y0 + r) * OW + x0;
+        EK_FN(ek_wg_store_row)(m, o[r], yc + off, rc ? rc + off : NULL, ncols, bias, act, p0,
+                               p1, tb);
+    }
+}
+
+/* The segments of tile block b (tiles b T .. b T + cnt - 1): runs of <= VW tiles of one
+   tile row that do not cross an NR panel.  Returns their number. */
+EK_INLINE int EK_FN(ek_wg_segments)(const EK_FN(ek_wg_plan_t) *p, ptrdiff_t b, ptrdiff_t cnt,
+                                    ek_wg_seg *seg)
+{
+    const ptrdiff_t per_img = p->th * p->tw;
+    ptrdiff_t t = 0;
+    int ns = 0;
+    while (t < cnt) {
+        const ptrdiff_t g = b * p->T + t;
+        const ptrdiff_t n = g / per_img, rem = g % per_img;
+        const ptrdiff_t ty = rem / p->tw, tx = rem % p->tw;
+        ptrdiff_t len = EK_MIN((ptrdiff_t)EK_WG_VW, p->tw - tx);
+        len = EK_MIN(len, cnt - t);
+        len = EK_MIN(len, EK_GEMM_NR - t % EK_GEMM_NR);
+        seg[ns].t = (int32_t)t;
+        seg[ns].len = (int32_t)len;
+        seg[ns].n = (int32_t)n;
+        seg[ns].ty = (int32_t)ty;
+        seg[ns].tx = (int32_t)tx;
+        ns++;
+        t += len;
+    }
+    return ns;
+}
+
+/* One task: tile block b (its V already transformed into V), output channels [c0, c1). */
+EK_INLINE void EK_FN(ek_wg_task)(const int m, const EK_FN(ek_wg_plan_t) *p, const float *U,
+                                 const float *V, float *Mb, const ek_wg_seg *seg, int ns,
+                                 ptrdiff_t cnt, ptrdiff_t Cin, ptrdiff_t Cout, ptrdiff_t c0,
+                                 ptrdiff_t c1, const float *bias, const float *R, float *y,
+                                 ptrdiff_t OH, ptrdiff_t OW, int act, float p0, float p1,
+                                 const EK_FN(ek_wg_tab) *tb)
+{
+    const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR, T = p->T;
+    const ptrdiff_t ustride = (Cout + MR - 1) / MR * MR * Cin;
+    const ptrdiff_t mstride = p->mps;           /* M position stride */
+    const ptrdiff_t plane = OH * OW;
+    ek_gemm_epi e;
+    ptrdiff_t cb0, pos, ir, jp, co;
+    int s;
+    memset(&e, 0, sizeof(e));
+    for (cb0 = c0; cb0 < c1; cb0 += p->mc) {
+        const ptrdiff_t cb1 = EK_MIN(c1, cb0 + p->mc);
+        for (pos = 0; pos < p->npos; pos++) {
+            const float *Up = U + pos * ustride;
+            const float *Vp = V + pos * p->vps;
+            float *Mp = Mb + pos * mstride;
+            for (ir = cb0; ir < cb1; ir += MR) {
+                const ptrdiff_t rows = EK_MIN(MR, cb1 - ir);
+                const float *ap = Up + (ir / MR) * Cin * MR;
+                for (jp = 0; jp * NR < cnt; jp++)
+                    EK_FN(ek_gemm_tile)(rows, EK_MIN(NR, cnt - jp * NR), Cin, ap,
+                                        Vp + jp * Cin * NR, Mp + (ir - cb0) * T + jp * NR, T,
+                                        0, 1, &e);
+            }
+        }
+        for (co = cb0; co < cb1; co++) {
+            const float bv = bias ? bias[co] : 0.0f;
+            for (s = 0; s < ns; s++) {
+                const ek_wg_seg *sg = &seg[s];
+                const ptrdiff_t off = ((ptrdiff_t)sg->n * Cout + co) * plane;
+                if (co + EK_WG_PFD < cb1) {      /* the output rows EK_WG_PFD channels on */
+                    const ptrdiff_t r1 = EK_MIN((ptrdiff_t)m, OH - (ptrdiff_t)sg->ty * m);
+                    const ptrdiff_t x0 = (ptrdiff_t)sg->tx * m;
+                    const ptrdiff_t nc = EK_MIN((ptrdiff_t)m * sg->len, OW - x0);
+                    const ptrdiff_t po = off + EK_WG_PFD * plane + (ptrdiff_t)sg->ty * m * OW + x0;
+                    ptrdiff_t r, c;
+                    for (r = 0; r < r1; r++)
+                        for (c = 0; c < nc; c += 16) {
+                            EK_WG_PREFETCHW(y + po + r * OW + c);
+                            if (R) EK_WG_PREFETCH(R + po + r * OW + c);
+                        }
+                }
+                EK_FN(ek_wg_out_seg)(m, Mb + (co - cb0) * T + sg->t, mstride, y + off,
+                                     R ? R + off : NULL, OH, OW, (ptrdiff_t)sg->ty * m,
+                                     (ptrdiff_t)sg->tx * m, sg->len, bv, act, p0, p1, tb);
+            }
+        }
+    }
+}
+
+EK_INLINE void EK_FN(ek_wg_input)(const int m, const EK_FN(ek_wg_plan_t) *p, const float *x,
+                                  float *V, const ek_wg_seg *seg, int ns, ptrdiff_t Cin,
+                                  ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw,
+                                  const EK_FN(ek_wg_tab) *tb)
+{
+    const ptrdiff_t NR = EK_GEMM_NR;
+    const ptrdiff_t pstride = p->vps;
+    ptrdiff_t ci;
+    int s;
+    for (s = 0; s < ns; s++) {
+        const ek_wg_seg *sg = &seg[s];
+        const ptrdiff_t y0 = (ptrdiff_t)sg->ty * m - ph;
+        const int i0 = (int)EK_MIN(m + 2, EK_MAX(0, -y0));
+        const int i1 = (int)EK_MAX(i0, EK_MIN(m + 2, H - y0));
+        const float *xs = x + (ptrdiff_t)sg->n * Cin * H * W;
+        float *vs = V + (sg->t / NR) * Cin * NR + sg->t % NR;
+        /* the rows' cache lines, prefetched EK_WG_PFD channels ahead (the channel planes
+           are far apart: the hardware prefetchers do not follow) */
+        const ptrdiff_t c0 = EK_MAX(0, (ptrdiff_t)sg->tx * m - pw);
+        const ptrdiff_t c1 = EK_MIN(W, (ptrdiff_t)sg->tx * m - pw + (ptrdiff_t)m * sg->len + 2);
+        EK_FN(ek_wg_rowctx) rc;
+        EK_FN(ek_wg_rowctx_init)(m, (ptrdiff_t)sg->tx * m - pw, W, sg->len, &rc);
+        for (ci = 0; ci < Cin; ci++) {
+            if (ci + EK_WG_PFD < Cin && c1 > c0) {
+                const float *pf = xs + (ci + EK_WG_PFD) * H * W + (y0 + i0) * W;
+                int i;
+                ptrdiff_t c;
+                for (i = i0; i < i1; i++, pf += W) {
+                    for (c = c0; c < c1; c += 16) EK_WG_PREFETCH(pf + c);
+                    EK_WG_PREFETCH(pf + c1 - 1);
+                }
+            }
+            EK_FN(ek_wg_in_seg)(m, xs + ci * H * W, W, y0, i0, i1, &rc, sg->len,
+                                vs + ci * NR, pstride, tb);
+        }
+    }
+}
+
+/* Everything one call's tasks share. */
+typedef struct {
+    const float *x, *U, *bias, *R;
+    float *y, *ws;
+    ptrdiff_t Cin, Cout, H, W, OH, OW, ph, pw;
+    int act;
+    float p0, p1;
+    ptrdiff_t *last;             /* per thread: the tile block its V holds, or -1 */
+} EK_FN(ek_wg_args);
+
+/* One task (tile block, channel range) on thread tid. */
+EK_INLINE void EK_FN(ek_wg_run)(const int m, const EK_FN(ek_wg_plan_t) *p,
+                                const EK_FN(ek_wg_args) *g, ptrdiff_t task, int tid)
+{
+    const ptrdiff_t b = p->split ? task / p->ncb : task;
+    const ptrdiff_t cnt = EK_MIN(p->T, p->ntiles - b * p->T);
+    float *V = g->ws + (ptrdiff_t)tid * p->per;
+    float *Mb = V + EK_ROUND16(p->vsz);
+    ptrdiff_t c0 = 0, c1 = g->Cout;
+    ek_wg_seg seg[EK_WG_MAXTB];
+    EK_FN(ek_wg_tab) tb;
+    int ns;
+    EK_FN(ek_wg_tab_init)(m, &tb);
+    ns = EK_FN(ek_wg_segments)(p, b, cnt, seg);
+    if (g->last[tid] != b) {
+        EK_FN(ek_wg_input)(m, p, g->x, V, seg, ns, g->Cin, g->H, g->W, g->ph, g->pw, &tb);
+        g->last[tid] = b;
+    }
+    if (p->split) {
+        c0 = (task % p->ncb) * p->mc;
+        c1 = EK_MIN(g->Cout, c0 + p->mc);
+    }
+    EK_FN(ek_wg_task)(m, p, g->U, V, Mb, seg, ns, cnt, g->Cin, g->Cout, c0, c1, g->bias, g->R,
+                      g->y, g->OH, g->OW, g->act, g->p0, g->p1, &tb);
+}
+
+/* One specialisation per tile size (the transforms fully unrolled). */
+#define EK_WG_RUN_DEF(M_)                                                                 \
+    static EK_NOINLINE void EK_FN(ek_wg_run_##M_)(const EK_FN(ek_wg_plan_t) *p,            \
+                                                  const EK_FN(ek_wg_args) *g, ptrdiff_t task, \
+                                                  int tid)                                 \
+    {                                                                                     \
+        EK_FN(ek_wg_run)(M_, p, g, task, tid);                                            \
+    }
+EK_WG_RUN_DEF(2) EK_WG_RUN_DEF(4) EK_WG_RUN_DEF(6)
+#undef EK_WG_RUN_DEF
+
+/*
+ * y = act(conv3x3(x, w) + bias + R), stride 1, dilation 1, groups 1, by Winograd F(m, 3).
+ *   x: N x Cin x H x W;  U: ek_winograd_pack(w, Cout, Cin, m) of this variant;
+ *   bias: Cout or NULL;  R: N x Cout x OH x OW or NULL (added before the activation);
+ *   y: N x Cout x OH x OW, write-only; pad_begin (ph, pw) >= 0 (the end padding is implied
+ *   by OH, OW: input outside [0, H) x [0, W) reads as zero).
+ * Preconditions: m in {2, 4, 6}; all sizes >= 1; y overlaps none of x, U, bias, R, work;
+ * work has ek_winograd_workspace(N, Cin, Cout, OH, OW, m, nthreads) floats.
+ */
+EK_API void EK_FN(ek_conv2d_winograd)(const float *x, const float *U, const float *bias,
+                                      const float *R, float *y, ptrdiff_t N, ptrdiff_t Cin,
+                                      ptrdiff_t Cout, ptrdiff_t H, ptrdiff_t W, ptrdiff_t OH,
+                                      ptrdiff_t OW, ptrdiff_t ph, ptrdiff_t pw, int m, int act,
+                                      float p0, float p1, float *work, int nthreads)
+{
+    const EK_FN(ek_wg_plan_t) p = EK_FN(ek_wg_plan)(N, Cin, Cout, OH, OW, m, nthreads);
+    ptrdiff_t last[EK_WG_MAXT];
+    EK_FN(ek_wg_args) g;
+    ptrdiff_t task;
+    int i;
+    for (i = 0; i < EK_WG_MAXT; i++) last[i] = -1;
+    g.x = x;
+    g.U = ek_align64((float *)U);
+    g.bias = bias;
+    g.R = R;
+    g.y = y;
+    g.ws = ek_align64(work);
+    g.Cin = Cin; g.Cout = Cout; g.H = H; g.W = W; g.OH = OH; g.OW = OW; g.ph = ph; g.pw = pw;
+    g.act = act; g.p0 = p0; g.p1 = p1;
+    g.last = last;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
+#endif
+    for (task = 0; task < p.ntasks; task++) {
+        const int tid = ek_thread_id();
+        if (m == 2) EK_FN(ek_wg_run_2)(&p, &g, task, tid);
+        else if (m == 4) EK_FN(ek_wg_run_4)(&p, &g, task, tid);
+        else EK_FN(ek_wg_run_6)(&p, &g, task, tid);
+    }
+}
+
+#undef wgv
+#undef EK_WG_VW
+#endif /* EK_WINOGRAD_ISA */
