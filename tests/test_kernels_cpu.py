@@ -806,3 +806,131 @@ def test_openmp_flag_and_blocking():
         assert mod.openmp_enabled() == _kernels.openmp_enabled()
     b = kgemm.blocking()
     assert b["mc"] % b["mr"] == 0 and b["nr"] >= 4
+
+
+# -- x86 depthwise / pooling paths: targeted cases ------------------------------------------
+# The AVX2 / AVX-512 depthwise kernel (3x3 / 5x5, equal strides 1 or 2, no dilation, pads
+# below the kernel) and the max / min / avg pooling kernel (2x2 / 3x3 windows, equal strides
+# 1 or 2) load straight from the input with per-column-vector masks: these cases hit their edges
+# (widths around the vector width and its multiples, odd sizes, stride 2 with odd sizes,
+# asymmetric pads, tiny maps of the flat mode, channel multipliers, NaN / inf inputs, ceil
+# mode), and the geometries just outside them (dilation, unequal strides) that fall back.
+
+def _inject_specials(rng, x, nan, inf):
+    flat = x.reshape(-1)
+    if nan:
+        flat[rng.integers(0, flat.size, size=nan)] = np.nan
+    if inf:
+        idx = rng.integers(0, flat.size, size=inf)
+        flat[idx] = np.where(rng.random(inf) < 0.5, np.inf, -np.inf).astype(np.float32)
+    return x
+
+
+@st.composite
+def dw_x86_cases(draw):
+    k = draw(st.sampled_from([3, 3, 3, 5]))
+    s = draw(st.sampled_from([1, 2]))
+    sw = s if draw(st.integers(0, 9)) else 3 - s            # a few unequal strides (fallback)
+    d = 1 if draw(st.integers(0, 9)) else 2                  # a few dilated (fallback)
+    pads = [[draw(st.integers(0, k - 1)), draw(st.integers(0, k - 1))] for _ in range(2)]
+    small = draw(st.booleans())
+    hmax, wmax = (9, 17) if small else (20, 75)
+    size = []
+    for (pb, pe), hi in zip(pads, (hmax, wmax)):
+        lo = max(1, d * (k - 1) + 1 - pb - pe)
+        size.append(draw(st.integers(lo, max(lo, hi))))
+    if draw(st.integers(0, 3)) == 0:                         # "same" maps (flat mode)
+        p = (k - 1) // 2
+        pads, s, sw, d = [[p, p], [p, p]], 1, 1, 1
+        size = [draw(st.integers(1, 16)), draw(st.integers(1, 16))]
+    c = draw(st.integers(2, 6))                              # (groups == C > 1: depthwise)
+    mult = draw(st.sampled_from([1, 1, 1, 2, 3]))
+    return dict(k=k, s=[s, sw], d=[d, d], pads=pads, size=size, n=draw(st.integers(1, 2)),
+                c=c, mult=mult, bias=draw(st.booleans()), act=draw(st.sampled_from(ACTIVATIONS)),
+                threads=draw(st.sampled_from([1, 2])), nan=draw(st.sampled_from([0, 0, 0, 2])),
+                seed=draw(st.integers(0, 2**31)))
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(dw_x86_cases())
+def test_depthwise_x86_paths(c):
+    rng = np.random.default_rng(c["seed"])
+    x = rand(rng, (c["n"], c["c"]) + tuple(c["size"]))
+    _inject_specials(rng, x, c["nan"], 0)
+    w = rand(rng, (c["c"] * c["mult"], 1, c["k"], c["k"]), 0.5)
+    b = rand(rng, (c["c"] * c["mult"],)) if c["bias"] else None
+    attrs = dict(stride=c["s"], padding=c["pads"], dilation=c["d"], groups=c["c"],
+                 activation=c["act"])
+    _, spec = check("conv", attrs, [x, w, b], (1, 2), c["threads"], GEMM_TOL)
+    assert spec.variant == "depthwise_direct"
+
+
+@pytest.mark.parametrize("hw,k,s,pad", [
+    ((112, 112), 3, 1, 1), ((112, 112), 3, 2, 1), ((56, 56), 3, 2, 1), ((14, 14), 3, 2, 1),
+    ((7, 7), 3, 1, 1), ((14, 14), 3, 1, 1), ((28, 28), 5, 2, 2), ((7, 7), 5, 1, 2),
+    ((33, 47), 3, 2, 0), ((1, 1), 3, 1, 1), ((2, 40), 3, 2, 2), ((17, 16), 5, 1, 4),
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_depthwise_x86_layers(hw, k, s, pad, threads):
+    """MobileNet / EfficientNet-like layers (row blocks of every height, several column
+    vectors, stride 2 with every column parity) and degenerate maps."""
+    rng = np.random.default_rng(hash((hw, k, s, pad)) % 2**31)
+    ch = 19
+    x = rand(rng, (1, ch) + hw)
+    w, b = rand(rng, (ch, 1, k, k), 0.3), rand(rng, (ch,))
+    for act in ({"op": "relu6"}, None, {"op": "hardswish"}):
+        attrs = dict(stride=[s, s], padding=[[pad, pad], [pad, pad]], dilation=[1, 1],
+                     groups=ch, activation=act)
+        check("conv", attrs, [x, w, b], (1, 2), threads, GEMM_TOL)
+
+
+@st.composite
+def pool_x86_cases(draw):
+    op = draw(st.sampled_from(["max_pool", "max_pool", "min_pool", "avg_pool"]))
+    k = draw(st.sampled_from([2, 3, 3]))
+    s = draw(st.sampled_from([1, 2]))
+    sw = s if draw(st.integers(0, 9)) else 3 - s             # a few unequal strides (fallback)
+    d = 1 if draw(st.integers(0, 9)) or op == "avg_pool" else 2   # a few dilated (fallback)
+    p = [draw(st.integers(0, k // 2)) for _ in range(2)]
+    small = draw(st.booleans())
+    hmax, wmax = (9, 17) if small else (24, 75)
+    size = [draw(st.integers(max(1, d * (k - 1) + 1 - 2 * pp), hi))
+            for pp, hi in zip(p, (hmax, wmax))]
+    attrs = dict(kernel_size=[k, k], stride=[s, sw], padding=p, ceil_mode=draw(st.booleans()))
+    if op == "avg_pool":
+        attrs["count_include_pad"] = draw(st.booleans())
+    else:
+        attrs["dilation"] = [d, d]
+    shape = (draw(st.integers(1, 2)), draw(st.integers(1, 5))) + tuple(size)
+    return (op, attrs, shape, draw(st.sampled_from([1, 2])), draw(st.sampled_from([0, 0, 1, 3])),
+            draw(st.sampled_from([0, 0, 2])), draw(st.integers(0, 2**31)))
+
+
+@settings(max_examples=300, **SETTINGS)
+@given(pool_x86_cases())
+def test_pool_x86_paths(case):
+    op, attrs, shape, threads, nan, inf, seed = case
+    rng = np.random.default_rng(seed)
+    x = _inject_specials(rng, rand(rng, shape), nan, inf)
+    check(op, attrs, [x], (), threads)
+
+
+@pytest.mark.parametrize("op", ["max_pool", "min_pool", "avg_pool"])
+@pytest.mark.parametrize("hw,k,s,pad,ceil", [
+    ((112, 112), 3, 2, 0, True), ((112, 112), 3, 2, 1, False), ((56, 56), 3, 2, 0, True),
+    ((28, 28), 3, 1, 1, True), ((14, 14), 3, 1, 1, True), ((7, 7), 3, 1, 1, True),
+    ((14, 14), 2, 2, 0, True), ((13, 13), 2, 2, 0, True), ((1, 1), 3, 2, 1, True),
+    ((35, 35), 3, 2, 0, False),
+])
+def test_pool_x86_layers(op, hw, k, s, pad, ceil):
+    """GoogLeNet / ResNet / Inception / DenseNet pools with NaN and infinities in some windows
+    (and whole rows of them)."""
+    rng = np.random.default_rng(hash((hw, k, s, pad)) % 2**31)
+    x = _inject_specials(rng, rand(rng, (1, 21) + hw), 5, 5)
+    x[0, 3, hw[0] // 2, :] = np.nan
+    x[0, 4, :, hw[1] - 1] = -np.inf if op == "max_pool" else np.inf
+    attrs = dict(kernel_size=[k, k], stride=[s, s], padding=[pad, pad], ceil_mode=ceil)
+    attrs.update(dict(count_include_pad=bool(hw[0] % 2)) if op == "avg_pool"
+                 else dict(dilation=[1, 1]))
+    for threads in (1, 2):
+        check(op, attrs, [x], (), threads)

@@ -231,6 +231,429 @@ static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const
 #undef EK_PL_NB
 #undef EK_PL_VW
 
+/* ------------------------------------------- max / min / avg x86 (AVX2 / AVX-512) -- */
+/*
+ * 2-D max / min / average pooling with square 2x2 / 3x3 windows, equal strides 1 or 2, no
+ * dilation, pads below the window (GoogLeNet / ResNet / VGG / Inception / DenseNet pools,
+ * ceil_mode or not), straight from the input (no padded copy).  Output rows in blocks of R
+ * (AVX-512 8, or 7 for maps 7 * odd rows tall; AVX2 4) times one vector of columns.
+ * Stride 1: each input row of the block's windows is reduced across the window columns
+ * once and feeds every output row whose window holds it.  Stride 2: each output row's
+ * window rows are reduced first, on the raw column vectors, then its columns once: even /
+ * odd floats by in-lane shuffles (as in the depthwise kernel of ek_conv.h), the column
+ * order restored in the store.  Columns outside the input are masked off in the loads
+ * (filled with -inf, +inf for min, 0 for avg), rows outside it skipped.  Average: the
+ * window sum times 1 / divisor, the divisor (count_include_pad or not, pad_end) being a
+ * row factor times a column factor, both tabulated once per call.
+ *
+ * NaN (max / min): a window containing NaN yields NaN, as the general path.  A block is
+ * first computed with plain max / min (which may drop a NaN) while the FMA unit sums the
+ * squares of every loaded vector, NaN only if an input is NaN (infinities square to +inf);
+ * a block whose probe is NaN is recomputed with NaN-propagating reductions (AVX-512: a
+ * masked max keeping the new value where it is NaN; AVX2: OR of max(a, b) and max(b, a),
+ * NaN when either is).  Sums propagate NaN by themselves.
+ */
+#if EK_ISA_LEVEL >= 1 && !EK_NEON
+#if EK_ISA_LEVEL >= 2
+#define EKP_VW 16
+#define EKP_V __m512
+#define EKP_M __mmask16
+#define ekp_ld(p) _mm512_loadu_ps(p)
+#define ekp_ldf(p, m, f) _mm512_mask_loadu_ps((f), (m), (p))
+#define ekp_st(p, v) _mm512_storeu_ps((p), (v))
+#define ekp_stm(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
+#define ekp_set1(f) _mm512_set1_ps(f)
+#define ekp_fma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
+#define EKP_MUL(a, b) _mm512_mul_ps((a), (b))
+#define EKP_ADD(a, b) _mm512_add_ps((a), (b))
+#define ekp_hasnan(v) (_mm512_cmp_ps_mask((v), (v), _CMP_UNORD_Q) != 0)
+#define EKP_RB 8
+#define EKP_ALLMASKED 1
+#else
+#define EKP_VW 8
+#define EKP_V __m256
+#define EKP_M __m256i
+#define ekp_ld(p) _mm256_loadu_ps(p)
+#define ekp_ldf(p, m, f)                                                                   \
+    _mm256_blendv_ps((f), _mm256_maskload_ps((p), (m)), _mm256_castsi256_ps(m))
+#define ekp_st(p, v) _mm256_storeu_ps((p), (v))
+#define ekp_stm(p, m, v) _mm256_maskstore_ps((p), (m), (v))
+#define ekp_set1(f) _mm256_set1_ps(f)
+#define ekp_fma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define EKP_MUL(a, b) _mm256_mul_ps((a), (b))
+#define EKP_ADD(a, b) _mm256_add_ps((a), (b))
+#define ekp_hasnan(v) (_mm256_movemask_ps(_mm256_cmp_ps((v), (v), _CMP_UNORD_Q)) != 0)
+#define EKP_RB 4
+#define EKP_ALLMASKED 0
+#endif
+#define EKP_MAXCH 64
+
+/* Lanes lo <= l < hi (clamped to the vector). */
+EK_INLINE EKP_M EK_FN(ekp_mask)(ptrdiff_t lo, ptrdiff_t hi)
+{
+    lo = EK_MAX(lo, 0);
+    hi = EK_MIN(hi, EKP_VW);
+#if EK_ISA_LEVEL >= 2
+    if (hi <= lo) return 0;
+    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+#else
+    if (hi < lo) hi = lo;
+    {
+        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        return _mm256_and_si256(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32((int)lo - 1)),
+                                _mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), iota));
+    }
+#endif
+}
+
+/* Reduction op: max / min of a (the new value) and b (the running one), `safe`: NaN when
+   either is NaN, else plain max / min; or the sum (op EKP_AVG). */
+#define EKP_AVG 2
+EK_INLINE EKP_V EK_FN(ekp_red)(const int op, const int safe, EKP_V a, EKP_V b)
+{
+    const int is_max = op == 1;
+#if EK_ISA_LEVEL >= 2
+    if (op == EKP_AVG) return _mm512_add_ps(a, b);
+    if (safe) {
+        /* lanes where a is a number: max(a, b) = a > b ? a : b keeps a NaN b; else a */
+        const __mmask16 num = _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q);
+        return is_max ? _mm512_mask_max_ps(a, num, a, b) : _mm512_mask_min_ps(a, num, a, b);
+    }
+    return is_max ? _mm512_max_ps(a, b) : _mm512_min_ps(a, b);
+#else
+    if (op == EKP_AVG) return _mm256_add_ps(a, b);
+    if (safe)
+        return is_max ? _mm256_or_ps(_mm256_max_ps(a, b), _mm256_max_ps(b, a))
+                      : _mm256_or_ps(_mm256_min_ps(a, b), _mm256_min_ps(b, a));
+    return is_max ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b);
+#endif
+}
+
+/* Even / odd floats of (a, b) in in-lane shuffle order; ekp_unperm restores the order. */
+EK_INLINE void EK_FN(ekp_deint)(EKP_V a, EKP_V b, EKP_V *e, EKP_V *o)
+{
+#if EK_ISA_LEVEL >= 2
+    *e = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    *o = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+#else
+    *e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
+    *o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
+#endif
+}
+
+EK_INLINE EKP_V EK_FN(ekp_unperm)(EKP_V v)
+{
+#if EK_ISA_LEVEL >= 2
+    return _mm512_permutexvar_ps(
+        _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15), v);
+#else
+    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
+#endif
+}
+
+/* Loads per input row and column vector: S == 1: K (at c + kw); S == 2: AVX-512 c + {0,
+   VW} (and 2 VW for K == 3), AVX2 c + 2 m + {0, VW}. */
+#define EKP_T(S, K) ((S) == 1 ? (K) : EK_ISA_LEVEL >= 2 ? (K) : 2 * (((K) + 1) / 2))
+
+/* Offset of load t from the chunk's first column. */
+EK_INLINE ptrdiff_t EK_FN(ekp_off)(int S, ptrdiff_t t)
+{
+    if (S == 1) return t;
+    if (EK_ISA_LEVEL >= 2) return t * EKP_VW;
+    return (t & ~(ptrdiff_t)1) + (t & 1) * EKP_VW;
+}
+
+/* One column vector of output rows oh0 .. oh0 + R - 1; rows[i]: input row S oh0 - ph + i
+   (NULL outside the input), read from column c; cm: the chunk's load masks (M: masked
+   loads).  Without `safe`, returns nonzero when an input was NaN (then the block must be
+   redone with `safe`).  Average: the window sums times rinv[j] (row) times cinv (columns). */
+EK_INLINE int EK_FN(ekp_block)(const int S, const int K, const int op, const int R,
+                               const int M, const int safe, const float *const *rows,
+                               ptrdiff_t c, const EKP_M *cm, EKP_V fill, float *out,
+                               ptrdiff_t OW, int full, EKP_M sm, const float *rinv,
+                               EKP_V cinv)
+{
+    const int T = EKP_T(S, K);
+    EKP_V probe[2][4];             /* (independent FMA chains) */
+    int i, j, t;
+#define EKP_LOAD(i_, t_, dst)                                                              \
+    do {                                                                                   \
+        const float *p_ = rows[i_] + c + EK_FN(ekp_off)(S, t_);                            \
+        (dst) = M ? ekp_ldf(p_, cm[t_], fill) : ekp_ld(p_);                                \
+        if (!safe && op != EKP_AVG)                                                        \
+            probe[(i_) & 1][t_] = ekp_fma((dst), (dst), probe[(i_) & 1][t_]);              \
+    } while (0)
+    for (t = 0; t < 4; t++) probe[0][t] = probe[1][t] = ekp_set1(0.0f);
+    if (S == 2) {
+        /* the window rows first, on the raw column vectors; then the window columns once
+           per output row */
+        EKP_V va[EKP_RB][4];
+#pragma GCC unroll 24
+        for (i = 0; i < 2 * (R - 1) + K; i++) {
+            EKP_V raw[4];
+#pragma GCC unroll 4
+            for (t = 0; t < T; t++) {
+                if (rows[i] == NULL) raw[t] = fill;
+                else EKP_LOAD(i, t, raw[t]);
+            }
+#pragma GCC unroll 8
+            for (j = 0; j < R; j++) {
+                const int kh = i - 2 * j;
+                EKP_V e, od, r;
+                if (kh < 0 || kh >= K) continue;
+#pragma GCC unroll 4
+                for (t = 0; t < T; t++)
+                    va[j][t] = kh == 0 ? raw[t] : EK_FN(ekp_red)(op, safe, raw[t], va[j][t]);
+                if (kh != K - 1) continue;
+                /* row j complete: its window columns */
+                EK_FN(ekp_deint)(va[j][0], va[j][1], &e, &od);
+                r = EK_FN(ekp_red)(op, safe, od, e);
+                if (K > 2) {
+                    EKP_V e1, o1;
+#if EK_ISA_LEVEL >= 2
+                    const __m512i ai = _mm512_castps_si512(va[j][0]);
+                    const __m512i bi = _mm512_castps_si512(va[j][1]);
+                    const __m512i ni = _mm512_castps_si512(va[j][2]);
+                    EK_FN(ekp_deint)(_mm512_castsi512_ps(_mm512_alignr_epi32(bi, ai, 2)),
+                                     _mm512_castsi512_ps(_mm512_alignr_epi32(ni, bi, 2)), &e1,
+                                     &o1);
+#else
+                    EK_FN(ekp_deint)(va[j][2], va[j][3], &e1, &o1);
+#endif
+                    r = EK_FN(ekp_red)(op, safe, e1, r);
+                }
+                r = EK_FN(ekp_unperm)(r);
+                if (op == EKP_AVG) r = EKP_MUL(EKP_MUL(r, ekp_set1(rinv[j])), cinv);
+                if (full) ekp_st(out + j * OW, r);
+                else ekp_stm(out + j * OW, sm, r);
+            }
+        }
+    } else {
+        /* each input row across the window columns once, then into every output row whose
+           window holds it */
+        EKP_V acc[EKP_RB];
+#pragma GCC unroll 24
+        for (i = 0; i < R - 1 + K; i++) {
+            EKP_V h = fill;
+            if (rows[i] != NULL) {
+                EKP_V tv[3];
+#pragma GCC unroll 3
+                for (t = 0; t < K; t++) EKP_LOAD(i, t, tv[t]);
+                h = tv[0];
+#pragma GCC unroll 3
+                for (t = 1; t < K; t++) h = EK_FN(ekp_red)(op, safe, tv[t], h);
+            }
+#pragma GCC unroll 8
+            for (j = 0; j < R; j++) {
+                const int kh = i - j;
+                if (kh == 0) acc[j] = h;
+                else if (kh > 0 && kh < K) acc[j] = EK_FN(ekp_red)(op, safe, h, acc[j]);
+            }
+        }
+#pragma GCC unroll 8
+        for (j = 0; j < R; j++) {
+            EKP_V r = acc[j];
+            if (op == EKP_AVG) r = EKP_MUL(EKP_MUL(r, ekp_set1(rinv[j])), cinv);
+            if (full) ekp_st(out + j * OW, r);
+            else ekp_stm(out + j * OW, sm, r);
+        }
+    }
+#undef EKP_LOAD
+    if (safe || op == EKP_AVG) return 0;
+    for (t = 1; t < T; t++) probe[0][0] = EKP_ADD(probe[0][0], probe[0][t]);
+    for (t = 0; t < T; t++) probe[0][0] = EKP_ADD(probe[0][0], probe[1][t]);
+    return ekp_hasnan(probe[0][0]);
+}
+
+typedef struct {
+    const ek_geom3 *g;
+    ptrdiff_t cpr, T;
+    const EKP_M *cm;               /* [cpr][T] load masks */
+    const unsigned char *edge;     /* [cpr]: the chunk needs masked loads */
+    EKP_M sm;                      /* store mask of a partial last chunk */
+    const float *rinv;             /* average: [OH] 1 / row divisor factor */
+    const EKP_V *cinv;             /* average: [cpr] 1 / column divisor factors */
+} EK_FN(ekp_ctx);
+
+#define EKP_BLK(R_, M_, safe_)                                                             \
+    EK_FN(ekp_block)(S, K, op, R_, M_, safe_, rows, c, cm, fill, out, OW, full, cx->sm,    \
+                     cx->rinv + oh0, cx->cinv[ci])
+#if EKP_ALLMASKED
+#define EKP_CHUNK(R_)                                                                      \
+    do {                                                                                   \
+        if (EKP_BLK(R_, 1, 0)) EKP_BLK(R_, 1, 1);                                          \
+    } while (0)
+#else
+#define EKP_CHUNK(R_)                                                                      \
+    do {                                                                                   \
+        if (cx->edge[ci]) {                                                                \
+            if (EKP_BLK(R_, 1, 0)) EKP_BLK(R_, 1, 1);                                      \
+        } else {                                                                           \
+            if (EKP_BLK(R_, 0, 0)) EKP_BLK(R_, 0, 1);                                      \
+        }                                                                                  \
+    } while (0)
+#endif
+
+/* One plane. */
+EK_INLINE void EK_FN(ekp_plane)(const int S, const int K, const int op,
+                                const EK_FN(ekp_ctx) *cx, const float *xin, float *yp)
+{
+    const ek_geom3 *g = cx->g;
+    const ptrdiff_t OW = g->OW;
+    const EKP_V fill = ekp_set1(op == 1 ? -INFINITY : op == 0 ? INFINITY : 0.0f);
+    /* blocks of 7 rows where 8 do not divide the map and 7 do (GoogLeNet-like maps are
+       7 * 2^k tall) */
+    const int RB = EKP_RB == 8 && g->OH % 8 != 0 && g->OH % 7 == 0 ? 7 : EKP_RB;
+    ptrdiff_t oh0 = 0;
+    while (oh0 < g->OH) {
+        const ptrdiff_t left = g->OH - oh0;
+        const int R = left >= RB ? RB : left >= 4 ? 4 : left >= 2 ? 2 : 1;
+        const float *rows[2 * EKP_RB + 4];
+        ptrdiff_t ci;
+        int i;
+        for (i = 0; i < S * (R - 1) + K; i++) {
+            const ptrdiff_t ih = S * oh0 - g->ph + i;
+            rows[i] = ih >= 0 && ih < g->H ? xin + ih * g->W : NULL;
+        }
+        for (ci = 0; ci < cx->cpr; ci++) {
+            const ptrdiff_t ow0 = ci * EKP_VW, c = S * ow0 - g->pw;
+            const EKP_M *cm = cx->cm + ci * cx->T;
+            const int full = ow0 + EKP_VW <= OW;
+            float *out = yp + oh0 * OW + ow0;
+            if (R == EKP_RB) EKP_CHUNK(EKP_RB);
+#if EKP_RB == 8
+            else if (R == 7) EKP_CHUNK(7);
+#endif
+#if EKP_RB > 4
+            else if (R == 4) EKP_CHUNK(4);
+#endif
+            else if (R == 2) EKP_CHUNK(2);
+            else EKP_CHUNK(1);
+        }
+        oh0 += R;
+    }
+}
+#undef EKP_CHUNK
+#undef EKP_BLK
+
+#define EKP_DEF(S_, K_, M_)                                                                \
+    static EK_NOINLINE void EK_FN(ekp_plane_##S_##_##K_##_##M_)(const EK_FN(ekp_ctx) *cx,   \
+                                                              const float *xin, float *yp) \
+    {                                                                                      \
+        EK_FN(ekp_plane)(S_, K_, M_, cx, xin, yp);                                         \
+    }
+EKP_DEF(1, 3, 1) EKP_DEF(1, 3, 0) EKP_DEF(2, 3, 1) EKP_DEF(2, 3, 0)
+EKP_DEF(1, 2, 1) EKP_DEF(1, 2, 0) EKP_DEF(2, 2, 1) EKP_DEF(2, 2, 0)
+EKP_DEF(1, 3, 2) EKP_DEF(2, 3, 2) EKP_DEF(1, 2, 2) EKP_DEF(2, 2, 2)
+#undef EKP_DEF
+
+/* The x86 path over all planes; 0 (nothing done) when the geometry is not one it takes.
+   mode, count_include_pad, pe_h, pe_w as ek_pool3d. */
+static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_geom3 *g,
+                           int mode, int count_include_pad, ptrdiff_t pe_h, ptrdiff_t pe_w,
+                           int nthreads)
+{
+    enum { MAXROWS = 1024 };
+    const ptrdiff_t S = g->sw, K = g->KW, inL = g->H * g->W, L = g->OH * g->OW;
+    const int op = mode == EK_POOL_MAX ? 1 : mode == EK_POOL_MIN ? 0 : EKP_AVG;
+    EK_FN(ekp_ctx) cx;
+    EKP_M cm[EKP_MAXCH * 4];
+    EKP_V cinv[EKP_MAXCH];
+    float rinv[MAXROWS];
+    unsigned char edge[EKP_MAXCH];
+    ptrdiff_t ci, t, pl, chunk;
+    int threads;
+    if (g->KD != 1 || g->OD != 1 || g->D != 1 || g->KH != K || (K != 2 && K != 3) ||
+        g->sh != S || S > 2 || g->dh != 1 || g->dw != 1 || g->ph >= K || g->pw >= K)
+        return 0;
+    cx.cpr = (g->OW + EKP_VW - 1) / EKP_VW;
+    if (cx.cpr > EKP_MAXCH || (op == EKP_AVG && g->OH > MAXROWS)) return 0;
+    cx.T = EKP_T(S, K);
+    cx.g = g;
+    for (ci = 0; ci < cx.cpr; ci++) {
+        const ptrdiff_t c = S * ci * EKP_VW - g->pw;
+        edge[ci] = 0;
+        for (t = 0; t < cx.T; t++) {
+            const ptrdiff_t o = c + EK_FN(ekp_off)((int)S, t);
+            cm[ci * cx.T + t] = EK_FN(ekp_mask)(-o, g->W - o);
+            if (o < 0 || o + EKP_VW > g->W) edge[ci] = 1;
+        }
+        cinv[ci] = ekp_set1(1.0f);
+    }
+    if (op == EKP_AVG) {
+        /* divisor = row factor * column factor (PyTorch's, see ek_pool3d) */
+        float f[EKP_VW];
+        ptrdiff_t o, l;
+        for (o = 0; o < g->OH; o++) {
+            const ptrdiff_t s0 = o * S - g->ph, e = EK_MIN(s0 + K, g->H + pe_h);
+            const ptrdiff_t n = count_include_pad
+                                    ? e - s0 : EK_MAX(EK_MIN(e, g->H) - EK_MAX(s0, 0), 0);
+            rinv[o] = 1.0f / (float)n;
+        }
+        for (ci = 0; ci < cx.cpr; ci++) {
+            for (l = 0; l < EKP_VW; l++) {
+                const ptrdiff_t s0 = (ci * EKP_VW + l) * S - g->pw;
+                const ptrdiff_t e = EK_MIN(s0 + K, g->W + pe_w);
+                const ptrdiff_t n = count_include_pad
+                                        ? e - s0 : EK_MAX(EK_MIN(e, g->W) - EK_MAX(s0, 0), 0);
+                f[l] = 1.0f / (float)n;
+            }
+            memcpy(&cinv[ci], f, sizeof(f));
+        }
+    }
+    cx.cm = cm;
+    cx.edge = edge;
+    cx.sm = EK_FN(ekp_mask)(0, g->OW - (cx.cpr - 1) * EKP_VW);
+    cx.rinv = rinv;
+    cx.cinv = cinv;
+    threads = ek_nthreads_work(nthreads, planes, planes * (inL + L));
+    chunk = EK_MAX(1, (planes + threads * 4 - 1) / (threads * 4));
+    (void)chunk;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(dynamic, chunk) if (threads > 1)
+#endif
+    for (pl = 0; pl < planes; pl++) {
+        const float *xin = x + pl * inL;
+        float *yp = y + pl * L;
+#define EKP_CALL(S_, K_)                                                                   \
+    do {                                                                                   \
+        if (op == 1) EK_FN(ekp_plane_##S_##_##K_##_1)(&cx, xin, yp);                       \
+        else if (op == 0) EK_FN(ekp_plane_##S_##_##K_##_0)(&cx, xin, yp);                  \
+        else EK_FN(ekp_plane_##S_##_##K_##_2)(&cx, xin, yp);                               \
+    } while (0)
+        if (K == 3) {
+            if (S == 1) EKP_CALL(1, 3);
+            else EKP_CALL(2, 3);
+        } else {
+            if (S == 1) EKP_CALL(1, 2);
+            else EKP_CALL(2, 2);
+        }
+#undef EKP_CALL
+    }
+    return 1;
+}
+#undef ekp_ld
+#undef ekp_ldf
+#undef ekp_st
+#undef ekp_stm
+#undef ekp_set1
+#undef ekp_fma
+#undef EKP_MUL
+#undef EKP_AVG
+#undef EKP_ADD
+#undef ekp_hasnan
+#undef EKP_V
+#undef EKP_M
+#undef EKP_VW
+#undef EKP_RB
+#undef EKP_ALLMASKED
+#undef EKP_MAXCH
+#undef EKP_T
+#define EK_PLX 1
+#else
+#define EK_PLX 0
+#endif
+
 /*
  * y[p][od][oh][ow] = reduce over the window of x[p]:
  *   window taps kd < KD, kh < KH, kw < KW at input position o*s - pad_begin + k*dil;
@@ -256,6 +679,9 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
     const int threads = ek_nthreads_work(nthreads, rows,
                                          rows * g->OW * g->KD * g->KH * g->KW);
     ptrdiff_t r;
+#if EK_PLX
+    if (EK_FN(ekp_pool)(x, y, planes, g, mode, count_include_pad, pe_h, pe_w, nthreads)) return;
+#endif
     if (mode != EK_POOL_AVG && EK_FN(ek_pool_fast)(x, y, planes, g, mode == EK_POOL_MAX,
                                                    nthreads))
         return;
@@ -411,5 +837,7 @@ EK_API void EK_FN(ek_adaptive_pool3d)(const float *EK_RESTRICT x, float *EK_REST
         }
     }
 }
+
+#undef EK_PLX
 
 #endif /* EK_POOL_ISA */
