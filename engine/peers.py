@@ -268,7 +268,6 @@ class _OnnxBuilder:
 
 
 def _o_conv(ex, n, shapes):
-    w = n.inputs[1]
     out = ex.tmp("conv") if n.attrs.get("activation") else n.outputs[0]
     pads = [p[0] for p in n.attrs["padding"]] + [p[1] for p in n.attrs["padding"]]
     ex.node("Conv", [i for i in n.inputs if i], [out], strides=n.attrs["stride"], pads=pads,

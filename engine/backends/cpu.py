@@ -13,8 +13,6 @@ channel_shuffle) copy with NumPy and are registered ``native=False``; so is ``me
 non-trailing dims (trailing-dims means run through the adaptive-average-pool kernel).
 """
 
-import math
-
 import numpy as np
 
 from .._kernels import conv as _conv
@@ -25,16 +23,13 @@ from .._kernels import pool as _pool
 from .._kernels import spatial as _sp
 from ..errors import UnsupportedError
 from .base import FunctionKernel, Kernel, NativeKernel, as_f32, register_kernel
+from .common import ACT_CODES, GELU_TANH, broadcast_plan, contiguous_strides  # noqa: F401
+from .common import act_params as _act_params
 
 B = "cpu"
 MOVE_NOTE = "data movement only; numpy's C copy loops"
 
 # -- activations ----------------------------------------------------------------------------
-
-ACT_CODES = {"relu": 1, "relu6": 2, "leaky_relu": 3, "clip": 4, "sigmoid": 5, "tanh": 6,
-             "silu": 7, "hardswish": 8, "hardsigmoid": 9, "gelu": 10}
-GELU_TANH = 11
-
 
 # Rows (batch) up to which a linear layer with constant weights runs as a GEMV on the
 # row-major weight (no packing; memory-bound) instead of the packed GEMM.
@@ -43,23 +38,7 @@ GEMV_MAX_ROWS = 3
 
 def act_params(activation):
     """(code, p0, p1) of a fused activation dict (None: no activation)."""
-    if activation is None:
-        return 0, 0.0, 0.0
-    name = activation.get("op")
-    if name not in ACT_CODES:
-        raise UnsupportedError(f"cpu backend: activation {name!r} cannot be fused; expected one "
-                               f"of {sorted(ACT_CODES)}")
-    code = ACT_CODES[name]
-    if name == "leaky_relu":
-        return code, float(activation.get("negative_slope", 0.01)), 0.0
-    if name == "clip":
-        lo, hi = activation.get("min"), activation.get("max")
-        return (code, -math.inf if lo is None else float(lo),
-                math.inf if hi is None else float(hi))
-    if name == "gelu":
-        approx = activation.get("approximate", "none")
-        return (GELU_TANH if approx == "tanh" else code), 0.0, 0.0
-    return code, 0.0, 0.0
+    return _act_params(activation, "cpu")
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -304,9 +283,10 @@ def conv_depthwise(node, ctx):
                                              isa=isa)
 
     def run(inputs, outputs, work, bind=False):
-        return _conv.conv3d_depthwise(_c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs),
-                                      _view(outputs[0], y5), stride, pad_begin, dilation, code, p0,
-                                      p1, threads, isa=isa, work=work if scratch else None, bind=bind)
+        return _conv.conv3d_depthwise(
+            _c(xget(inputs)).reshape(x5), wfn(inputs), bfn(inputs), _view(outputs[0], y5),
+            stride, pad_begin, dilation, code, p0, p1, threads, isa=isa,
+            work=work if scratch else None, bind=bind)
     return NativeKernel(run, scratch, "depthwise_direct")
 
 
@@ -350,8 +330,8 @@ def _pool_factory(mode):
         xget = _getter(ctx, 0)
 
         def run(inputs, outputs, work, bind=False):
-            return _pool.pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), kernel, stride,
-                                pad, pad, dilation, mode, cip, threads, bind=bind)
+            return _pool.pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), kernel,
+                                stride, pad, pad, dilation, mode, cip, threads, bind=bind)
         return NativeKernel(run, 0, "direct")
     return factory
 
@@ -410,8 +390,9 @@ def linear_gemm(node, ctx):
         scratch = _gemm.gemm_workspace(M, out_f, in_f, False, threads, b_packed=True, isa=isa)
 
         def run(inputs, outputs, work, bind=False):
-            return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wp, _view(outputs[0], (M, out_f)),
-                               bfn(inputs), 2, False, False, False, code, p0, p1, work, threads, bind=bind)
+            return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wp,
+                               _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, False,
+                               False, code, p0, p1, work, threads, bind=bind)
         return NativeKernel(run, scratch, "gemm")
     if ctx.constants[1] is not None:
         # a few rows (batch 1 FC): the GEMV path streams W as it is, four rows at a time
@@ -419,9 +400,9 @@ def linear_gemm(node, ctx):
         scratch = _gemm.gemm_workspace(M, out_f, in_f, True, threads, isa=isa)
 
         def run_v(inputs, outputs, work, bind=False):
-            return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wc, _view(outputs[0], (M, out_f)),
-                               bfn(inputs), 2, False, True, False, code, p0, p1, work, threads,
-                               isa=isa, bind=bind)
+            return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wc,
+                               _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, True, False,
+                               code, p0, p1, work, threads, isa=isa, bind=bind)
         return NativeKernel(run_v, scratch, "gemm")
     scratch = _gemm.gemm_workspace(M, out_f, in_f, True, threads, isa=isa)
 
@@ -454,40 +435,12 @@ def matmul_gemm(node, ctx):
 
     def run(inputs, outputs, work, bind=False):
         return _gemm.matmul_batched(_c(aget(inputs)).reshape(a3), _c(bget(inputs)).reshape(b3),
-                                    _view(outputs[0], c3), ia, ib, work, threads, isa=isa, bind=bind)
+                                    _view(outputs[0], c3), ia, ib, work, threads, isa=isa,
+                                    bind=bind)
     return NativeKernel(run, scratch, "gemm_batched")
 
 
 # -- elementwise ----------------------------------------------------------------------------
-
-def broadcast_plan(a_shape, b_shape, out_shape):
-    """(shape, a_strides, b_strides) in elements, broadcast dims stride 0, size-1 dims
-    dropped and mergeable neighbours merged; at least one dim."""
-    n = len(out_shape)
-    a_shape = (1,) * (n - len(a_shape)) + tuple(a_shape)
-    b_shape = (1,) * (n - len(b_shape)) + tuple(b_shape)
-
-    def strides(shape):
-        st, acc = [0] * n, 1
-        for d in range(n - 1, -1, -1):
-            st[d] = acc if shape[d] != 1 else 0
-            acc *= shape[d]
-        return st
-
-    sa, sb = strides(a_shape), strides(b_shape)
-    dims = [(int(out_shape[d]), sa[d], sb[d]) for d in range(n) if out_shape[d] != 1]
-    merged = []
-    for size, x, y in dims:
-        if merged:
-            psize, px, py = merged[-1]
-            if px == x * size and py == y * size:
-                merged[-1] = (psize * size, x, y)
-                continue
-        merged.append((size, x, y))
-    if not merged:
-        merged = [(1, 0, 0)]
-    return ([m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged])
-
 
 def _binary_supported(node, ctx):
     shape, _, _ = broadcast_plan(ctx.in_shapes[0], ctx.in_shapes[1], ctx.out_shapes[0])
@@ -501,8 +454,8 @@ def _binary_factory(opcode):
         threads = ctx.threads
 
         def run(inputs, outputs, work, bind=False):
-            return _elt.binary(opcode, _c(aget(inputs)), _c(bget(inputs)), outputs[0], shape, sa, sb,
-                               threads, bind=bind)
+            return _elt.binary(opcode, _c(aget(inputs)), _c(bget(inputs)), outputs[0], shape,
+                               sa, sb, threads, bind=bind)
         return NativeKernel(run, 0, "broadcast")
     return factory
 
@@ -566,7 +519,8 @@ def _softmax_factory(use_log):
         threads = ctx.threads
 
         def run(inputs, outputs, work, bind=False):
-            return _elt.softmax(_c(xget(inputs)), outputs[0], outer, axis, inner, use_log, threads, bind=bind)
+            return _elt.softmax(_c(xget(inputs)), outputs[0], outer, axis, inner, use_log,
+                                threads, bind=bind)
         return NativeKernel(run, 0, "stable")
     return factory
 
@@ -736,8 +690,8 @@ def interpolate_kernel(node, ctx):
         x5, y5 = _shape5(x_shape), _shape5(y_shape)
 
         def run(inputs, outputs, work, bind=False):
-            return _sp.resize_nearest3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), tabs[0],
-                                        tabs[1], tabs[2], threads, bind=bind)
+            return _sp.resize_nearest3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5),
+                                        tabs[0], tabs[1], tabs[2], threads, bind=bind)
         return NativeKernel(run, 0, "table_gather")
     if a["mode"] != "bilinear" or r != 2:
         raise UnsupportedError(f"node '{node.name}': cpu interpolate supports nearest (1-3 "
@@ -752,8 +706,8 @@ def interpolate_kernel(node, ctx):
     (h0, h1, lh0, lh1), (w0, w1, lw0, lw1) = tabs
 
     def run_bilinear(inputs, outputs, work, bind=False):
-        return _sp.resize_bilinear2d(_c(xget(inputs)), outputs[0], h0, h1, lh0, lh1, w0, w1, lw0, lw1,
-                                     threads, bind=bind)
+        return _sp.resize_bilinear2d(_c(xget(inputs)), outputs[0], h0, h1, lh0, lh1, w0, w1,
+                                     lw0, lw1, threads, bind=bind)
     return NativeKernel(run_bilinear, 0, "table_gather")
 
 
@@ -819,15 +773,6 @@ for _name in ("dropout", "identity", "flatten", "reshape"):
     register_kernel(B, _name, "copy", native=False, note=MOVE_NOTE)(_copy_factory)
 
 
-def _strides(shape):
-    """C-contiguous strides of shape, in elements."""
-    st, acc = [0] * len(shape), 1
-    for d in range(len(shape) - 1, -1, -1):
-        st[d] = acc
-        acc *= int(shape[d])
-    return st
-
-
 def _copies_fit(node, ctx):
     """The strided-copy kernel handles 1 to 6 dims (numpy otherwise)."""
     return all(1 <= len(s) <= 6 for s in list(ctx.in_shapes) + list(ctx.out_shapes)
@@ -857,9 +802,10 @@ def permute_strided(node, ctx):
     in_shape, out_shape = ctx.in_shapes[0], ctx.out_shapes[0]
     rank = len(in_shape)
     perm = [int(d) % rank for d in node.attrs["dims"]]
-    src = _strides(in_shape)
-    return _copy_kernel(ctx, [(0, 0, out_shape, [src[p] for p in perm], _strides(out_shape),
-                               0, 0)], "strided_copy")
+    src = contiguous_strides(in_shape)
+    dst = contiguous_strides(out_shape)
+    return _copy_kernel(ctx, [(0, 0, out_shape, [src[p] for p in perm], dst, 0, 0)],
+                        "strided_copy")
 
 
 @register_kernel(B, "concat", "strided_copy", supports=_copies_fit, priority=10,
@@ -868,11 +814,11 @@ def permute_strided(node, ctx):
 def concat_strided(node, ctx):
     out_shape = ctx.out_shapes[0]
     d = int(node.attrs["dim"]) % len(out_shape)
-    dst = _strides(out_shape)
+    dst = contiguous_strides(out_shape)
     moves, lo = [], 0
     for i, shape in enumerate(ctx.in_shapes):
         if int(shape[d]) > 0:
-            moves.append((i, 0, shape, _strides(shape), dst, 0, lo * dst[d]))
+            moves.append((i, 0, shape, contiguous_strides(shape), dst, 0, lo * dst[d]))
         lo += int(shape[d])
     return _copy_kernel(ctx, moves, "strided_copy")
 
@@ -882,11 +828,11 @@ def concat_strided(node, ctx):
 def split_strided(node, ctx):
     in_shape = ctx.in_shapes[0]
     d = int(node.attrs["dim"]) % len(in_shape)
-    src = _strides(in_shape)
+    src = contiguous_strides(in_shape)
     moves, lo = [], 0
     for o, shape in enumerate(ctx.out_shapes):
         if int(shape[d]) > 0:
-            moves.append((0, o, shape, src, _strides(shape), lo * src[d], 0))
+            moves.append((0, o, shape, src, contiguous_strides(shape), lo * src[d], 0))
         lo += int(shape[d])
     return _copy_kernel(ctx, moves, "strided_copy")
 
@@ -900,7 +846,8 @@ def channel_shuffle_strided(node, ctx):
     # out[a, j, i, r] (viewed (n, c/g, g, rest)) = in[a, i, j, r] (viewed (n, g, c/g, rest))
     src = [c * rest, rest, (c // g) * rest, 1]
     view = (n, c // g, g, rest)
-    return _copy_kernel(ctx, [(0, 0, view, src, _strides(view), 0, 0)], "strided_copy")
+    return _copy_kernel(ctx, [(0, 0, view, src, contiguous_strides(view), 0, 0)],
+                        "strided_copy")
 
 
 @register_kernel(B, "permute", "copy", native=False, note=MOVE_NOTE)

@@ -75,6 +75,31 @@ class PlanRow:
         return 2e-9 * self.macs / self.seconds
 
 
+def plan_rows(steps, shapes, times, executor_of):
+    """PlanRows of a plan's steps (objects with .node, .variant, .kernel); ``times``
+    ({node name: seconds} or None) fills seconds and share; ``executor_of(step)`` names
+    what runs the step."""
+    total = sum(times.values()) if times else 0.0
+    rows = []
+    for s in steps:
+        n = s.node
+        op = n.op
+        if n.op in ("conv", "conv_transpose") and len(n.inputs) > 3 and n.inputs[3]:
+            op += "+residual"
+        act = n.attrs.get("activation")
+        if act:
+            op += f"+{act['op']}"
+        ins = [shapes[i] if i else None for i in n.inputs]
+        outs = [shapes[o] for o in n.outputs]
+        t = None if times is None else times.get(n.name)
+        rows.append(PlanRow(
+            name=n.name, op=op, variant=s.variant,
+            layout=getattr(getattr(s, "kernel", None), "layout", "nchw"), shape=tuple(outs[0]),
+            macs=get_op(n.op).count_macs(n, ins, outs), executor=executor_of(s), seconds=t,
+            share=(t / total if t is not None and total > 0 else None)))
+    return rows
+
+
 class Instance:
     """One arena with every step bound to it: what a single ``run`` executes.
 
@@ -241,26 +266,8 @@ class Plan:
 
     def rows(self, times=None):
         """A PlanRow per step; ``times`` ({node name: seconds}) fills seconds and share."""
-        total = sum(times.values()) if times else 0.0
-        rows = []
-        for s in self.steps:
-            n = s.node
-            op = n.op
-            if n.op == "conv" and len(n.inputs) > 3 and n.inputs[3]:
-                op += "+residual"
-            act = n.attrs.get("activation")
-            if act:
-                op += f"+{act['op']}"
-            ins = [self.shapes[i] if i else None for i in n.inputs]
-            outs = [self.shapes[o] for o in n.outputs]
-            t = None if times is None else times[n.name]
-            rows.append(PlanRow(
-                name=n.name, op=op, variant=s.variant,
-                layout=getattr(s.kernel, "layout", "nchw"), shape=tuple(outs[0]),
-                macs=get_op(n.op).count_macs(n, ins, outs),
-                executor="native" if s.native else "python", seconds=t,
-                share=(t / total if t is not None and total > 0 else None)))
-        return rows
+        return plan_rows(self.steps, self.shapes, times,
+                         lambda s: "native" if s.native else "python")
 
     def profile(self, feeds, repeat=1):
         """{node name: seconds} per step (min over ``repeat`` runs), timed inside the

@@ -6,8 +6,6 @@ import time
 
 import numpy as np
 
-from ...ops import get_op
-
 
 class PlanBase:
     """A bound device program.  Subclasses implement ``_write(name, array)``, ``_run()``,
@@ -38,25 +36,8 @@ class PlanBase:
     def rows(self, times=None):
         """A PlanRow per step (Session.plan); ``times`` ({node name: seconds}) fills seconds
         and share."""
-        from ...runtime.plan import PlanRow
-        total = sum(times.values()) if times else 0.0
-        rows = []
-        for s in self.steps:
-            n = s.node
-            op = n.op
-            if n.op in ("conv", "conv_transpose") and len(n.inputs) > 3 and n.inputs[3]:
-                op += "+residual"
-            act = n.attrs.get("activation")
-            if act:
-                op += f"+{act['op']}"
-            ins = [self.shapes[i] if i else None for i in n.inputs]
-            outs = [self.shapes[o] for o in n.outputs]
-            t = None if times is None else times.get(n.name)
-            rows.append(PlanRow(name=n.name, op=op, variant=s.variant, layout="nchw",
-                                shape=tuple(outs[0]), macs=get_op(n.op).count_macs(n, ins, outs),
-                                executor=self.device_kind, seconds=t,
-                                share=(t / total if t is not None and total > 0 else None)))
-        return rows
+        from ...runtime.plan import plan_rows
+        return plan_rows(self.steps, self.shapes, times, lambda s: self.device_kind)
 
     def _output(self, name, device):
         const = self.program.constant_outputs.get(name)

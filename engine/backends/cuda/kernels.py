@@ -18,21 +18,19 @@ The cuBLAS variants fuse bias + residual + activation into one epilogue kernel; 
 kernels (depthwise, Winograd output, col2im) apply them in their own store.
 """
 
-import math
 
 import numpy as np
 
 from ...errors import UnsupportedError
 from ...ops import OPS
 from ..base import KERNELS, Kernel, register_kernel
+from ..common import ACT_CODES, GELU_TANH, broadcast_plan, contiguous_strides  # noqa: F401
+from ..common import act_params as _act_params
 from .program import (BLOCK, F32, Ptr, Target, cdiv, f32, grid_1d, grid_2d, grid_rows, i32,
                       i64)
 
 B = "cuda"
 
-ACT_CODES = {"relu": 1, "relu6": 2, "leaky_relu": 3, "clip": 4, "sigmoid": 5, "tanh": 6,
-             "silu": 7, "hardswish": 8, "hardsigmoid": 9, "gelu": 10}
-GELU_TANH = 11
 BIN_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
 POOL_MODES = {"max_pool": 0, "min_pool": 1, "avg_pool": 2}
 MAX_DIMS = 8          # broadcast / permute / pad dims after collapsing
@@ -60,22 +58,7 @@ class CudaKernel(Kernel):
 
 def act_params(activation):
     """(code, p0, p1) of a fused activation dict (None: no activation)."""
-    if activation is None:
-        return 0, 0.0, 0.0
-    name = activation.get("op")
-    if name not in ACT_CODES:
-        raise UnsupportedError(f"cuda backend: activation {name!r} cannot be fused; expected "
-                               f"one of {sorted(ACT_CODES)}")
-    code = ACT_CODES[name]
-    if name == "leaky_relu":
-        return code, float(activation.get("negative_slope", 0.01)), 0.0
-    if name == "clip":
-        lo, hi = activation.get("min"), activation.get("max")
-        return (code, -math.inf if lo is None else float(lo),
-                math.inf if hi is None else float(hi))
-    if name == "gelu":
-        return (GELU_TANH if activation.get("approximate", "none") == "tanh" else code), 0.0, 0.0
-    return code, 0.0, 0.0
+    return _act_params(activation, "cuda")
 
 
 def _act_args(activation):
@@ -516,37 +499,6 @@ def matmul_gemm(node, ctx):
 
 # -- elementwise ------------------------------------------------------------------------------
 
-def broadcast_plan(a_shape, b_shape, out_shape):
-    """(shape, a_strides, b_strides) in elements: broadcast dims stride 0, size-1 dims
-    dropped, mergeable neighbours merged; at least one dim."""
-    n = len(out_shape)
-    a_shape = (1,) * (n - len(a_shape)) + tuple(a_shape)
-    b_shape = (1,) * (n - len(b_shape)) + tuple(b_shape)
-
-    def strides(shape):
-        st, acc = [0] * n, 1
-        for d in range(n - 1, -1, -1):
-            st[d] = acc if shape[d] != 1 else 0
-            acc *= int(shape[d])
-        return st
-
-    sa, sb = strides(a_shape), strides(b_shape)
-    merged = []
-    for d in range(n):
-        size = int(out_shape[d])
-        if size == 1:
-            continue
-        if merged:
-            psize, px, py = merged[-1]
-            if px == sa[d] * size and py == sb[d] * size:
-                merged[-1] = (psize * size, sa[d], sb[d])
-                continue
-        merged.append((size, sa[d], sb[d]))
-    if not merged:
-        merged = [(1, 0, 0)]
-    return ([m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged])
-
-
 def _binary_factory(op):
     code = BIN_OPS[op]
 
@@ -687,14 +639,6 @@ def lrn_kernel(node, ctx):
 
 # -- spatial: pad, interpolate ----------------------------------------------------------------
 
-def _strides(shape):
-    st, acc = [0] * len(shape), 1
-    for d in range(len(shape) - 1, -1, -1):
-        st[d] = acc
-        acc *= int(shape[d])
-    return st
-
-
 def _copy_kernel(variant):
     def factory(node, ctx):
         n = prod(ctx.out_shapes[0])
@@ -721,7 +665,7 @@ def pad_kernel(node, ctx):
     begin = [0] * rank
     for i in range(len(pad) // 2):                   # torch order: last dim first
         begin[rank - 1 - i] = pad[2 * i]
-    meta = np.array(list(y) + list(x) + begin + _strides(x), dtype=np.int64)
+    meta = np.array(list(y) + list(x) + begin + contiguous_strides(x), dtype=np.int64)
     mode = PAD_MODES[a["mode"]]
     value = float(a.get("value") or 0.0)
     n = prod(y)
@@ -804,7 +748,7 @@ def mean_kernel(node, ctx):
             e.launch("ek_rows_reduce", grid_rows(rows, e.target), e.ins[0].ptr, e.outs[0].ptr,
                      i64(rows), i64(L), i32(2))
         return CudaKernel("reduce", emit_rows)
-    st = _strides(x)
+    st = contiguous_strides(x)
     keep = [d for d in range(rank) if d not in axes]
     meta = np.array([x[d] for d in keep] + [st[d] for d in keep] + [x[d] for d in axes]
                     + [st[d] for d in axes], dtype=np.int64)
@@ -827,7 +771,7 @@ for _op in ("dropout", "identity", "flatten", "reshape"):
 
 def _permute_emit(x_shape, perm):
     """Emit function of a permutation of a C-contiguous x_shape (rank >= 1)."""
-    st = _strides(x_shape)
+    st = contiguous_strides(x_shape)
     out = [int(x_shape[p]) for p in perm]
     # merge output dims whose source strides are contiguous in order
     dims = []
