@@ -6,8 +6,12 @@ Built once per input shape (batch size) at prepare time:
 3. plan activation memory from lifetimes (kernel workspaces are buffers that live one step),
 4. bind every kernel's input and output arrays to views of one arena.
 
-``run`` then only copies the inputs in, calls the kernels in order and copies the outputs
-out: no allocation per layer.
+5. bind every kernel call to those arrays ("engine.step" capsules) and group consecutive
+   prebound calls into Programs of the nogil executor (engine._kernels.executor).
+
+``run`` then only copies the inputs in, runs the programs (and any Python-only step between
+them) and copies the outputs out: no allocation and no Python per layer.  Concurrent runs
+each take their own ``Instance`` (arena + bound calls) of the shared prepared kernels.
 """
 
 import functools
@@ -110,7 +114,13 @@ class Instance:
 
     def __init__(self, plan, native=True):
         self.plan = plan
-        arena = np.empty(plan.arena_bytes // F32 + 16, dtype=np.float32)
+        try:
+            arena = np.empty(plan.arena_bytes // F32 + 16, dtype=np.float32)
+        except (MemoryError, ValueError):
+            raise EngineError(f"the activations of this model at input shapes "
+                              f"{dict(plan.input_shapes)} need "
+                              f"{plan.arena_bytes / 2**30:.1f} GiB, more than can be "
+                              f"allocated") from None
         base = (-arena.ctypes.data % 64) // F32          # 64-byte align the arena start
         self.arena = arena[base:base + plan.arena_bytes // F32]
         self.views = {}
@@ -219,13 +229,7 @@ class Plan:
         self._free.append(first)
 
     def _new_instance(self):
-        try:
-            inst = Instance(self, self.native)
-        except (MemoryError, ValueError):
-            raise EngineError(f"the activations of this model at input shapes "
-                              f"{dict(self.input_shapes)} need "
-                              f"{self.arena_bytes / 2**30:.1f} GiB, more than can be "
-                              f"allocated") from None
+        inst = Instance(self, self.native)
         self._count += 1
         return inst
 
@@ -260,9 +264,12 @@ class Plan:
 
     @property
     def segments(self):
-        """How the first instance runs: [(first step, end step, 'native' | 'python')]."""
-        inst = self._free[0] if self._free else Instance(self, self.native)
-        return [(a, b, "python" if p is None else "native") for a, b, _, p in inst.segments]
+        """How an instance runs: [(first step, end step, 'native' | 'python')]."""
+        inst = self.acquire()
+        try:
+            return [(a, b, "python" if p is None else "native") for a, b, _, p in inst.segments]
+        finally:
+            self.release(inst)
 
     def rows(self, times=None):
         """A PlanRow per step; ``times`` ({node name: seconds}) fills seconds and share."""
