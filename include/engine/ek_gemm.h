@@ -1173,6 +1173,19 @@ EK_INLINE void EK_FN(ek_gemv_t_rows)(const int M_, const int R_, ptrdiff_t K,
     for (k = 0; k + EK_GV_VW <= K; k += EK_GV_VW) {
         /* loads into plain locals: an array of vectors filled by memcpy is not kept in
            registers by gcc (it went through the stack, store-forwarding stalls) */
+#if defined(__GNUC__)
+        /* short rows (a few KB): the hardware prefetcher restarts on every new row, so the
+           next group of R_ rows is requested into L2 while this one is summed (once per
+           64-byte line) */
+        if (((k * 4) & 63) == 0) {
+            /* addresses computed as integers: past the last row they are only hints (a
+               prefetch never faults), never pointers into memory we do not own */
+            const uintptr_t next = (uintptr_t)(W + k) + (uintptr_t)(R_ * ldw) * 4u;
+            int q;
+            for (q = 0; q < R_; q++)
+                __builtin_prefetch((const void *)(next + (uintptr_t)(q * ldw) * 4u), 0, 2);
+        }
+#endif
         const EK_FN(ek_gv_vf) w0 = EK_FN(ek_gv_ld)(W + k);
         const EK_FN(ek_gv_vf) w1 = R_ > 1 ? EK_FN(ek_gv_ld)(W + ldw + k) : w0;
         const EK_FN(ek_gv_vf) w2 = R_ > 2 ? EK_FN(ek_gv_ld)(W + 2 * ldw + k) : w0;
