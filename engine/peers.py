@@ -57,17 +57,19 @@ def compare_latency(runners, x, repeat=30, warmup=3):
 
 
 # -- PyTorch eager ----------------------------------------------------------------------------
-def _torch_runner(model, threads):
+def torch_eager(model, device="cpu"):
+    """A function running ``model`` in PyTorch eager on ``device``: torch tensor in, torch
+    tensor out (the graph interpreted with torch.nn.functional, weights moved once)."""
     import torch
     import torch.nn.functional as F
-    torch.set_num_threads(threads)
-    consts = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in model.constants.items()}
+    consts = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device)
+              for k, v in model.constants.items()}
     nodes = list(model.nodes)
-    out_name = model.outputs[0]
+    name_in, name_out = model.inputs[0].name, model.outputs[0]
 
     def run(x):
         env = dict(consts)
-        env[model.inputs[0].name] = torch.from_numpy(x)
+        env[name_in] = x
         with torch.inference_mode():
             for n in nodes:
                 ins = [env[i] if i else None for i in n.inputs]
@@ -76,8 +78,15 @@ def _torch_runner(model, threads):
                     env.update(zip(n.outputs, res))
                 else:
                     env[n.outputs[0]] = res
-            return env[out_name].numpy()
+        return env[name_out]
     return run
+
+
+def _torch_runner(model, threads):
+    import torch
+    torch.set_num_threads(threads)
+    run = torch_eager(model)
+    return lambda x: run(torch.from_numpy(x)).numpy()
 
 
 def _t_act(F, torch, y, act):

@@ -30,27 +30,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def torch_runner(model, torch, device):
-    """PyTorch eager on ``device``: engine.peers' op table over CUDA tensors."""
-    import torch.nn.functional as F
-    from engine.peers import _TORCH_OPS
-    consts = {k: torch.from_numpy(np.ascontiguousarray(v)).to(device)
-              for k, v in model.constants.items()}
-    nodes = list(model.nodes)
-    name_in, name_out = model.inputs[0].name, model.outputs[0]
-
-    def run(x):
-        env = dict(consts)
-        env[name_in] = x
-        with torch.inference_mode():
-            for n in nodes:
-                ins = [env[i] if i else None for i in n.inputs]
-                res = _TORCH_OPS[n.op](F, torch, ins, n.attrs)
-                if isinstance(res, (list, tuple)):
-                    env.update(zip(n.outputs, res))
-                else:
-                    env[n.outputs[0]] = res
-        return env[name_out]
-    return run
+    """PyTorch eager on ``device``: engine.peers' interpreter over CUDA tensors."""
+    from engine.peers import torch_eager
+    return torch_eager(model, device)
 
 
 def time_gpu(fn, start_event, end_event, sync, warmup, repeat):

@@ -1,6 +1,6 @@
 """Prepare-time helpers shared by the compiled backends (cpu, cuda): the fused-activation
 code table (the same numbers in include/engine/ek_common.h and the .cu kernels), the
-broadcasting plan of binary ops, contiguous strides."""
+broadcasting plan of binary ops, contiguous strides, N-d shapes as 5-D."""
 
 import math
 
@@ -69,3 +69,22 @@ def broadcast_plan(a_shape, b_shape, out_shape):
     if not merged:
         merged = [(1, 0, 0)]
     return ([m[0] for m in merged], [m[1] for m in merged], [m[2] for m in merged])
+
+
+def prod(dims):
+    """Product of the dims (ints), 1 for none."""
+    p = 1
+    for d in dims:
+        p *= int(d)
+    return p
+
+
+def lead3(vals, r, fill):
+    """A per-spatial-dim list of length r as 3 entries (leading unit dims)."""
+    return [fill] * (3 - r) + [int(v) for v in vals]
+
+
+def shape5(shape):
+    """(N, C, *spatial) -> (N, C, D, H, W) with leading unit spatial dims."""
+    r = len(shape) - 2
+    return tuple(int(d) for d in shape[:2]) + (1,) * (3 - r) + tuple(int(d) for d in shape[2:])

@@ -25,6 +25,7 @@ from ..errors import UnsupportedError
 from .base import FunctionKernel, Kernel, NativeKernel, as_f32, register_kernel
 from .common import ACT_CODES, GELU_TANH, broadcast_plan, contiguous_strides  # noqa: F401
 from .common import act_params as _act_params
+from .common import lead3 as _lead, prod as _prod, shape5 as _shape5
 
 B = "cpu"
 MOVE_NOTE = "data movement only; numpy's C copy loops"
@@ -72,24 +73,6 @@ def _c(a):
     if a.dtype == np.float32 and a.flags.c_contiguous:
         return a
     return np.ascontiguousarray(a, dtype=np.float32)
-
-
-def _prod(dims):
-    p = 1
-    for d in dims:
-        p *= int(d)
-    return p
-
-
-def _lead(vals, r, fill):
-    """Pad a per-spatial-dim list of length r to 3 entries (leading unit dims)."""
-    return [fill] * (3 - r) + [int(v) for v in vals]
-
-
-def _shape5(shape):
-    """(N, C, *spatial) -> (N, C, D, H, W) with leading unit spatial dims."""
-    r = len(shape) - 2
-    return tuple(int(d) for d in shape[:2]) + (1,) * (3 - r) + tuple(int(d) for d in shape[2:])
 
 
 # -- convolution ----------------------------------------------------------------------------
@@ -340,7 +323,9 @@ register_kernel(B, "max_pool", "direct", note="direct windowed max, NaN-propagat
     _pool_factory(_pool.MAX))
 register_kernel(B, "min_pool", "direct", note="direct windowed min, NaN-propagating")(
     _pool_factory(_pool.MIN))
-register_kernel(B, "avg_pool", "direct", note="direct windowed mean (double accumulation)")(
+register_kernel(B, "avg_pool", "direct",
+                note="direct windowed mean (float32 separable sums for 2x2 / 3x3 windows on "
+                     "x86, double accumulation otherwise)")(
     _pool_factory(_pool.AVG))
 
 

@@ -27,8 +27,8 @@ import os
 import numpy as np
 
 from .._kernels import conv as _conv
-from .base import as_f32, register_kernel
-from .cpu import _c, _getter, _isa, _optional_const, _view, act_params
+from .base import register_kernel
+from .cpu import _c, _conv_weights, _getter, _isa, _residual_getter, _view, act_params
 
 try:                                   # the nogil executor's prebindable kernels
     from .base import NativeKernel as _Kernel
@@ -181,14 +181,6 @@ def chosen_tile(node, ctx):
 
 # -- kernel ---------------------------------------------------------------------------------
 
-def _residual(ctx):
-    """inputs -> the fused residual (conv input 3, see passes/fuse_residual.py) or None."""
-    if len(ctx.in_shapes) > 3 and ctx.in_shapes[3] is not None:
-        get = _getter(ctx, 3)
-        return lambda inputs: _c(get(inputs))
-    return lambda inputs: None
-
-
 def winograd_factory(m):
     variant = f"winograd_f{m}"
 
@@ -201,15 +193,9 @@ def winograd_factory(m):
         threads = ctx.threads
         isa = _isa()
         xget = _getter(ctx, 0)
-        rget = _residual(ctx)
-        has_b, bconst = _optional_const(ctx, 2)
-        if not has_b:
-            bfn = lambda inputs: None  # noqa: E731
-        elif bconst is not None:
-            bfn = lambda inputs: bconst  # noqa: E731
-        else:
-            bfn = lambda inputs: _c(inputs[2])  # noqa: E731
-        w = np.ascontiguousarray(as_f32(ctx.constants[1])).reshape(w_shape)
+        rget = _residual_getter(ctx)
+        wfn, bfn = _conv_weights(ctx, w_shape)
+        w = wfn(None)                                    # constant (see eligible)
         wp = _conv.winograd_pack(w, m, isa=isa)          # transformed once, this level
         scratch = _conv.winograd_workspace(x_shape, w_shape, y_shape, m, threads, isa=isa)
 

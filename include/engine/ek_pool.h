@@ -6,6 +6,7 @@
  * replaced when `v > m || v != v` and a NaN running value is never replaced.
  */
 #include "ek_common.h"
+#include "ek_conv.h"   /* the x86 lane-mask and even/odd deinterleave helpers (ekx_*) */
 #include <stdlib.h>
 
 #ifndef EK_POOL_ISA
@@ -288,23 +289,6 @@ static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const
 #endif
 #define EKP_MAXCH 64
 
-/* Lanes lo <= l < hi (clamped to the vector). */
-EK_INLINE EKP_M EK_FN(ekp_mask)(ptrdiff_t lo, ptrdiff_t hi)
-{
-    lo = EK_MAX(lo, 0);
-    hi = EK_MIN(hi, EKP_VW);
-#if EK_ISA_LEVEL >= 2
-    if (hi <= lo) return 0;
-    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-#else
-    if (hi < lo) hi = lo;
-    {
-        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        return _mm256_and_si256(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32((int)lo - 1)),
-                                _mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), iota));
-    }
-#endif
-}
 
 /* Reduction op: max / min of a (the new value) and b (the running one), `safe`: NaN when
    either is NaN, else plain max / min; or the sum (op EKP_AVG). */
@@ -329,27 +313,6 @@ EK_INLINE EKP_V EK_FN(ekp_red)(const int op, const int safe, EKP_V a, EKP_V b)
 #endif
 }
 
-/* Even / odd floats of (a, b) in in-lane shuffle order; ekp_unperm restores the order. */
-EK_INLINE void EK_FN(ekp_deint)(EKP_V a, EKP_V b, EKP_V *e, EKP_V *o)
-{
-#if EK_ISA_LEVEL >= 2
-    *e = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-    *o = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-#else
-    *e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-    *o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-#endif
-}
-
-EK_INLINE EKP_V EK_FN(ekp_unperm)(EKP_V v)
-{
-#if EK_ISA_LEVEL >= 2
-    return _mm512_permutexvar_ps(
-        _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15), v);
-#else
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
-#endif
-}
 
 /* Loads per input row and column vector: S == 1: K (at c + kw); S == 2: AVX-512 c + {0,
    VW} (and 2 VW for K == 3), AVX2 c + 2 m + {0, VW}. */
@@ -406,7 +369,7 @@ EK_INLINE int EK_FN(ekp_block)(const int S, const int K, const int op, const int
                     va[j][t] = kh == 0 ? raw[t] : EK_FN(ekp_red)(op, safe, raw[t], va[j][t]);
                 if (kh != K - 1) continue;
                 /* row j complete: its window columns */
-                EK_FN(ekp_deint)(va[j][0], va[j][1], &e, &od);
+                EK_FN(ekx_deint)(va[j][0], va[j][1], &e, &od);
                 r = EK_FN(ekp_red)(op, safe, od, e);
                 if (K > 2) {
                     EKP_V e1, o1;
@@ -414,15 +377,15 @@ EK_INLINE int EK_FN(ekp_block)(const int S, const int K, const int op, const int
                     const __m512i ai = _mm512_castps_si512(va[j][0]);
                     const __m512i bi = _mm512_castps_si512(va[j][1]);
                     const __m512i ni = _mm512_castps_si512(va[j][2]);
-                    EK_FN(ekp_deint)(_mm512_castsi512_ps(_mm512_alignr_epi32(bi, ai, 2)),
+                    EK_FN(ekx_deint)(_mm512_castsi512_ps(_mm512_alignr_epi32(bi, ai, 2)),
                                      _mm512_castsi512_ps(_mm512_alignr_epi32(ni, bi, 2)), &e1,
                                      &o1);
 #else
-                    EK_FN(ekp_deint)(va[j][2], va[j][3], &e1, &o1);
+                    EK_FN(ekx_deint)(va[j][2], va[j][3], &e1, &o1);
 #endif
                     r = EK_FN(ekp_red)(op, safe, e1, r);
                 }
-                r = EK_FN(ekp_unperm)(r);
+                r = EK_FN(ekx_unperm)(r);
                 if (op == EKP_AVG) r = EKP_MUL(EKP_MUL(r, ekp_set1(rinv[j])), cinv);
                 if (full) ekp_st(out + j * OW, r);
                 else ekp_stm(out + j * OW, sm, r);
@@ -575,7 +538,7 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
         edge[ci] = 0;
         for (t = 0; t < cx.T; t++) {
             const ptrdiff_t o = c + EK_FN(ekp_off)((int)S, t);
-            cm[ci * cx.T + t] = EK_FN(ekp_mask)(-o, g->W - o);
+            cm[ci * cx.T + t] = EK_FN(ekx_mask)(-o, g->W - o);
             if (o < 0 || o + EKP_VW > g->W) edge[ci] = 1;
         }
         cinv[ci] = ekp_set1(1.0f);
@@ -603,7 +566,7 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
     }
     cx.cm = cm;
     cx.edge = edge;
-    cx.sm = EK_FN(ekp_mask)(0, g->OW - (cx.cpr - 1) * EKP_VW);
+    cx.sm = EK_FN(ekx_mask)(0, g->OW - (cx.cpr - 1) * EKP_VW);
     cx.rinv = rinv;
     cx.cinv = cinv;
     threads = ek_nthreads_work(nthreads, planes, planes * (inL + L));

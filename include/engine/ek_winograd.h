@@ -418,33 +418,6 @@ EK_INLINE void EK_FN(ek_wg_load_row)(const int m, const float *row,
     ph[m + 1] = (wgv)_mm512_permutex2var_ps((__m512)ph[1], tb->sh1, Z[m]);
 }
 
-EK_INLINE __m512 EK_FN(ek_wg_act_v)(__m512 x, int act, float p0, float p1)
-{
-    const __m512 zero = _mm512_setzero_ps();
-    switch (act) {
-    case EK_ACT_RELU:
-        return _mm512_max_ps(zero, x);                 /* NaN: second operand (x) */
-    case EK_ACT_RELU6:
-        return _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, x));
-    case EK_ACT_LEAKY_RELU:
-        return _mm512_mask_mul_ps(x, _mm512_cmp_ps_mask(x, zero, _CMP_LT_OQ), x,
-                                  _mm512_set1_ps(p0));
-    case EK_ACT_CLIP:
-        return _mm512_min_ps(_mm512_set1_ps(p1), _mm512_max_ps(_mm512_set1_ps(p0), x));
-    case EK_ACT_HARDSWISH: {
-        __m512 t = _mm512_add_ps(x, _mm512_set1_ps(3.0f));
-        t = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, t));
-        return _mm512_div_ps(_mm512_mul_ps(x, t), _mm512_set1_ps(6.0f));
-    }
-    case EK_ACT_HARDSIGMOID: {
-        __m512 t = _mm512_add_ps(x, _mm512_set1_ps(3.0f));
-        t = _mm512_min_ps(_mm512_set1_ps(6.0f), _mm512_max_ps(zero, t));
-        return _mm512_div_ps(t, _mm512_set1_ps(6.0f));
-    }
-    default:
-        return x;
-    }
-}
 
 /* Output row: o[c] lane l is the pixel at column x0 + m l + c; ncols valid columns.
    y = act(o + bias + R), stored. */
@@ -466,11 +439,11 @@ EK_INLINE void EK_FN(ek_wg_store_row)(const int m, const wgv *o, float *y, const
         r = _mm512_add_ps(r, bv);
         if (k == 0xFFFF) {
             if (R) r = _mm512_add_ps(r, _mm512_loadu_ps(R + 16 * q));
-            if (simple) r = EK_FN(ek_wg_act_v)(r, act, p0, p1);
+            if (simple) r = EK_FN(ek_act_v)(r, act, p0, p1);
             _mm512_storeu_ps(y + 16 * q, r);
         } else {
             if (R) r = _mm512_add_ps(r, _mm512_maskz_loadu_ps(k, R + 16 * q));
-            if (simple) r = EK_FN(ek_wg_act_v)(r, act, p0, p1);
+            if (simple) r = EK_FN(ek_act_v)(r, act, p0, p1);
             _mm512_mask_storeu_ps(y + 16 * q, k, r);
         }
     }
@@ -587,33 +560,6 @@ EK_INLINE __m256i EK_FN(ek_wg_mask8)(ptrdiff_t n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)EK_MAX(0, EK_MIN(8, n))), idx);
 }
 
-EK_INLINE __m256 EK_FN(ek_wg_act8)(__m256 x, int act, float p0, float p1)
-{
-    const __m256 zero = _mm256_setzero_ps();
-    switch (act) {
-    case EK_ACT_RELU:
-        return _mm256_max_ps(zero, x);
-    case EK_ACT_RELU6:
-        return _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, x));
-    case EK_ACT_LEAKY_RELU:
-        return _mm256_blendv_ps(x, _mm256_mul_ps(x, _mm256_set1_ps(p0)),
-                                _mm256_cmp_ps(x, zero, _CMP_LT_OQ));
-    case EK_ACT_CLIP:
-        return _mm256_min_ps(_mm256_set1_ps(p1), _mm256_max_ps(_mm256_set1_ps(p0), x));
-    case EK_ACT_HARDSWISH: {
-        __m256 t = _mm256_add_ps(x, _mm256_set1_ps(3.0f));
-        t = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, t));
-        return _mm256_div_ps(_mm256_mul_ps(x, t), _mm256_set1_ps(6.0f));
-    }
-    case EK_ACT_HARDSIGMOID: {
-        __m256 t = _mm256_add_ps(x, _mm256_set1_ps(3.0f));
-        t = _mm256_min_ps(_mm256_set1_ps(6.0f), _mm256_max_ps(zero, t));
-        return _mm256_div_ps(t, _mm256_set1_ps(6.0f));
-    }
-    default:
-        return x;
-    }
-}
 #endif
 
 EK_INLINE void EK_FN(ek_wg_load_row)(const int m, const float *row,
@@ -667,12 +613,12 @@ EK_INLINE void EK_FN(ek_wg_store_row)(const int m, const wgv *o, float *y, const
             __m256 r = _mm256_add_ps(out[q], bv);
             if (8 * q + 8 <= ncols) {
                 if (R) r = _mm256_add_ps(r, _mm256_loadu_ps(R + 8 * q));
-                if (simple) r = EK_FN(ek_wg_act8)(r, act, p0, p1);
+                if (simple) r = EK_FN(ek_act_v)(r, act, p0, p1);
                 _mm256_storeu_ps(y + 8 * q, r);
             } else {
                 const __m256i k = EK_FN(ek_wg_mask8)(ncols - 8 * q);
                 if (R) r = _mm256_add_ps(r, _mm256_maskload_ps(R + 8 * q, k));
-                if (simple) r = EK_FN(ek_wg_act8)(r, act, p0, p1);
+                if (simple) r = EK_FN(ek_act_v)(r, act, p0, p1);
                 _mm256_maskstore_ps(y + 8 * q, k, r);
             }
         }

@@ -26,6 +26,7 @@ from ...ops import OPS
 from ..base import KERNELS, Kernel, register_kernel
 from ..common import ACT_CODES, GELU_TANH, broadcast_plan, contiguous_strides  # noqa: F401
 from ..common import act_params as _act_params
+from ..common import lead3 as _lead, prod, shape5
 from .program import (BLOCK, F32, Ptr, Target, cdiv, f32, grid_1d, grid_2d, grid_rows, i32,
                       i64)
 
@@ -67,24 +68,6 @@ def _act_args(activation):
 
 
 # -- shape helpers ----------------------------------------------------------------------------
-
-def prod(dims):
-    p = 1
-    for d in dims:
-        p *= int(d)
-    return p
-
-
-def _lead(vals, r, fill):
-    """A per-spatial-dim list of length r as 3 entries (leading unit dims)."""
-    return [fill] * (3 - r) + [int(v) for v in vals]
-
-
-def shape5(shape):
-    """(N, C, *spatial) -> (N, C, D, H, W) with leading unit spatial dims."""
-    r = len(shape) - 2
-    return tuple(int(d) for d in shape[:2]) + (1,) * (3 - r) + tuple(int(d) for d in shape[2:])
-
 
 def _target(ctx):
     return ctx.options.get("target") or Target()
