@@ -290,3 +290,29 @@ def test_gemm_blocking_follows_cache_sizes(isa):
                 close(c, ref, f"{isa} caches {l1}/{l2} threads={t}")
     finally:
         K.set_cache_sizes(*default)
+
+
+@pytest.mark.parametrize("M", [4, 16, 24, 29, 42, 43])
+def test_gemm_small_m_full_epilogue(isa, M):
+    """Few row tiles: B is read in place (AVX-512) over several K blocks and N strips, the
+    last strip partial; every epilogue term at once; identical at 1 and 2 threads."""
+    N, Kd = 32 * 37 + 13, 1100
+    rng = np.random.default_rng(M)
+    A = rng.standard_normal((M, Kd)).astype(np.float32)
+    B = rng.standard_normal((Kd, N)).astype(np.float32)
+    c0 = rng.standard_normal((M, N)).astype(np.float32)
+    R = rng.standard_normal((M, N)).astype(np.float32)
+    for mode, bias in ((1, rng.standard_normal(M)), (2, rng.standard_normal(N))):
+        bias = bias.astype(np.float32)
+        ref = A.astype(np.float64) @ B + c0 + R + (bias[:, None] if mode == 1 else bias)
+        ref = np.clip(ref, -10.0, 10.0)
+        outs = []
+        for t in (1, 2):
+            c = c0.copy()
+            w = np.full(kgemm.gemm_workspace(M, N, Kd, False, t, a_packed=True), np.nan,
+                        np.float32)
+            kgemm.sgemm(kgemm.pack_a(A), B, c, bias, mode, accumulate=True, act=4,
+                        p0=-10.0, p1=10.0, work=w, nthreads=t, residual=R)
+            close(c, ref, f"{isa} M={M} bias_mode={mode} threads={t}")
+            outs.append(c)
+        np.testing.assert_array_equal(outs[0], outs[1])

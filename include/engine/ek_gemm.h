@@ -359,11 +359,16 @@ EK_INLINE __m512 EK_FN(ek_act_v)(__m512 x, int act, float p0, float p1)
 /* One register tile: m (<= 14) rows, NV (1 or 2) vectors of 16 columns (n valid), S
    accumulator sets along K.  a: panel[k][MR]; b: panel[k][NR]. */
 EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t kc,
-                             const float *EK_RESTRICT a, const float *EK_RESTRICT b, float *C,
-                             ptrdiff_t ldc, ptrdiff_t n, int load_c, int last,
-                             const ek_gemm_epi *e)
+                             const float *EK_RESTRICT a, const float *EK_RESTRICT b,
+                             ptrdiff_t bs, float *C, ptrdiff_t ldc, ptrdiff_t n, int load_c,
+                             int last, const ek_gemm_epi *e)
 {
     enum { MR = EK_GEMM_MR, NR = EK_GEMM_NR };
+    /* packed B: fetch 8 k-rows ahead in the panel; B read in place (bs = ldb): fetch this
+       k-row of the next 32-column strip, which the hardware prefetcher (one stream per
+       row) does not follow */
+    const int direct = bs != NR;
+    const ptrdiff_t pf = direct ? NR : 8 * NR;
     __m512 acc[4][EK_GEMM_MR][2];
     ptrdiff_t k;
     int i, s, v;
@@ -377,8 +382,8 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
     for (k = 0; k + S <= kc; k += S) {
 #pragma GCC unroll 4
         for (s = 0; s < S; s++) {
-            const __m512 b0 = _mm512_load_ps(b + s * NR);
-            const __m512 b1 = NV > 1 ? _mm512_load_ps(b + s * NR + 16) : b0;
+            const __m512 b0 = _mm512_loadu_ps(b + s * bs);
+            const __m512 b1 = NV > 1 ? _mm512_loadu_ps(b + s * bs + 16) : b0;
 #pragma GCC unroll 14
             for (i = 0; i < m; i++) {
                 const __m512 ai = _mm512_set1_ps(a[s * MR + i]);
@@ -386,17 +391,18 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
                 if (NV > 1) acc[s][i][1] = _mm512_fmadd_ps(ai, b1, acc[s][i][1]);
             }
         }
-        _mm_prefetch((const char *)(b + 8 * NR), _MM_HINT_T0);
-        if (S > 1) {   /* few rows: B streams from memory (GEMV-like), fetch it early */
+        _mm_prefetch((const char *)(b + pf), _MM_HINT_T0);
+        if (direct) _mm_prefetch((const char *)(b + pf + 16), _MM_HINT_T0);
+        else if (S > 1) {   /* few rows: B streams from memory (GEMV-like), fetch it early */
             _mm_prefetch((const char *)(b + 64 * NR), _MM_HINT_T1);
             _mm_prefetch((const char *)(b + 64 * NR + 16), _MM_HINT_T1);
         }
         a += S * MR;
-        b += S * NR;
+        b += S * bs;
     }
     for (; k < kc; k++) {
-        const __m512 b0 = _mm512_load_ps(b);
-        const __m512 b1 = NV > 1 ? _mm512_load_ps(b + 16) : b0;
+        const __m512 b0 = _mm512_loadu_ps(b);
+        const __m512 b1 = NV > 1 ? _mm512_loadu_ps(b + 16) : b0;
 #pragma GCC unroll 14
         for (i = 0; i < m; i++) {
             const __m512 ai = _mm512_set1_ps(a[i]);
@@ -404,7 +410,7 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
             if (NV > 1) acc[0][i][1] = _mm512_fmadd_ps(ai, b1, acc[0][i][1]);
         }
         a += MR;
-        b += NR;
+        b += bs;
     }
 #pragma GCC unroll 4
     for (s = 1; s < S; s++)
@@ -455,16 +461,17 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
    (a single function holding every case spills the accumulators). */
 #define EK_UKR_DEF(M_, NV_)                                                              \
     static EK_NOINLINE void EK_FN(ek_ukr_##M_##_##NV_)(                                  \
-        ptrdiff_t kc, const float *a, const float *b, float *C, ptrdiff_t ldc, ptrdiff_t n, \
-        int load_c, int last, const ek_gemm_epi *e)                                      \
+        ptrdiff_t kc, const float *a, const float *b, ptrdiff_t bs, float *C, ptrdiff_t ldc, \
+        ptrdiff_t n, int load_c, int last, const ek_gemm_epi *e)                         \
     {                                                                                    \
-        EK_FN(ek_ukr)(M_, NV_, EK_UKR_SETS(M_, NV_), kc, a, b, C, ldc, n, load_c, last, e); \
+        EK_FN(ek_ukr)(M_, NV_, EK_UKR_SETS(M_, NV_), kc, a, b, bs, C, ldc, n, load_c, last, \
+                      e);                                                                \
     }
 #define EK_UKR_DEF2(M_) EK_UKR_DEF(M_, 1) EK_UKR_DEF(M_, 2)
 #define EK_UKR_CASE(M_)                                                                  \
     case M_:                                                                             \
-        if (nv == 2) EK_FN(ek_ukr_##M_##_2)(kc, a, b, C, ldc, n, load_c, last, e);       \
-        else EK_FN(ek_ukr_##M_##_1)(kc, a, b, C, ldc, n, load_c, last, e);               \
+        if (nv == 2) EK_FN(ek_ukr_##M_##_2)(kc, a, b, bs, C, ldc, n, load_c, last, e);   \
+        else EK_FN(ek_ukr_##M_##_1)(kc, a, b, bs, C, ldc, n, load_c, last, e);           \
         break;
 
 EK_UKR_DEF2(1) EK_UKR_DEF2(2) EK_UKR_DEF2(3) EK_UKR_DEF2(4) EK_UKR_DEF2(5) EK_UKR_DEF2(6)
@@ -528,10 +535,10 @@ EK_INLINE void EK_FN(ek_ukr_narrow)(const int R_, ptrdiff_t m, ptrdiff_t kc,
 EK_NARROW_DEF(1) EK_NARROW_DEF(2) EK_NARROW_DEF(3) EK_NARROW_DEF(4)
 #undef EK_NARROW_DEF
 
-/* m x n (<= 16) tile of vector kernels (nv = 1 or 2). */
+/* m x n tile of vector kernels (nv = 1 or 2 vectors of 16; B k-rows bs floats apart). */
 EK_INLINE void EK_FN(ek_gemm_tile_v)(ptrdiff_t m, ptrdiff_t n, int nv, ptrdiff_t kc,
-                                     const float *a, const float *b, float *C, ptrdiff_t ldc,
-                                     int load_c, int last, const ek_gemm_epi *e)
+                                     const float *a, const float *b, ptrdiff_t bs, float *C,
+                                     ptrdiff_t ldc, int load_c, int last, const ek_gemm_epi *e)
 {
     switch (m) {
         EK_UKR_CASE(1) EK_UKR_CASE(2) EK_UKR_CASE(3) EK_UKR_CASE(4) EK_UKR_CASE(5)
@@ -549,13 +556,14 @@ EK_API void EK_FN(ek_gemm_tile)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, const fl
                                 const float *b, float *C, ptrdiff_t ldc, int load_c, int last,
                                 const ek_gemm_epi *e)
 {
+    enum { NR = EK_GEMM_NR };
     ptrdiff_t r;
     if (n > 20) {
-        EK_FN(ek_gemm_tile_v)(m, n, 2, kc, a, b, C, ldc, load_c, last, e);
+        EK_FN(ek_gemm_tile_v)(m, n, 2, kc, a, b, NR, C, ldc, load_c, last, e);
         return;
     }
     if (n >= 16) {
-        EK_FN(ek_gemm_tile_v)(m, 16, 1, kc, a, b, C, ldc, load_c, last, e);
+        EK_FN(ek_gemm_tile_v)(m, 16, 1, kc, a, b, NR, C, ldc, load_c, last, e);
         r = n - 16;
         if (r == 0) return;
         b += 16;
@@ -579,8 +587,16 @@ EK_API void EK_FN(ek_gemm_tile)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, const fl
     case 2: EK_FN(ek_ukr_narrow_2)(m, kc, a, b, C, ldc, load_c, last, e); break;
     case 3: EK_FN(ek_ukr_narrow_3)(m, kc, a, b, C, ldc, load_c, last, e); break;
     case 4: EK_FN(ek_ukr_narrow_4)(m, kc, a, b, C, ldc, load_c, last, e); break;
-    default: EK_FN(ek_gemm_tile_v)(m, n, 1, kc, a, b, C, ldc, load_c, last, e); break;
+    default: EK_FN(ek_gemm_tile_v)(m, n, 1, kc, a, b, NR, C, ldc, load_c, last, e); break;
     }
+}
+
+/* A full m x NR tile reading B in place: k-row k of the strip at b + k * ldb. */
+EK_API void EK_FN(ek_gemm_tile_direct)(ptrdiff_t m, ptrdiff_t kc, const float *a,
+                                       const float *b, ptrdiff_t ldb, float *C, ptrdiff_t ldc,
+                                       int load_c, int last, const ek_gemm_epi *e)
+{
+    EK_FN(ek_gemm_tile_v)(m, EK_GEMM_NR, 2, kc, a, b, ldb, C, ldc, load_c, last, e);
 }
 #undef EK_UKR_CASE
 #undef EK_UKR_DEF2
@@ -1337,6 +1353,42 @@ EK_API void EK_FN(ek_gemm_small)(const ek_gemm_args *g, int threads)
  *   b_mode being how B is given (EK_GEMM_B_MATRIX / _PACKED / _FILL).
  * When accumulate == 0, C is write-only (its old contents, NaN included, are ignored).
  */
+#if EK_ISA_LEVEL >= 2
+/*
+ * One mc x nc x kc block with B read in place (unpacked, not transposed): 32-column strips
+ * outermost, so each strip's kc rows are pulled into L1 once and reused by every row tile;
+ * a last partial strip is packed (zero-padded) into bp.  Packing B pays when many row tiles
+ * reuse it; with few (small M) copying it costs more than it saves.
+ */
+static void EK_FN(ek_gemm_direct_block)(const ek_gemm_args *g, ptrdiff_t mc, ptrdiff_t nc,
+                                        ptrdiff_t kc, ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t k0,
+                                        const float *abase, ptrdiff_t aps, float *bp,
+                                        int load_c, int last, const float *row_bias,
+                                        ek_gemm_epi *e)
+{
+    const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
+    const float *b_blk = g->B + k0 * g->ldb + j0;
+    ptrdiff_t ir, jr;
+    for (jr = 0; jr < nc; jr += NR) {
+        const ptrdiff_t n = EK_MIN(NR, nc - jr);
+        if (n < NR) EK_FN(ek_gemm_pack_b_blk)(kc, n, b_blk + jr, g->ldb, 0, bp, kc * NR);
+        e->cb = (last && g->bias_mode == EK_BIAS_COL) ? g->bias + j0 + jr : NULL;
+        for (ir = 0; ir < mc; ir += MR) {
+            const ptrdiff_t m = EK_MIN(MR, mc - ir);
+            const float *a = abase + (ir / MR) * aps;
+            float *c = g->C + (i0 + ir) * g->ldc + j0 + jr;
+            e->rb = (last && row_bias) ? row_bias + i0 + ir : NULL;
+            e->R = (last && g->R) ? g->R + (i0 + ir) * g->ldr + j0 + jr : NULL;
+            if (n == NR)
+                EK_FN(ek_gemm_tile_direct)(m, kc, a, b_blk + jr, g->ldb, c, g->ldc, load_c,
+                                           last, e);
+            else
+                EK_FN(ek_gemm_tile)(m, n, kc, a, bp, c, g->ldc, load_c, last, e);
+        }
+    }
+}
+#endif
+
 EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
 {
     EK_FN(ek_gemm_plan_t) p;
@@ -1347,6 +1399,9 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
     const float *Apk = g->a_packed ? ek_align64((float *)g->A) : NULL;
     const float *Bpk = g->b_packed ? ek_align64((float *)g->B) : NULL;
     float *ws;
+#if EK_ISA_LEVEL >= 2
+    int direct_b;
+#endif
     if (M <= 0 || N <= 0) return;
     p = EK_FN(ek_gemm_plan)(M, N, K, g->a_packed,
                             g->b_packed ? EK_GEMM_B_PACKED
@@ -1360,6 +1415,11 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
         return;
     }
     ntasks = p.mt * p.nt;
+#if EK_ISA_LEVEL >= 2
+    /* few row tiles per block (M <= 42): reading B in place beats packing it (M = 16..32
+       pointwise convs at 1 thread: 15-25 % faster; from M = 96 on packing wins) */
+    direct_b = !g->b_packed && !g->fill_b && !g->trans_b && p.mc <= 3 * EK_GEMM_MR;
+#endif
     a_sz = g->a_packed ? 0 : EK_ROUND16(p.mc * p.kc);
     b_sz = g->b_packed ? 0 : EK_ROUND16(p.kc * p.nc);
     per = a_sz + b_sz;
@@ -1396,6 +1456,13 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
                 abase = ap;
                 aps = kc * MR;
             }
+#if EK_ISA_LEVEL >= 2
+            if (direct_b) {
+                EK_FN(ek_gemm_direct_block)(g, mc, nc, kc, i0, j0, k0, abase, aps, bp, load_c,
+                                            last, bias_mode == EK_BIAS_ROW ? bias : NULL, &e);
+                continue;
+            }
+#endif
             if (g->b_packed) {
                 bbase = Bpk + (j0 / NR) * K * NR + k0 * NR;
                 bps = K * NR;
