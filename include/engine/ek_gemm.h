@@ -669,6 +669,47 @@ EK_INLINE __m256i EK_FN(ek_mask8)(ptrdiff_t n)
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)(n < 8 ? n : 8)), idx);
 }
 
+/* Store of a register tile (see the AVX-512 ek_ukr_store; act a compile-time constant). */
+EK_INLINE void EK_FN(ek_ukr_store)(const int m, const int NV, __m256 (*acc)[2], float *C,
+                                   ptrdiff_t ldc, ptrdiff_t nl, __m256i ml, int load_c,
+                                   const int last, const ek_gemm_epi *e, const int act)
+{
+    __m256 cb[2];
+    int i, v;
+    cb[0] = cb[1] = _mm256_setzero_ps();
+    if (last && e->cb) {
+        if (NV > 1) {
+            cb[0] = _mm256_loadu_ps(e->cb);
+            cb[1] = _mm256_maskload_ps(e->cb + 8, ml);
+        } else {
+            cb[0] = _mm256_maskload_ps(e->cb, ml);
+        }
+    }
+#pragma GCC unroll 6
+    for (i = 0; i < m; i++) {
+        float *c = C + i * ldc;
+#pragma GCC unroll 2
+        for (v = 0; v < NV; v++) {
+            const int full = v < NV - 1 || nl >= 8;   /* maskmov only on the tail */
+            __m256 x = acc[i][v];
+            if (load_c)
+                x = _mm256_add_ps(x, full ? _mm256_loadu_ps(c + 8 * v)
+                                          : _mm256_maskload_ps(c + 8 * v, ml));
+            if (last) {
+                if (e->rb) x = _mm256_add_ps(x, _mm256_set1_ps(e->rb[i]));
+                if (e->cb) x = _mm256_add_ps(x, cb[v]);
+                if (e->R) {
+                    const float *r = e->R + i * e->ldr + 8 * v;
+                    x = _mm256_add_ps(x, full ? _mm256_loadu_ps(r) : _mm256_maskload_ps(r, ml));
+                }
+                x = EK_FN(ek_act_v)(x, act, e->p0, e->p1);
+            }
+            if (full) _mm256_storeu_ps(c + 8 * v, x);
+            else _mm256_maskstore_ps(c + 8 * v, ml, x);
+        }
+    }
+}
+
 EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t kc,
                              const float *EK_RESTRICT a, const float *EK_RESTRICT b, float *C,
                              ptrdiff_t ldc, ptrdiff_t n, int load_c, int last,
@@ -725,41 +766,27 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
     {
         const ptrdiff_t nl = n - (NV - 1) * 8;
         const __m256i ml = EK_FN(ek_mask8)(nl);
-        const int simple = EK_ACT_IS_SIMPLE(e->act);
-        __m256 cb[2];
-        cb[0] = cb[1] = _mm256_setzero_ps();
-        if (last && e->cb) {
-            if (NV > 1) {
-                cb[0] = _mm256_loadu_ps(e->cb);
-                cb[1] = _mm256_maskload_ps(e->cb + 8, ml);
-            } else {
-                cb[0] = _mm256_maskload_ps(e->cb, ml);
-            }
+        /* one store loop per activation: no per-vector branch on it (see AVX-512) */
+#define EK_UKR_STORE(LAST_, ACT_)                                                        \
+    EK_FN(ek_ukr_store)(m, NV, acc[0], C, ldc, nl, ml, load_c, LAST_, e, ACT_)
+        if (!last) {
+            EK_UKR_STORE(0, EK_ACT_NONE);
+            return;
         }
-#pragma GCC unroll 6
-        for (i = 0; i < m; i++) {
-            float *c = C + i * ldc;
-#pragma GCC unroll 2
-            for (v = 0; v < NV; v++) {
-                const int full = v < NV - 1 || nl >= 8;   /* maskmov only on the tail */
-                __m256 x = acc[0][i][v];
-                if (load_c)
-                    x = _mm256_add_ps(x, full ? _mm256_loadu_ps(c + 8 * v)
-                                              : _mm256_maskload_ps(c + 8 * v, ml));
-                if (last) {
-                    if (e->rb) x = _mm256_add_ps(x, _mm256_set1_ps(e->rb[i]));
-                    if (e->cb) x = _mm256_add_ps(x, cb[v]);
-                    if (e->R) {
-                        const float *r = e->R + i * e->ldr + 8 * v;
-                        x = _mm256_add_ps(x, full ? _mm256_loadu_ps(r) : _mm256_maskload_ps(r, ml));
-                    }
-                    if (simple) x = EK_FN(ek_act_v)(x, e->act, e->p0, e->p1);
-                }
-                if (full) _mm256_storeu_ps(c + 8 * v, x);
-                else _mm256_maskstore_ps(c + 8 * v, ml, x);
-            }
-            if (last && !simple) EK_FN(ek_act_row)(c, c, n, e->act, e->p0, e->p1);
+        switch (e->act) {
+        case EK_ACT_NONE: EK_UKR_STORE(1, EK_ACT_NONE); break;
+        case EK_ACT_RELU: EK_UKR_STORE(1, EK_ACT_RELU); break;
+        case EK_ACT_RELU6: EK_UKR_STORE(1, EK_ACT_RELU6); break;
+        case EK_ACT_LEAKY_RELU: EK_UKR_STORE(1, EK_ACT_LEAKY_RELU); break;
+        case EK_ACT_CLIP: EK_UKR_STORE(1, EK_ACT_CLIP); break;
+        case EK_ACT_HARDSWISH: EK_UKR_STORE(1, EK_ACT_HARDSWISH); break;
+        case EK_ACT_HARDSIGMOID: EK_UKR_STORE(1, EK_ACT_HARDSIGMOID); break;
+        default:   /* transcendental activations: over the stored rows */
+            EK_UKR_STORE(1, EK_ACT_NONE);
+            for (i = 0; i < m; i++)
+                EK_FN(ek_act_row)(C + i * ldc, C + i * ldc, n, e->act, e->p0, e->p1);
         }
+#undef EK_UKR_STORE
     }
 }
 
