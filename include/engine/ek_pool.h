@@ -745,6 +745,20 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
     }
 }
 
+/* Sum of n floats in double precision over 8 independent chains: a single chain is bound by
+   the add latency (4 cycles per element: 55 us for MobileNetV2's 1280 x 7 x 7 global
+   pool); 8 chains vectorise and run at load speed. */
+EK_INLINE double EK_FN(ek_sum_f64)(const float *EK_RESTRICT x, ptrdiff_t n)
+{
+    double s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t i = 0;
+    int j;
+    for (; i + 8 <= n; i += 8)
+        for (j = 0; j < 8; j++) s[j] += (double)x[i + j];
+    for (j = 0; i < n; i++, j++) s[j] += (double)x[i];
+    return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+}
+
 /*
  * Adaptive pooling (PyTorch windows): along each dim, output o covers input
  * [floor(o*In/Out), ceil((o+1)*In/Out)).  mode: EK_POOL_MAX, EK_POOL_MIN or EK_POOL_AVG.
@@ -776,11 +790,14 @@ EK_API void EK_FN(ek_adaptive_pool3d)(const float *EK_RESTRICT x, float *EK_REST
             ptrdiff_t id, ih, iw;
             if (mode == EK_POOL_AVG) {
                 double s = 0.0;
-                for (id = ds; id < de; id++)
-                    for (ih = hs; ih < he; ih++) {
-                        const float *xr = xp + (id * g->H + ih) * g->W;
-                        for (iw = ws; iw < we; iw++) s += (double)xr[iw];
+                for (id = ds; id < de; id++) {
+                    if (ws == 0 && we == g->W) {   /* whole rows: one contiguous run */
+                        s += EK_FN(ek_sum_f64)(xp + (id * g->H + hs) * g->W, (he - hs) * g->W);
+                        continue;
                     }
+                    for (ih = hs; ih < he; ih++)
+                        s += EK_FN(ek_sum_f64)(xp + (id * g->H + ih) * g->W + ws, we - ws);
+                }
                 yrow[ow] = (float)(s / (double)((de - ds) * (he - hs) * (we - ws)));
             } else {
                 const int is_max = (mode == EK_POOL_MAX);
