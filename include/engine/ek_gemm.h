@@ -319,7 +319,11 @@ EK_INLINE void EK_FN(ek_gemm_store)(const float *EK_RESTRICT t, ptrdiff_t m, ptr
                 const float *r = e->R + i * e->ldr;
                 for (j = 0; j < n; j++) c[j] += r[j];
             }
-            EK_FN(ek_act_inplace)(c, n, e->act, e->p0, e->p1);
+            if (n <= 4 && EK_ACT_IS_SIMPLE(e->act)) {   /* no call per row of a narrow tile */
+                for (j = 0; j < n; j++) c[j] = EK_FN(ek_act1)(c[j], e->act, e->p0, e->p1);
+            } else {
+                EK_FN(ek_act_inplace)(c, n, e->act, e->p0, e->p1);
+            }
         }
     }
 }
