@@ -270,6 +270,36 @@ def test_conv_long_maps(isa, case):
         close(y[:, :, 0], ref, f"{isa} {case} threads={threads}")
 
 
+@pytest.mark.parametrize("case", [
+    # (x shape, w shape, stride, pad): many output channels over a small map, so the GEMM
+    # has several M blocks sharing one im2col-filled B (filled once, in the workspace);
+    # K over several blocks; the last N panel partial
+    ((1, 64, 9, 9), (600, 64, 3, 3), (2, 2), (1, 1, 1, 1)),
+    ((2, 40, 14, 14), (520, 40, 3, 3), (1, 1), (1, 1, 1, 1)),
+    ((1, 96, 11, 13), (300, 96, 1, 1), (2, 2), (0, 0, 0, 0)),
+])
+def test_conv_many_row_blocks(isa, case):
+    xs, ws, st_, pad = case
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = (rng.standard_normal(ws) * 0.1).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    ref = conv_ref(x, w, b, st_, pad, (1, 1), 1)
+    R = rng.standard_normal(ref.shape).astype(np.float32)
+    args = ([1, st_[0], st_[1]], [0, pad[0], pad[1]], [1, 1, 1])
+    wp = kconv.conv_pack(w[:, :, None])
+    outs = []
+    for threads in (1, 2):
+        y = np.full((xs[0], ws[0], 1) + ref.shape[2:], np.nan, np.float32)
+        work = np.full(kconv.conv_packed_workspace(x[:, :, None].shape, wp.shape, y.shape,
+                                                   *args, 1, threads), np.nan, np.float32)
+        kconv.conv3d_packed(x[:, :, None], wp, b, y, *args, 1, 0.0, 0.0, residual=R,
+                            work=work, nthreads=threads)
+        close(y[:, :, 0], np.maximum(ref + R, 0), f"{isa} {case} threads={threads}")
+        outs.append(y)
+    np.testing.assert_array_equal(outs[0], outs[1])
+
+
 def test_gemm_blocking_follows_cache_sizes(isa):
     """Tiny caches: small K blocks (many C passes) and narrow N blocks; results correct,
     workspace sizes follow the blocking."""

@@ -1121,6 +1121,7 @@ typedef struct {
     ptrdiff_t mt, nt;       /* number of blocks along M and N */
     int threads;            /* threads actually used */
     int small;              /* 1: unpacked small-M path, no workspace */
+    int prefill;            /* 1: B packed / im2col-filled once into a shared buffer */
 } EK_FN(ek_gemm_plan_t);
 
 /* K block: an A micro-panel (MR x kc) in about half of L1, at most EK_GEMM_KC, balanced so
@@ -1191,6 +1192,11 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     p.mc = ((M + p.mt - 1) / p.mt + MR - 1) / MR * MR;
     p.mt = (M + p.mc - 1) / p.mc;
     if (p.mt * p.nt < 2) p.threads = 1;
+    /* Several M blocks would each pack (or im2col-fill) the same B blocks: do it once into
+       a shared buffer when all of B takes <= 4 MB (ResNet-50's 3x3 stride-2 im2col layers at
+       2 threads: 8 M blocks, B filled 8 times).  Not where B is read in place (few rows). */
+    p.prefill = !b_packed && p.mt > 1 && (b_mode == EK_GEMM_B_FILL || p.mc > 3 * MR) &&
+                K * ((N + NR - 1) / NR * NR) <= ((ptrdiff_t)1 << 20);
     return p;
 }
 
@@ -1201,9 +1207,13 @@ EK_API ptrdiff_t EK_FN(ek_gemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     EK_FN(ek_gemm_plan_t) p = EK_FN(ek_gemm_plan)(M, N, K, a_packed, b_mode, nthreads);
     const int b_packed = b_mode == EK_GEMM_B_PACKED;
     ptrdiff_t per;
+    ptrdiff_t total;
     if (M <= 0 || N <= 0 || p.small) return 0;
-    per = (a_packed ? 0 : EK_ROUND16(p.mc * p.kc)) + (b_packed ? 0 : EK_ROUND16(p.kc * p.nc));
-    return per == 0 ? 0 : (ptrdiff_t)p.threads * per + 16;
+    per = (a_packed ? 0 : EK_ROUND16(p.mc * p.kc)) +
+          (b_packed || p.prefill ? 0 : EK_ROUND16(p.kc * p.nc));
+    total = (ptrdiff_t)p.threads * per +
+            (p.prefill ? EK_ROUND16(K * ((N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR)) : 0);
+    return total == 0 ? 0 : total + 16;
 }
 
 /* Old interface: floats of workspace ek_sgemm needs. */
@@ -1458,7 +1468,8 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
     const int bias_mode = bias ? g->bias_mode : EK_BIAS_NONE;
     const float *Apk = g->a_packed ? ek_align64((float *)g->A) : NULL;
     const float *Bpk = g->b_packed ? ek_align64((float *)g->B) : NULL;
-    float *ws;
+    const ptrdiff_t Np = (N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR;
+    float *ws, *pre = NULL;
 #if EK_ISA_LEVEL >= 2
     int direct_b;
 #endif
@@ -1481,9 +1492,31 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
     direct_b = !g->b_packed && !g->fill_b && !g->trans_b && p.mc <= 3 * EK_GEMM_MR;
 #endif
     a_sz = g->a_packed ? 0 : EK_ROUND16(p.mc * p.kc);
-    b_sz = g->b_packed ? 0 : EK_ROUND16(p.kc * p.nc);
+    b_sz = g->b_packed || p.prefill ? 0 : EK_ROUND16(p.kc * p.nc);
     per = a_sz + b_sz;
-    ws = per ? ek_align64(work) : NULL;
+    ws = per || p.prefill ? ek_align64(work) : NULL;
+    if (p.prefill) {
+        /* B block (k0, j0) at pre + k0 Np + (j0 / NR) kc NR: the layout a task's own block
+           would have, so the tasks below only change where they read it */
+        const ptrdiff_t nkb = (K + p.kc - 1) / p.kc;
+        pre = ws + (ptrdiff_t)p.threads * per;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
+#endif
+        for (t = 0; t < nkb * p.nt; t++) {
+            const ptrdiff_t k0 = (t % nkb) * p.kc, j0 = (t / nkb) * p.nc;
+            const ptrdiff_t kc = EK_MIN(p.kc, K - k0), nc = EK_MIN(p.nc, N - j0);
+            float *dst = pre + k0 * Np + (j0 / EK_GEMM_NR) * kc * EK_GEMM_NR;
+            if (g->fill_b) {
+                g->fill_b(g->fill_ctx, k0, kc, j0, nc, dst);
+            } else {
+                const float *b_blk = g->trans_b ? g->B + j0 * g->ldb + k0
+                                                : g->B + k0 * g->ldb + j0;
+                EK_FN(ek_gemm_pack_b_blk)(kc, nc, b_blk, g->ldb, g->trans_b, dst,
+                                          kc * EK_GEMM_NR);
+            }
+        }
+    }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
 #endif
@@ -1526,6 +1559,9 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
             if (g->b_packed) {
                 bbase = Bpk + (j0 / NR) * K * NR + k0 * NR;
                 bps = K * NR;
+            } else if (p.prefill) {
+                bbase = pre + k0 * Np + (j0 / NR) * kc * NR;
+                bps = kc * NR;
             } else if (g->fill_b) {
                 g->fill_b(g->fill_ctx, k0, kc, j0, nc, bp);
                 bbase = bp;
