@@ -1192,10 +1192,12 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     p.mc = ((M + p.mt - 1) / p.mt + MR - 1) / MR * MR;
     p.mt = (M + p.mc - 1) / p.mc;
     if (p.mt * p.nt < 2) p.threads = 1;
-    /* Several M blocks would each pack (or im2col-fill) the same B blocks: do it once into
-       a shared buffer when all of B takes <= 4 MB (ResNet-50's 3x3 stride-2 im2col layers at
-       2 threads: 8 M blocks, B filled 8 times).  Not where B is read in place (few rows). */
-    p.prefill = !b_packed && p.mt > 1 && (b_mode == EK_GEMM_B_FILL || p.mc > 3 * MR) &&
+    /* Four or more M blocks would each im2col-fill the same B blocks: fill them once into
+       a shared buffer when all of B takes <= 4 MB (ResNet-50's layer4.0.conv2 at 2 threads:
+       8 M blocks, B filled 8 times; 2.0 -> 1.5 ms).  Not for a plain B matrix: packing it
+       is a cheap copy, and a block a task packs itself is hot in its own L2 (the shared
+       buffer measured 10-30 % slower on ResNet-50's GEMMs at 2 threads). */
+    p.prefill = b_mode == EK_GEMM_B_FILL && p.mt >= 4 &&
                 K * ((N + NR - 1) / NR * NR) <= ((ptrdiff_t)1 << 20);
     return p;
 }
