@@ -91,6 +91,31 @@ typedef struct {
 #define EK_ACT_IS_SIMPLE(a) ((a) <= EK_ACT_CLIP || (a) == EK_ACT_HARDSWISH || \
                              (a) == EK_ACT_HARDSIGMOID)
 
+/* The end of a micro-kernel: its store (EK_UKR_STORE(last, act), defined by the kernel)
+   once per activation, the activation a compile-time constant in each branch, so the
+   unrolled store has no per-vector branch on it.  Uses the kernel's locals m, C, ldc, n,
+   i, last, e; activations the vector store cannot apply run over the stored rows. */
+#define EK_UKR_STORE_BY_ACT()                                                            \
+    do {                                                                                 \
+        if (!last) {                                                                     \
+            EK_UKR_STORE(0, EK_ACT_NONE);                                                \
+            break;                                                                       \
+        }                                                                                \
+        switch (e->act) {                                                                \
+        case EK_ACT_NONE: EK_UKR_STORE(1, EK_ACT_NONE); break;                           \
+        case EK_ACT_RELU: EK_UKR_STORE(1, EK_ACT_RELU); break;                           \
+        case EK_ACT_RELU6: EK_UKR_STORE(1, EK_ACT_RELU6); break;                         \
+        case EK_ACT_LEAKY_RELU: EK_UKR_STORE(1, EK_ACT_LEAKY_RELU); break;               \
+        case EK_ACT_CLIP: EK_UKR_STORE(1, EK_ACT_CLIP); break;                           \
+        case EK_ACT_HARDSWISH: EK_UKR_STORE(1, EK_ACT_HARDSWISH); break;                 \
+        case EK_ACT_HARDSIGMOID: EK_UKR_STORE(1, EK_ACT_HARDSIGMOID); break;             \
+        default:                                                                         \
+            EK_UKR_STORE(1, EK_ACT_NONE);                                                \
+            for (i = 0; i < m; i++)                                                      \
+                EK_FN(ek_act_row)(C + i * ldc, C + i * ldc, n, e->act, e->p0, e->p1);    \
+        }                                                                                \
+    } while (0)
+
 /* Cache sizes used by the blocking (bytes per core); detected once, overridable. */
 static long ek_gemm_l1_bytes = 0, ek_gemm_l2_bytes = 0;
 
@@ -462,27 +487,9 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
     {
         const ptrdiff_t nl = n - (NV - 1) * 16;        /* columns in the last vector */
         const __mmask16 ml = (__mmask16)(nl >= 16 ? 0xFFFF : (1u << nl) - 1u);
-        /* one store loop per activation, so that the 28 vectors see no per-vector branch
-           on the activation (a jump table each: ~15 % of a K = 16 tile) */
 #define EK_UKR_STORE(LAST_, ACT_)                                                        \
     EK_FN(ek_ukr_store)(m, NV, acc[0], C, ldc, ml, load_c, LAST_, e, ACT_)
-        if (!last) {
-            EK_UKR_STORE(0, EK_ACT_NONE);
-            return;
-        }
-        switch (e->act) {
-        case EK_ACT_NONE: EK_UKR_STORE(1, EK_ACT_NONE); break;
-        case EK_ACT_RELU: EK_UKR_STORE(1, EK_ACT_RELU); break;
-        case EK_ACT_RELU6: EK_UKR_STORE(1, EK_ACT_RELU6); break;
-        case EK_ACT_LEAKY_RELU: EK_UKR_STORE(1, EK_ACT_LEAKY_RELU); break;
-        case EK_ACT_CLIP: EK_UKR_STORE(1, EK_ACT_CLIP); break;
-        case EK_ACT_HARDSWISH: EK_UKR_STORE(1, EK_ACT_HARDSWISH); break;
-        case EK_ACT_HARDSIGMOID: EK_UKR_STORE(1, EK_ACT_HARDSIGMOID); break;
-        default:   /* transcendental activations: over the stored rows */
-            EK_UKR_STORE(1, EK_ACT_NONE);
-            for (i = 0; i < m; i++)
-                EK_FN(ek_act_row)(C + i * ldc, C + i * ldc, n, e->act, e->p0, e->p1);
-        }
+        EK_UKR_STORE_BY_ACT();
 #undef EK_UKR_STORE
     }
 }
@@ -770,26 +777,9 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
     {
         const ptrdiff_t nl = n - (NV - 1) * 8;
         const __m256i ml = EK_FN(ek_mask8)(nl);
-        /* one store loop per activation: no per-vector branch on it (see AVX-512) */
 #define EK_UKR_STORE(LAST_, ACT_)                                                        \
     EK_FN(ek_ukr_store)(m, NV, acc[0], C, ldc, nl, ml, load_c, LAST_, e, ACT_)
-        if (!last) {
-            EK_UKR_STORE(0, EK_ACT_NONE);
-            return;
-        }
-        switch (e->act) {
-        case EK_ACT_NONE: EK_UKR_STORE(1, EK_ACT_NONE); break;
-        case EK_ACT_RELU: EK_UKR_STORE(1, EK_ACT_RELU); break;
-        case EK_ACT_RELU6: EK_UKR_STORE(1, EK_ACT_RELU6); break;
-        case EK_ACT_LEAKY_RELU: EK_UKR_STORE(1, EK_ACT_LEAKY_RELU); break;
-        case EK_ACT_CLIP: EK_UKR_STORE(1, EK_ACT_CLIP); break;
-        case EK_ACT_HARDSWISH: EK_UKR_STORE(1, EK_ACT_HARDSWISH); break;
-        case EK_ACT_HARDSIGMOID: EK_UKR_STORE(1, EK_ACT_HARDSIGMOID); break;
-        default:   /* transcendental activations: over the stored rows */
-            EK_UKR_STORE(1, EK_ACT_NONE);
-            for (i = 0; i < m; i++)
-                EK_FN(ek_act_row)(C + i * ldc, C + i * ldc, n, e->act, e->p0, e->p1);
-        }
+        EK_UKR_STORE_BY_ACT();
 #undef EK_UKR_STORE
     }
 }
