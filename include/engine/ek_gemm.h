@@ -1194,12 +1194,14 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     p.mc = ((M + p.mt - 1) / p.mt + MR - 1) / MR * MR;
     p.mt = (M + p.mc - 1) / p.mc;
     if (p.mt * p.nt < 2) p.threads = 1;
-    /* Four or more M blocks would each im2col-fill the same B blocks: fill them once into
-       a shared buffer when all of B takes <= 4 MB (ResNet-50's layer4.0.conv2 at 2 threads:
-       8 M blocks, B filled 8 times; 2.0 -> 1.5 ms).  Not for a plain B matrix: packing it
-       is a cheap copy, and a block a task packs itself is hot in its own L2 (the shared
-       buffer measured 10-30 % slower on ResNet-50's GEMMs at 2 threads). */
-    p.prefill = b_mode == EK_GEMM_B_FILL && p.mt >= 4 &&
+    /* Two or more M blocks would each im2col-fill the same B blocks: fill them once into
+       a shared buffer (in parallel over the K blocks) when all of B takes <= 4 MB.
+       ResNet-50 at 2 threads: layer4.0.conv2 (8 M blocks) 2.0 -> 1.5 ms, layer3.0.conv2
+       (3 M blocks) 1.5 -> 1.2 ms, layer2.0.conv2 1.4 -> 1.3 ms.  Not for a plain B
+       matrix: packing it is a cheap copy, and a block a task packs itself is hot in its
+       own L2 (the shared buffer measured 10-30 % slower on ResNet-50's GEMMs at 2
+       threads). */
+    p.prefill = b_mode == EK_GEMM_B_FILL && p.mt >= 2 &&
                 K * ((N + NR - 1) / NR * NR) <= ((ptrdiff_t)1 << 20);
     return p;
 }
