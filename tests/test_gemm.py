@@ -322,6 +322,27 @@ def test_gemm_blocking_follows_cache_sizes(isa):
         K.set_cache_sizes(*default)
 
 
+@pytest.mark.parametrize("M,N", [(16, 300), (30, 20), (41, 20), (29, 1000), (71, 45)])
+def test_gemm_balanced_row_panels(isa, M, N):
+    """M split evenly over its row panels (M = 16: 8 + 8 rows, not MR + rest), with A
+    pre-packed and packed per task; M = 30 / 41 with a narrow N at 2 threads also split M
+    into blocks, which must start on panel boundaries."""
+    Kd = 500
+    rng = np.random.default_rng(M * 1000 + N)
+    A = rng.standard_normal((M, Kd)).astype(np.float32)
+    B = rng.standard_normal((Kd, N)).astype(np.float32)
+    bias = rng.standard_normal(M).astype(np.float32)
+    ref = np.maximum(A.astype(np.float64) @ B + bias[:, None], 0)
+    for t in (1, 2):
+        for packed in (True, False):
+            c = np.full((M, N), np.nan, np.float32)
+            w = np.full(max(1, kgemm.gemm_workspace(M, N, Kd, False, t, a_packed=packed)),
+                        np.nan, np.float32)
+            kgemm.sgemm(kgemm.pack_a(A) if packed else A, B, c, bias, 1, act=1, work=w,
+                        nthreads=t)
+            close(c, ref, f"{isa} M={M} N={N} packed={packed} threads={t}")
+
+
 @pytest.mark.parametrize("M", [4, 16, 24, 29, 42, 43])
 def test_gemm_small_m_full_epilogue(isa, M):
     """Few row tiles: B is read in place (AVX-512) over several K blocks and N strips, the

@@ -227,17 +227,28 @@ EK_API ptrdiff_t EK_FN(ek_gemm_pack_b_size)(ptrdiff_t K, ptrdiff_t N)
     return (N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR * (K > 0 ? K : 1) + 16;
 }
 
-/* Pack op(A)[0:mc, 0:kc] (A already offset) into MR-row panels of panel stride ps (>= kc *
-   MR): ap[p * ps + k * MR + i] = op(A)(p * MR + i, k), rows past mc zero. */
+/* Rows per A panel (and register tile) for an M-row product: MR, or fewer where that
+   splits M into the same number of panels more evenly (M = 16: 8 + 8, not 14 + 2 - a
+   2-row tile runs its FMAs at a fraction of the rate of a full one).  Panels keep MR row
+   slots (the micro-kernels' stride); the rows past mr in each are zero. */
+EK_API ptrdiff_t EK_FN(ek_gemm_mr)(ptrdiff_t M)
+{
+    const ptrdiff_t MR = EK_GEMM_MR, np = (M + MR - 1) / MR;
+    return M <= 0 ? MR : (M + np - 1) / np;
+}
+
+/* Pack op(A)[0:mc, 0:kc] (A already offset) into panels of mr rows (MR row slots) and panel
+   stride ps (>= kc * MR): ap[p * ps + k * MR + i] = op(A)(p * mr + i, k) for i < mr, zero
+   past mr and past mc. */
 EK_API void EK_FN(ek_gemm_pack_a_blk)(ptrdiff_t mc, ptrdiff_t kc, const float *EK_RESTRICT A,
                                       ptrdiff_t lda, int trans_a, float *EK_RESTRICT ap,
-                                      ptrdiff_t ps)
+                                      ptrdiff_t ps, ptrdiff_t mr)
 {
     const ptrdiff_t MR = EK_GEMM_MR;
     ptrdiff_t r, i, k;
-    for (r = 0; r < mc; r += MR) {
-        const ptrdiff_t m = EK_MIN(MR, mc - r);
-        float *dst = ap + (r / MR) * ps;
+    for (r = 0; r < mc; r += mr) {
+        const ptrdiff_t m = EK_MIN(mr, mc - r);
+        float *dst = ap + (r / mr) * ps;
         if (trans_a) {
             for (k = 0; k < kc; k++) {
                 const float *src = A + k * lda + r;
@@ -311,7 +322,7 @@ EK_API void EK_FN(ek_gemm_pack_a)(ptrdiff_t M, ptrdiff_t K, const float *A, ptrd
 {
     float *ap = ek_align64(buf);
     if (M <= 0 || K <= 0) return;
-    EK_FN(ek_gemm_pack_a_blk)(M, K, A, lda, trans_a, ap, K * EK_GEMM_MR);
+    EK_FN(ek_gemm_pack_a_blk)(M, K, A, lda, trans_a, ap, K * EK_GEMM_MR, EK_FN(ek_gemm_mr)(M));
 }
 
 /* Pre-pack the whole op(B) (K x N) into `buf` (ek_gemm_pack_b_size floats). */
@@ -1119,7 +1130,8 @@ EK_API void EK_FN(ek_gemm_tile)(ptrdiff_t m, ptrdiff_t n, ptrdiff_t kc, const fl
 
 /* Blocking of one call: derived from the sizes, the caches and the thread count. */
 typedef struct {
-    ptrdiff_t mc, nc, kc;   /* block sizes (mc multiple of MR, nc multiple of NR) */
+    ptrdiff_t mc, nc, kc;   /* block sizes (mc multiple of mr, nc multiple of NR) */
+    ptrdiff_t mr;           /* rows per A panel (ek_gemm_mr) */
     ptrdiff_t mt, nt;       /* number of blocks along M and N */
     int threads;            /* threads actually used */
     int small;              /* 1: unpacked small-M path, no workspace */
@@ -1191,7 +1203,8 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     }
     p.nc = ((N + p.nt - 1) / p.nt + NR - 1) / NR * NR;
     p.nt = (N + p.nc - 1) / p.nc;
-    p.mc = ((M + p.mt - 1) / p.mt + MR - 1) / MR * MR;
+    p.mr = EK_FN(ek_gemm_mr)(M);
+    p.mc = ((M + p.mt - 1) / p.mt + p.mr - 1) / p.mr * p.mr;
     p.mt = (M + p.mc - 1) / p.mc;
     if (p.mt * p.nt < 2) p.threads = 1;
     /* Two or more M blocks would each im2col-fill the same B blocks: fill them once into
@@ -1215,7 +1228,7 @@ EK_API ptrdiff_t EK_FN(ek_gemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
     ptrdiff_t per;
     ptrdiff_t total;
     if (M <= 0 || N <= 0 || p.small) return 0;
-    per = (a_packed ? 0 : EK_ROUND16(p.mc * p.kc)) +
+    per = (a_packed ? 0 : EK_ROUND16(p.mc / p.mr * EK_GEMM_MR * p.kc)) +
           (b_packed || p.prefill ? 0 : EK_ROUND16(p.kc * p.nc));
     total = (ptrdiff_t)p.threads * per +
             (p.prefill ? EK_ROUND16(K * ((N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR)) : 0);
@@ -1438,20 +1451,20 @@ EK_API void EK_FN(ek_gemm_small)(const ek_gemm_args *g, int threads)
  */
 static void EK_FN(ek_gemm_direct_block)(const ek_gemm_args *g, ptrdiff_t mc, ptrdiff_t nc,
                                         ptrdiff_t kc, ptrdiff_t i0, ptrdiff_t j0, ptrdiff_t k0,
-                                        const float *abase, ptrdiff_t aps, float *bp,
-                                        int load_c, int last, const float *row_bias,
-                                        ek_gemm_epi *e)
+                                        const float *abase, ptrdiff_t aps, ptrdiff_t mr,
+                                        float *bp, int load_c, int last,
+                                        const float *row_bias, ek_gemm_epi *e)
 {
-    const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
+    const ptrdiff_t NR = EK_GEMM_NR;
     const float *b_blk = g->B + k0 * g->ldb + j0;
     ptrdiff_t ir, jr;
     for (jr = 0; jr < nc; jr += NR) {
         const ptrdiff_t n = EK_MIN(NR, nc - jr);
         if (n < NR) EK_FN(ek_gemm_pack_b_blk)(kc, n, b_blk + jr, g->ldb, 0, bp, kc * NR);
         e->cb = (last && g->bias_mode == EK_BIAS_COL) ? g->bias + j0 + jr : NULL;
-        for (ir = 0; ir < mc; ir += MR) {
-            const ptrdiff_t m = EK_MIN(MR, mc - ir);
-            const float *a = abase + (ir / MR) * aps;
+        for (ir = 0; ir < mc; ir += mr) {
+            const ptrdiff_t m = EK_MIN(mr, mc - ir);
+            const float *a = abase + (ir / mr) * aps;
             float *c = g->C + (i0 + ir) * g->ldc + j0 + jr;
             e->rb = (last && row_bias) ? row_bias + i0 + ir : NULL;
             e->R = (last && g->R) ? g->R + (i0 + ir) * g->ldr + j0 + jr : NULL;
@@ -1497,7 +1510,7 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
        pointwise convs at 1 thread: 15-25 % faster; from M = 96 on packing wins) */
     direct_b = !g->b_packed && !g->fill_b && !g->trans_b && p.mc <= 3 * EK_GEMM_MR;
 #endif
-    a_sz = g->a_packed ? 0 : EK_ROUND16(p.mc * p.kc);
+    a_sz = g->a_packed ? 0 : EK_ROUND16(p.mc / p.mr * EK_GEMM_MR * p.kc);
     b_sz = g->b_packed || p.prefill ? 0 : EK_ROUND16(p.kc * p.nc);
     per = a_sz + b_sz;
     ws = per || p.prefill ? ek_align64(work) : NULL;
@@ -1546,19 +1559,21 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
             const float *abase, *bbase;
             ptrdiff_t aps, bps;
             if (g->a_packed) {
-                abase = Apk + (i0 / MR) * K * MR + k0 * MR;
+                abase = Apk + (i0 / p.mr) * K * MR + k0 * MR;
                 aps = K * MR;
             } else {
                 const float *a_blk = g->trans_a ? g->A + k0 * g->lda + i0
                                                 : g->A + i0 * g->lda + k0;
-                EK_FN(ek_gemm_pack_a_blk)(mc, kc, a_blk, g->lda, g->trans_a, ap, kc * MR);
+                EK_FN(ek_gemm_pack_a_blk)(mc, kc, a_blk, g->lda, g->trans_a, ap, kc * MR,
+                                          p.mr);
                 abase = ap;
                 aps = kc * MR;
             }
 #if EK_ISA_LEVEL >= 2
             if (direct_b) {
-                EK_FN(ek_gemm_direct_block)(g, mc, nc, kc, i0, j0, k0, abase, aps, bp, load_c,
-                                            last, bias_mode == EK_BIAS_ROW ? bias : NULL, &e);
+                EK_FN(ek_gemm_direct_block)(g, mc, nc, kc, i0, j0, k0, abase, aps, p.mr, bp,
+                                            load_c, last,
+                                            bias_mode == EK_BIAS_ROW ? bias : NULL, &e);
                 continue;
             }
 #endif
@@ -1579,9 +1594,9 @@ EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
                 bbase = bp;
                 bps = kc * NR;
             }
-            for (ir = 0; ir < mc; ir += MR) {
-                const ptrdiff_t m = EK_MIN(MR, mc - ir);
-                const float *a = abase + (ir / MR) * aps;
+            for (ir = 0; ir < mc; ir += p.mr) {
+                const ptrdiff_t m = EK_MIN(p.mr, mc - ir);
+                const float *a = abase + (ir / p.mr) * aps;
                 e.rb = (last && bias_mode == EK_BIAS_ROW) ? bias + i0 + ir : NULL;
                 for (jr = 0; jr < nc; jr += NR) {
                     const ptrdiff_t n = EK_MIN(NR, nc - jr);
