@@ -339,6 +339,18 @@ def test_adaptive_pool_random(r, data):
     check(op, dict(output_size=out), [x], (), data.draw(st.sampled_from([1, 2])))
 
 
+@pytest.mark.parametrize("shape", [(1, 1280, 7, 7), (2, 3, 112, 112), (3, 5, 1, 1),
+                                   (1, 4, 3, 5, 7)])
+def test_global_avg_pool(shape):
+    """Output size 1 everywhere: the one-sum-per-plane path; a NaN poisons its plane only."""
+    x = rand(np.random.default_rng(len(shape)), shape)
+    for threads in (1, 2):
+        check("adaptive_avg_pool", dict(output_size=[1] * (len(shape) - 2)), [x], (), threads)
+    x[0, 1].flat[-1] = np.nan
+    (y,), _ = check("adaptive_avg_pool", dict(output_size=[1] * (len(shape) - 2)), [x], (), 1)
+    assert np.isnan(y[0, 1]).all() and not np.isnan(y[0, 0]).any()
+
+
 @pytest.mark.skipif(torch is None, reason="torch not installed")
 def test_pool_matches_torch():
     rng = np.random.default_rng(3)

@@ -774,6 +774,16 @@ EK_API void EK_FN(ek_adaptive_pool3d)(const float *EK_RESTRICT x, float *EK_REST
     const int threads = ek_nthreads_work(nthreads, rows, planes * inL);
     ptrdiff_t r;
     (void)threads;  /* unused without OpenMP */
+    if (mode == EK_POOL_AVG && g->OD == 1 && g->OH == 1 && g->OW == 1) {
+        /* global average: one contiguous sum per plane, none of the window arithmetic
+           below (its integer divisions cost more than summing a 7 x 7 plane) */
+        const double inv = 1.0 / (double)inL;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
+#endif
+        for (r = 0; r < planes; r++) y[r] = (float)(EK_FN(ek_sum_f64)(x + r * inL, inL) * inv);
+        return;
+    }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
 #endif
