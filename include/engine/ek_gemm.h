@@ -322,7 +322,8 @@ EK_API void EK_FN(ek_gemm_pack_a)(ptrdiff_t M, ptrdiff_t K, const float *A, ptrd
 {
     float *ap = ek_align64(buf);
     if (M <= 0 || K <= 0) return;
-    EK_FN(ek_gemm_pack_a_blk)(M, K, A, lda, trans_a, ap, K * EK_GEMM_MR, EK_FN(ek_gemm_mr)(M));
+    EK_FN(ek_gemm_pack_a_blk)(M, K, A, lda, trans_a, ap, K * EK_GEMM_MR,
+                              EK_FN(ek_gemm_mr)(M));
 }
 
 /* Pre-pack the whole op(B) (K x N) into `buf` (ek_gemm_pack_b_size floats). */
@@ -476,14 +477,19 @@ EK_INLINE void EK_FN(ek_ukr)(const int m, const int NV, const int S, ptrdiff_t k
                 if (NV > 1) acc[s][i][1] = _mm512_fmadd_ps(ai, b1, acc[s][i][1]);
             }
         }
-        _mm_prefetch((const char *)(b + pf), _MM_HINT_T0);
+        /* (addresses as integers: past the last strip they are only hints, never
+           pointers out of the array) */
+        _mm_prefetch((const char *)((uintptr_t)b + pf * sizeof(float)), _MM_HINT_T0);
         if (direct) {   /* (A: a few rows, in L1 from the first strip on) */
-            _mm_prefetch((const char *)(b + pf + 16), _MM_HINT_T0);
+            _mm_prefetch((const char *)((uintptr_t)b + (pf + 16) * sizeof(float)),
+                         _MM_HINT_T0);
         } else {
             _mm_prefetch((const char *)((uintptr_t)a + EK_GEMM_APF), _MM_HINT_T0);
             if (S > 1) {   /* few rows: B streams from memory (GEMV-like), fetch it early */
-                _mm_prefetch((const char *)(b + 64 * NR), _MM_HINT_T1);
-                _mm_prefetch((const char *)(b + 64 * NR + 16), _MM_HINT_T1);
+                _mm_prefetch((const char *)((uintptr_t)b + 64 * NR * sizeof(float)),
+                             _MM_HINT_T1);
+                _mm_prefetch((const char *)((uintptr_t)b + (64 * NR + 16) * sizeof(float)),
+                             _MM_HINT_T1);
             }
         }
         a += S * MR;
