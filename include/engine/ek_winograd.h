@@ -133,9 +133,11 @@ typedef struct {
     ptrdiff_t T, ntb;            /* tiles per block (multiple of NR), blocks */
     ptrdiff_t mc, ncb;           /* output channels per block (multiple of MR), blocks */
     int split;                   /* 1: a task is (tile block, channel block) */
+    int shared;                  /* 1: V of every tile block transformed once, up front, by
+                                    all threads (split tasks would each redo it) */
     ptrdiff_t ntasks;
     ptrdiff_t vps, mps;          /* position strides of V and M (floats) */
-    ptrdiff_t vsz, msz, per;     /* floats: V block, M block, per thread */
+    ptrdiff_t vsz, msz, per;     /* floats: V block, M block, per thread (M only if shared) */
     int threads;
 } EK_FN(ek_wg_plan_t);
 
@@ -237,7 +239,12 @@ EK_INLINE EK_FN(ek_wg_plan_t) EK_FN(ek_wg_plan)(ptrdiff_t N, ptrdiff_t Cin, ptrd
     p.mps = EK_FN(ek_wg_odd_stride)(p.mc * p.T);
     p.vsz = (ptrdiff_t)p.npos * p.vps;
     p.msz = (ptrdiff_t)p.npos * p.mps + EK_WG_VW;               /* slack: full-vector reads */
-    p.per = EK_ROUND16(p.vsz) + EK_ROUND16(p.msz);
+    /* Split tasks of one tile block run on different threads, and each thread
+       transformed the block's input for itself: with one tile block (ResNet-50's 14 x 14
+       layers) every thread redid all of it.  Transform every block once instead, the
+       channels shared among the threads, into one V for all. */
+    p.shared = p.split && p.threads > 1;
+    p.per = (p.shared ? 0 : EK_ROUND16(p.vsz)) + EK_ROUND16(p.msz);
     return p;
 }
 
@@ -246,7 +253,7 @@ EK_API ptrdiff_t EK_FN(ek_winograd_workspace)(ptrdiff_t N, ptrdiff_t Cin, ptrdif
                                               ptrdiff_t OH, ptrdiff_t OW, int m, int nthreads)
 {
     EK_FN(ek_wg_plan_t) p = EK_FN(ek_wg_plan)(N, Cin, Cout, OH, OW, m, nthreads);
-    return (ptrdiff_t)p.threads * p.per + 16;
+    return (ptrdiff_t)p.threads * p.per + (p.shared ? p.ntb * EK_ROUND16(p.vsz) : 0) + 16;
 }
 
 /* The blocking a call would use: out[0..6] = tiles, tiles per block, blocks, output
@@ -794,10 +801,11 @@ EK_INLINE void EK_FN(ek_wg_task)(const int m, const EK_FN(ek_wg_plan_t) *p, cons
     }
 }
 
+/* Input transform of the segments of one tile block, input channels [ca, cb), into V. */
 EK_INLINE void EK_FN(ek_wg_input)(const int m, const EK_FN(ek_wg_plan_t) *p, const float *x,
                                   float *V, const ek_wg_seg *seg, int ns, ptrdiff_t Cin,
-                                  ptrdiff_t H, ptrdiff_t W, ptrdiff_t ph, ptrdiff_t pw,
-                                  const EK_FN(ek_wg_tab) *tb)
+                                  ptrdiff_t ca, ptrdiff_t cb, ptrdiff_t H, ptrdiff_t W,
+                                  ptrdiff_t ph, ptrdiff_t pw, const EK_FN(ek_wg_tab) *tb)
 {
     const ptrdiff_t NR = EK_GEMM_NR;
     const ptrdiff_t pstride = p->vps;
@@ -816,8 +824,8 @@ EK_INLINE void EK_FN(ek_wg_input)(const int m, const EK_FN(ek_wg_plan_t) *p, con
         const ptrdiff_t c1 = EK_MIN(W, (ptrdiff_t)sg->tx * m - pw + (ptrdiff_t)m * sg->len + 2);
         EK_FN(ek_wg_rowctx) rc;
         EK_FN(ek_wg_rowctx_init)(m, (ptrdiff_t)sg->tx * m - pw, W, sg->len, &rc);
-        for (ci = 0; ci < Cin; ci++) {
-            if (ci + EK_WG_PFD < Cin && c1 > c0) {
+        for (ci = ca; ci < cb; ci++) {
+            if (ci + EK_WG_PFD < cb && c1 > c0) {
                 const float *pf = xs + (ci + EK_WG_PFD) * H * W + (y0 + i0) * W;
                 int i;
                 ptrdiff_t c;
@@ -840,6 +848,8 @@ typedef struct {
     int act;
     float p0, p1;
     ptrdiff_t *last;             /* per thread: the tile block its V holds, or -1 */
+    float *vshared;              /* p.shared: V of tile block b at b * ROUND16(vsz) */
+    ptrdiff_t nq;                /* p.shared: channel chunks per tile block's transform */
 } EK_FN(ek_wg_args);
 
 /* One task (tile block, channel range) on thread tid. */
@@ -848,16 +858,18 @@ EK_INLINE void EK_FN(ek_wg_run)(const int m, const EK_FN(ek_wg_plan_t) *p,
 {
     const ptrdiff_t b = p->split ? task / p->ncb : task;
     const ptrdiff_t cnt = EK_MIN(p->T, p->ntiles - b * p->T);
-    float *V = g->ws + (ptrdiff_t)tid * p->per;
-    float *Mb = V + EK_ROUND16(p->vsz);
+    float *const own = g->ws + (ptrdiff_t)tid * p->per;
+    float *V = p->shared ? g->vshared + b * EK_ROUND16(p->vsz) : own;
+    float *Mb = p->shared ? own : own + EK_ROUND16(p->vsz);
     ptrdiff_t c0 = 0, c1 = g->Cout;
     ek_wg_seg seg[EK_WG_MAXTB];
     EK_FN(ek_wg_tab) tb;
     int ns;
     EK_FN(ek_wg_tab_init)(m, &tb);
     ns = EK_FN(ek_wg_segments)(p, b, cnt, seg);
-    if (g->last[tid] != b) {
-        EK_FN(ek_wg_input)(m, p, g->x, V, seg, ns, g->Cin, g->H, g->W, g->ph, g->pw, &tb);
+    if (!p->shared && g->last[tid] != b) {
+        EK_FN(ek_wg_input)(m, p, g->x, V, seg, ns, g->Cin, 0, g->Cin, g->H, g->W, g->ph,
+                           g->pw, &tb);
         g->last[tid] = b;
     }
     if (p->split) {
@@ -868,6 +880,23 @@ EK_INLINE void EK_FN(ek_wg_run)(const int m, const EK_FN(ek_wg_plan_t) *p,
                       g->y, g->OH, g->OW, g->act, g->p0, g->p1, &tb);
 }
 
+/* p.shared: item (tile block, channel chunk) of the up-front input transform. */
+EK_INLINE void EK_FN(ek_wg_prep)(const int m, const EK_FN(ek_wg_plan_t) *p,
+                                 const EK_FN(ek_wg_args) *g, ptrdiff_t item, int tid)
+{
+    const ptrdiff_t b = item / g->nq, q = item % g->nq;
+    const ptrdiff_t cnt = EK_MIN(p->T, p->ntiles - b * p->T);
+    ek_wg_seg seg[EK_WG_MAXTB];
+    EK_FN(ek_wg_tab) tb;
+    int ns;
+    (void)tid;
+    EK_FN(ek_wg_tab_init)(m, &tb);
+    ns = EK_FN(ek_wg_segments)(p, b, cnt, seg);
+    EK_FN(ek_wg_input)(m, p, g->x, g->vshared + b * EK_ROUND16(p->vsz), seg, ns, g->Cin,
+                       q * g->Cin / g->nq, (q + 1) * g->Cin / g->nq, g->H, g->W, g->ph, g->pw,
+                       &tb);
+}
+
 /* One specialisation per tile size (the transforms fully unrolled). */
 #define EK_WG_RUN_DEF(M_)                                                                 \
     static EK_NOINLINE void EK_FN(ek_wg_run_##M_)(const EK_FN(ek_wg_plan_t) *p,            \
@@ -875,6 +904,12 @@ EK_INLINE void EK_FN(ek_wg_run)(const int m, const EK_FN(ek_wg_plan_t) *p,
                                                   int tid)                                 \
     {                                                                                     \
         EK_FN(ek_wg_run)(M_, p, g, task, tid);                                            \
+    }                                                                                     \
+    static EK_NOINLINE void EK_FN(ek_wg_prep_##M_)(const EK_FN(ek_wg_plan_t) *p,           \
+                                                   const EK_FN(ek_wg_args) *g,             \
+                                                   ptrdiff_t item, int tid)                \
+    {                                                                                     \
+        EK_FN(ek_wg_prep)(M_, p, g, item, tid);                                           \
     }
 EK_WG_RUN_DEF(2) EK_WG_RUN_DEF(4) EK_WG_RUN_DEF(6)
 #undef EK_WG_RUN_DEF
@@ -909,6 +944,19 @@ EK_API void EK_FN(ek_conv2d_winograd)(const float *x, const float *U, const floa
     g.Cin = Cin; g.Cout = Cout; g.H = H; g.W = W; g.OH = OH; g.OW = OW; g.ph = ph; g.pw = pw;
     g.act = act; g.p0 = p0; g.p1 = p1;
     g.last = last;
+    g.vshared = p.shared ? g.ws + (ptrdiff_t)p.threads * p.per : NULL;
+    g.nq = EK_MAX(1, EK_MIN(Cin, 2 * (ptrdiff_t)p.threads));
+    if (p.shared) {
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1)
+#endif
+        for (task = 0; task < p.ntb * g.nq; task++) {
+            const int tid = ek_thread_id();
+            if (m == 2) EK_FN(ek_wg_prep_2)(&p, &g, task, tid);
+            else if (m == 4) EK_FN(ek_wg_prep_4)(&p, &g, task, tid);
+            else EK_FN(ek_wg_prep_6)(&p, &g, task, tid);
+        }
+    }
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
 #endif
