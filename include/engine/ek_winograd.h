@@ -26,7 +26,9 @@
  *     the GEMM of the range's MR-row panels into M (alpha^2 x mc x T, mc chosen so that M
  *     stays in L2), then the output transform of those channels straight into y.  Tasks go
  *     to the threads with a dynamic OpenMP schedule; the output channels are split only
- *     when there are too few tile blocks to keep every thread busy.
+ *     when there are too few tile blocks to keep every thread busy.  Then (at 2+ threads)
+ *     the input transforms run first, each block's channels shared among the threads,
+ *     into one V per block that every task of the block reads.
  *   - Both transforms are vectorised across tiles: a "segment" is up to VW consecutive
  *     tiles of one tile row.  On AVX-512 an input row is read with (masked, zero-filling)
  *     loads and de-interleaved into the alpha column phases by two-source permutes; the
@@ -882,14 +884,13 @@ EK_INLINE void EK_FN(ek_wg_run)(const int m, const EK_FN(ek_wg_plan_t) *p,
 
 /* p.shared: item (tile block, channel chunk) of the up-front input transform. */
 EK_INLINE void EK_FN(ek_wg_prep)(const int m, const EK_FN(ek_wg_plan_t) *p,
-                                 const EK_FN(ek_wg_args) *g, ptrdiff_t item, int tid)
+                                 const EK_FN(ek_wg_args) *g, ptrdiff_t item)
 {
     const ptrdiff_t b = item / g->nq, q = item % g->nq;
     const ptrdiff_t cnt = EK_MIN(p->T, p->ntiles - b * p->T);
     ek_wg_seg seg[EK_WG_MAXTB];
     EK_FN(ek_wg_tab) tb;
     int ns;
-    (void)tid;
     EK_FN(ek_wg_tab_init)(m, &tb);
     ns = EK_FN(ek_wg_segments)(p, b, cnt, seg);
     EK_FN(ek_wg_input)(m, p, g->x, g->vshared + b * EK_ROUND16(p->vsz), seg, ns, g->Cin,
@@ -906,10 +907,9 @@ EK_INLINE void EK_FN(ek_wg_prep)(const int m, const EK_FN(ek_wg_plan_t) *p,
         EK_FN(ek_wg_run)(M_, p, g, task, tid);                                            \
     }                                                                                     \
     static EK_NOINLINE void EK_FN(ek_wg_prep_##M_)(const EK_FN(ek_wg_plan_t) *p,           \
-                                                   const EK_FN(ek_wg_args) *g,             \
-                                                   ptrdiff_t item, int tid)                \
+                                                   const EK_FN(ek_wg_args) *g, ptrdiff_t item) \
     {                                                                                     \
-        EK_FN(ek_wg_prep)(M_, p, g, item, tid);                                           \
+        EK_FN(ek_wg_prep)(M_, p, g, item);                                                \
     }
 EK_WG_RUN_DEF(2) EK_WG_RUN_DEF(4) EK_WG_RUN_DEF(6)
 #undef EK_WG_RUN_DEF
@@ -951,10 +951,9 @@ EK_API void EK_FN(ek_conv2d_winograd)(const float *x, const float *U, const floa
 #pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1)
 #endif
         for (task = 0; task < p.ntb * g.nq; task++) {
-            const int tid = ek_thread_id();
-            if (m == 2) EK_FN(ek_wg_prep_2)(&p, &g, task, tid);
-            else if (m == 4) EK_FN(ek_wg_prep_4)(&p, &g, task, tid);
-            else EK_FN(ek_wg_prep_6)(&p, &g, task, tid);
+            if (m == 2) EK_FN(ek_wg_prep_2)(&p, &g, task);
+            else if (m == 4) EK_FN(ek_wg_prep_4)(&p, &g, task);
+            else EK_FN(ek_wg_prep_6)(&p, &g, task);
         }
     }
 #ifdef _OPENMP
