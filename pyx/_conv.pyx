@@ -133,19 +133,27 @@ cdef extern from *:
     object ek_conv_transpose3d_step_bind(const ek_conv_transpose3d_step_args* a)
 
 
-cdef int _shape5(object shape, str name, Py_ssize_t* out) except -1:
+cdef int _shape_nd(object shape, str name, int n, str axes, Py_ssize_t limit,
+                   Py_ssize_t* out) except -1:
+    """shape as n ints >= 1 (and <= limit when limit > 0) into out; axes names them."""
     try:
         vals = [int(v) for v in shape]
     except TypeError:
-        raise ValueError(f"{name} must be a sequence of 5 ints, got {shape!r}") from None
-    if len(vals) != 5:
-        raise ValueError(f"{name} must be 5-D (N, C, D, H, W), got {len(vals)}-D {tuple(vals)}")
+        raise ValueError(f"{name} must be a sequence of {n} ints, got {shape!r}") from None
+    if len(vals) != n:
+        raise ValueError(f"{name} must be {n}-D ({axes}), got {len(vals)}-D {tuple(vals)}")
     cdef int i
-    for i in range(5):
+    for i in range(n):
         if vals[i] < 1:
             raise ValueError(f"{name} dims must be >= 1, got {tuple(vals)}")
+        if limit > 0 and vals[i] > limit:
+            raise ValueError(f"{name} dims must be <= {limit}, got {tuple(vals)}")
         out[i] = vals[i]
     return 0
+
+
+cdef int _shape5(object shape, str name, Py_ssize_t* out) except -1:
+    return _shape_nd(shape, name, 5, "N, C, D, H, W", 0, out)
 
 
 cdef int _geom(object x_shape, object w_shape, object y_shape, object stride,
@@ -495,20 +503,7 @@ cdef int _wino_tile(object tile) except -1:
 
 
 cdef int _shape4(object shape, str name, Py_ssize_t* out) except -1:
-    try:
-        vals = [int(v) for v in shape]
-    except TypeError:
-        raise ValueError(f"{name} must be a sequence of 4 ints, got {shape!r}") from None
-    if len(vals) != 4:
-        raise ValueError(f"{name} must be 4-D (N, C, H, W), got {len(vals)}-D {tuple(vals)}")
-    cdef int i
-    for i in range(4):
-        if vals[i] < 1:
-            raise ValueError(f"{name} dims must be >= 1, got {tuple(vals)}")
-        if vals[i] > _INT_LIMIT:
-            raise ValueError(f"{name} dims must be <= {_INT_LIMIT}, got {tuple(vals)}")
-        out[i] = vals[i]
-    return 0
+    return _shape_nd(shape, name, 4, "N, C, H, W", _INT_LIMIT, out)
 
 
 cdef int _wino_geom(object x_shape, object w_shape, object y_shape, Py_ssize_t* xs,

@@ -47,12 +47,8 @@ def broadcast_plan(a_shape, b_shape, out_shape):
     a_shape = (1,) * (n - len(a_shape)) + tuple(a_shape)
     b_shape = (1,) * (n - len(b_shape)) + tuple(b_shape)
 
-    def strides(shape):
-        st, acc = [0] * n, 1
-        for d in range(n - 1, -1, -1):
-            st[d] = acc if shape[d] != 1 else 0
-            acc *= int(shape[d])
-        return st
+    def strides(shape):                       # broadcast (size-1) dims: stride 0
+        return [0 if int(shape[d]) == 1 else s for d, s in enumerate(contiguous_strides(shape))]
 
     sa, sb = strides(a_shape), strides(b_shape)
     merged = []
