@@ -19,9 +19,11 @@ from .builder import Builder, Tensor  # noqa: E402
 from .format import load, save  # noqa: E402
 from .runtime import Session  # noqa: E402
 from .config import show_config  # noqa: E402
+from . import limits  # noqa: E402
+from .limits import LimitError, get_limits, set_limits  # noqa: E402
 from . import convert  # noqa: E402,F401  (imports torch only when a conversion runs)
 from .convert import from_torch  # noqa: E402
 
 __all__ = ["from_torch", "convert", "Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
            "show_config", "ConversionError", "EngineError", "GraphError", "InputError", "ModelFormatError",
-           "UnsupportedError", "__version__"]
+           "UnsupportedError", "LimitError", "limits", "get_limits", "set_limits", "__version__"]

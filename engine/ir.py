@@ -142,8 +142,11 @@ class Model:
         if not self.outputs:
             raise GraphError("the model has no outputs")
         for o in self.outputs:
-            if o not in seen:
+            if not isinstance(o, str) or o not in seen:
                 raise GraphError(f"output {o!r} is not produced by any node or input")
+            if o in self.constants:
+                raise GraphError(f"output {o!r} names a constant (a weight), not a value "
+                                 f"computed from the inputs")
         if len(set(self.outputs)) != len(self.outputs):
             raise GraphError("an output is listed twice")
         self.toposort()

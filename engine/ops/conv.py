@@ -13,6 +13,7 @@ import numbers
 import numpy as np
 
 from .activation import apply_activation, check_activation
+from ..limits import check_buffer, check_extent
 from .registry import check, register_op
 
 
@@ -101,15 +102,21 @@ def _infer_conv(x, weight, bias=None, residual=None, *, stride, padding, dilatio
               f"conv bias must have shape ({cout},) (output channels), got {tuple(bias)}")
     check_activation(activation)
     out = [x[0], cout]
+    padded_volume = 1
     for i in range(r):
         size = known(x[2 + i], f"conv spatial dim {i}")
-        padded = size + padding[i][0] + padding[i][1]
-        eff = dilation[i] * (kernel[i] - 1) + 1
+        padded = check_extent(size + padding[i][0] + padding[i][1],
+                              f"conv padded input size in spatial dim {i}")
+        eff = check_extent(dilation[i] * (kernel[i] - 1) + 1,
+                           f"conv effective kernel size in spatial dim {i}")
+        padded_volume *= padded
         check(eff <= padded,
               f"conv kernel (effective size {eff} = dilation {dilation[i]} x (kernel "
               f"{kernel[i]} - 1) + 1) is larger than the padded input ({size} + "
               f"{padding[i][0]} + {padding[i][1]} = {padded}) in spatial dim {i}")
         out.append((padded - eff) // stride[i] + 1)
+    # The im2col kernels copy one group of one image into a zero-padded buffer.
+    check_buffer(cin_g * padded_volume, "conv's zero-padded input copy (one group)")
     if residual is not None:
         check(len(residual) == len(out) and all(
                   a is None or b is None or a == b for a, b in zip(residual, out)),
@@ -185,18 +192,25 @@ def _infer_conv_transpose(x, weight, bias=None, *, stride, padding, output_paddi
               f"group x {groups} groups), got {tuple(bias)}")
     check_activation(activation)
     out = [x[0], cout]
+    full_volume = 1
     for i in range(r):
         check(output_padding[i] < stride[i] or output_padding[i] < dilation[i],
               f"output_padding {output_padding[i]} in spatial dim {i} must be smaller than "
               f"stride ({stride[i]}) or dilation ({dilation[i]})")
         size = known(x[2 + i], f"conv_transpose spatial dim {i}")
-        o = ((size - 1) * stride[i] - 2 * padding[i] + dilation[i] * (kernel[i] - 1)
-             + output_padding[i] + 1)
+        full = check_extent((size - 1) * stride[i] + dilation[i] * (kernel[i] - 1)
+                            + output_padding[i] + 1,
+                            f"conv_transpose uncropped output size in spatial dim {i}")
+        full_volume *= full
+        o = full - 2 * padding[i]
         check(o >= 1,
               f"conv_transpose output size in spatial dim {i} would be {o}: padding "
               f"{padding[i]} is too large for input {size}, kernel {kernel[i]}, stride "
               f"{stride[i]}, dilation {dilation[i]}")
         out.append(o)
+    # The kernels scatter into the uncropped output before cropping the padding away.
+    check_buffer(batch_or_one(x[0]) * cout * full_volume,
+                 "conv_transpose's uncropped output")
     return tuple(out)
 
 

@@ -12,6 +12,7 @@ import itertools
 import numpy as np
 
 from .conv import int_list, is_int, known, spatial_rank
+from ..limits import check_extent
 from .registry import check, register_op
 
 
@@ -41,6 +42,9 @@ def _pool_shape(op, x, kernel_size, stride, padding, dilation, ceil_mode):
               f"{op} padding {padding[i]} in spatial dim {i} must be at most half the kernel "
               f"size {kernel_size[i]}")
         size = known(x[2 + i], f"{op} spatial dim {i}")
+        check_extent(size + 2 * padding[i], f"{op} padded input size in spatial dim {i}")
+        check_extent(dilation[i] * (kernel_size[i] - 1) + 1,
+                     f"{op} effective kernel size in spatial dim {i}")
         o = pool_out_size(size, kernel_size[i], stride[i], padding[i], dilation[i], ceil_mode)
         eff = dilation[i] * (kernel_size[i] - 1) + 1
         check(o >= 1,

@@ -20,6 +20,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import GraphError, UnsupportedError, node_error
+from ..limits import check_attrs, check_shape
 
 OPS: dict = {}
 
@@ -40,8 +41,10 @@ class OpDef:
     def infer_shapes(self, node, in_shapes):
         self._check_arity(node)
         try:
+            check_attrs(node.attrs)
             out = self.infer(*in_shapes, **node.attrs)
-        except (ValueError, TypeError, IndexError, ZeroDivisionError) as e:
+        except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError,
+                KeyError) as e:
             raise node_error(node, str(e)) from None
         shapes = [out] if _is_shape(out) else list(out)
         if len(shapes) != len(node.outputs):
@@ -51,7 +54,13 @@ class OpDef:
             if any(d is not None and d < 0 for d in s):
                 raise node_error(node, f"inferred a negative dimension {tuple(s)}: the input is "
                                        f"too small for these attributes")
-        return [tuple(s) for s in shapes]
+        # Every value is bounded here, before any plan allocates it (engine.limits).
+        for name, s in zip(node.outputs, shapes):
+            try:
+                check_shape(s, f"output {name!r}")
+            except ValueError as e:
+                raise node_error(node, str(e)) from None
+        return [tuple(int(d) if d is not None else None for d in s) for s in shapes]
 
     def run_reference(self, node, inputs):
         with np.errstate(all="ignore"):     # NaN / Inf propagate silently, as in PyTorch

@@ -157,6 +157,10 @@ class Session:
             if missing:
                 raise InputError(f"unknown output name(s) {missing}; "
                                  f"names are listed by 'engine summary MODEL'")
+            weights = sorted(k for k in keep if k in self.model.constants)
+            if weights:
+                raise InputError(f"output name(s) {weights} name constants (weights), not "
+                                 f"values computed from the inputs")
             g = optimize(self.model, keep=keep) if self.optimize_graph else self.model.copy()
             self._graphs[keep] = g
         return g
