@@ -11,8 +11,8 @@ show_config; engine.zoo holds the classic architectures.
 
 __version__ = "0.1.0"
 
-from .errors import (ConversionError, EngineError, GraphError, InputError,  # noqa: E402
-                     ModelFormatError, UnsupportedError)
+from .errors import (ArgumentError, ConversionError, EngineError, GraphError,  # noqa: E402
+                     InputError, ModelFormatError, UnsupportedError)
 from . import ops  # noqa: E402,F401  (fills the op registry)
 from .ir import Model, Node, Value  # noqa: E402
 from .builder import Builder, Tensor  # noqa: E402
@@ -25,5 +25,5 @@ from . import convert  # noqa: E402,F401  (imports torch only when a conversion 
 from .convert import from_torch  # noqa: E402
 
 __all__ = ["from_torch", "convert", "Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
-           "show_config", "ConversionError", "EngineError", "GraphError", "InputError", "ModelFormatError",
+           "show_config", "ArgumentError", "ConversionError", "EngineError", "GraphError", "InputError", "ModelFormatError",
            "UnsupportedError", "LimitError", "limits", "get_limits", "set_limits", "__version__"]

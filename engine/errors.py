@@ -16,6 +16,11 @@ class InputError(EngineError, ValueError):
     """Arrays handed to ``Session.run`` do not match the model's inputs."""
 
 
+class ArgumentError(EngineError, ValueError, TypeError):
+    """An argument of an engine function has the wrong type or value (``threads=-1``,
+    ``prepare(2.5)``); a ValueError and a TypeError too, as Python's own would be."""
+
+
 class ModelFormatError(EngineError):
     """A model file is truncated, corrupted, of another format, or hostile."""
 
@@ -24,9 +29,17 @@ class UnsupportedError(EngineError):
     """An op, backend or kernel variant is not available."""
 
 
-def node_error(node, message):
-    """GraphError naming the node; used by shape inference and passes."""
-    return GraphError(f"node '{node.name}' ({node.op}): {message}")
+def node_error(node, message, cls=None):
+    """GraphError (or ``cls``, a subclass) naming the node; used by shape inference, passes
+    and the planner."""
+    return (cls or GraphError)(f"node '{node.name}' ({node.op}): {message}")
+
+
+def node_error_from(node, exc):
+    """``exc`` raised for ``node``'s shapes or attributes, as an error naming the node: its
+    own class when it is a GraphError subclass (LimitError), else GraphError."""
+    cls = type(exc) if isinstance(exc, GraphError) else GraphError
+    return node_error(node, str(exc), cls)
 
 
 class ConversionError(EngineError):

@@ -20,6 +20,7 @@ failure raises ``ModelFormatError`` naming the problem; nothing is executed.
 """
 
 import json
+import math
 import os
 import struct
 
@@ -27,11 +28,14 @@ import numpy as np
 
 from .errors import EngineError, ModelFormatError
 from .ir import Model, Node, Value
+from .limits import MAX_DIM, MAX_RANK
+from .metadata import check_metadata
 
 FORMAT = "engine-model"
 VERSION = 1
 MAX_HEADER = 100 * 2**20          # bytes of JSON header we are willing to parse
 MAX_JSON_DEPTH = 64
+MAX_NAME = 4096                   # characters of a tensor, value or node name
 
 
 def save(model, path):
@@ -93,8 +97,10 @@ def loads(data, source="<bytes>"):
     constants = _tensors(header, body, source)
     graph = _json(meta.get("graph"), "graph", source)
     extra = _json(meta.get("metadata", "{}"), "metadata", source)
-    if not isinstance(extra, dict):
-        raise ModelFormatError(f"{source}: metadata must be a JSON object")
+    try:
+        check_metadata(extra)
+    except ValueError as e:
+        raise ModelFormatError(f"{source}: {e}") from None
     try:
         inputs, outputs, nodes, names = _graph(graph)
         if sorted(names) != sorted(constants):
@@ -123,10 +129,9 @@ def _split(data, source):
         raise ModelFormatError(f"{source}: header claims {n} bytes but the file has "
                                f"{len(data) - 8} after the length field (truncated or corrupt)")
     try:
-        header = json.loads(data[8:8 + n].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-        raise ModelFormatError(f"{source}: header is not valid JSON ({e.__class__.__name__})") \
-            from None
+        header = _parse_json(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ModelFormatError(f"{source}: header is not valid JSON ({_why(e)})") from None
     if not isinstance(header, dict):
         raise ModelFormatError(f"{source}: header must be a JSON object")
     meta = header.get("__metadata__")
@@ -137,34 +142,41 @@ def _split(data, source):
 
 
 def _tensors(header, body, source):
-    constants = {}
-    spans = []
+    """Every entry checked (types, counts in Python integers, byte ranges inside the data
+    and disjoint) before any tensor is copied out of the file."""
+    entries = []
     for name, info in header.items():
         where = f"{source}: tensor {name!r}"
+        if not name or len(name) > MAX_NAME:
+            raise ModelFormatError(f"{where}: names must be 1 to {MAX_NAME} characters")
         if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
-            raise ModelFormatError(f"{where}: entry must have dtype, shape and data_offsets")
-        dtype = _DTYPES.get(info["dtype"])
-        if dtype is None:
-            raise ModelFormatError(f"{where}: dtype {info['dtype']!r} is not supported (F32)")
+            raise ModelFormatError(f"{where}: entry must have exactly dtype, shape and "
+                                   f"data_offsets")
+        dtype = info["dtype"]
+        if not isinstance(dtype, str) or dtype not in _DTYPES:
+            raise ModelFormatError(f"{where}: dtype {dtype!r} is not supported (F32)")
         shape, offs = info["shape"], info["data_offsets"]
-        if (not isinstance(shape, list) or len(shape) > 8
-                or not all(type(d) is int and 0 <= d < 2**40 for d in shape)):
-            raise ModelFormatError(f"{where}: invalid shape {shape!r}")
+        if (not isinstance(shape, list) or len(shape) > MAX_RANK
+                or not all(type(d) is int and 0 <= d <= MAX_DIM for d in shape)):
+            raise ModelFormatError(f"{where}: invalid shape {_short(shape)} (at most {MAX_RANK} "
+                                   f"dims, each an int from 0 to {MAX_DIM})")
         if (not isinstance(offs, list) or len(offs) != 2
                 or not all(type(o) is int for o in offs) or not 0 <= offs[0] <= offs[1] <= len(body)):
-            raise ModelFormatError(f"{where}: byte range {offs!r} lies outside the file's "
+            raise ModelFormatError(f"{where}: byte range {_short(offs)} lies outside the file's "
                                    f"{len(body)} data bytes (truncated or corrupt)")
-        count = int(np.prod(shape, dtype=np.int64))
-        if (offs[1] - offs[0]) != count * np.dtype(dtype).itemsize:
-            raise ModelFormatError(f"{where}: shape {shape} needs {count * 4} bytes, the file "
+        nbytes = math.prod(shape) * np.dtype(_DTYPES[dtype]).itemsize   # exact, cannot wrap
+        if offs[1] - offs[0] != nbytes:
+            raise ModelFormatError(f"{where}: shape {shape} needs {nbytes} bytes, the file "
                                    f"gives {offs[1] - offs[0]}")
-        spans.append((offs[0], offs[1], name))
-        arr = np.frombuffer(body[offs[0]:offs[1]], dtype="<f4").reshape(shape)
-        constants[name] = arr.astype(np.float32, copy=True)
-    spans.sort()
-    for (a0, a1, an), (b0, b1, bn) in zip(spans, spans[1:]):
+        entries.append((offs[0], offs[1], name, dtype, shape))
+    entries.sort()
+    for (a0, a1, an, _, _), (b0, b1, bn, _, _) in zip(entries, entries[1:]):
         if b0 < a1:
             raise ModelFormatError(f"{source}: tensors {an!r} and {bn!r} overlap")
+    constants = {}
+    for start, end, name, dtype, shape in entries:
+        arr = np.frombuffer(body[start:end], dtype=_DTYPES[dtype]).reshape(shape)
+        constants[name] = arr.astype(np.float32, copy=True)
     return constants
 
 
@@ -172,13 +184,39 @@ def _json(text, what, source):
     if not isinstance(text, str):
         raise ModelFormatError(f"{source}: {what} is missing")
     try:
-        value = json.loads(text)
-    except (json.JSONDecodeError, RecursionError) as e:
-        raise ModelFormatError(f"{source}: {what} is not valid JSON ({e.__class__.__name__})") \
-            from None
+        value = _parse_json(text)
+    except (ValueError, RecursionError) as e:
+        raise ModelFormatError(f"{source}: {what} is not valid JSON ({_why(e)})") from None
     if _depth(value) > MAX_JSON_DEPTH:
         raise ModelFormatError(f"{source}: {what} is nested deeper than {MAX_JSON_DEPTH}")
     return value
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs):
+    obj = {}
+    for k, v in pairs:
+        if k in obj:
+            raise _DuplicateKey(f"key {k!r} appears twice")
+        obj[k] = v
+    return obj
+
+
+def _parse_json(text):
+    """json.loads refusing duplicate keys (the last would silently win)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
+def _why(e):
+    return str(e) if isinstance(e, _DuplicateKey) else e.__class__.__name__
+
+
+def _short(v):
+    text = repr(v)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _depth(v, d=0):
@@ -211,10 +249,11 @@ def _graph(g):
     _expect(isinstance(g["inputs"], list), "graph inputs must be a list")
     for v in g["inputs"]:
         _expect(isinstance(v, dict) and isinstance(v.get("name"), str)
-                and isinstance(v.get("shape"), list) and len(v["shape"]) <= 8
-                and all(d is None or type(d) is int for d in v["shape"])
+                and isinstance(v.get("shape"), list) and len(v["shape"]) <= MAX_RANK
+                and all(d is None or (type(d) is int and 1 <= d <= MAX_DIM) for d in v["shape"])
                 and v.get("dtype", "float32") == "float32",
-                f"graph input {v!r} must have a name, a shape of ints/null and dtype float32")
+                f"graph input {_short(v)} must have a name, a shape of at most {MAX_RANK} "
+                f"dims (ints from 1 to {MAX_DIM}, or null for the batch) and dtype float32")
         inputs.append(Value(v["name"], tuple(v["shape"]), "float32"))
     outputs = _str_list(g["outputs"], "graph outputs")
     _expect(isinstance(g["nodes"], list), "graph nodes must be a list")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import GraphError, node_error
+from .limits import check_shape
 from .ops import get_op
 
 DTYPE = "float32"
@@ -139,6 +140,7 @@ class Model:
             if any(d is not None and (not isinstance(d, int) or d < 1) for d in v.shape):
                 raise GraphError(f"input {v.name!r} has invalid shape {v.shape}: dimensions must "
                                  f"be positive ints or None (the symbolic batch)")
+            check_shape(v.shape, f"input {v.name!r}")
         if not self.outputs:
             raise GraphError("the model has no outputs")
         for o in self.outputs:

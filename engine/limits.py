@@ -18,9 +18,9 @@ kernel exists, every node passes through here (``OpDef.infer_shapes`` calls
 * attribute values are JSON-like (ints, floats, bools, strings, lists, dicts) of bounded
   size and nesting.
 
-A violation raises ``ValueError`` inside a shape function (the op registry turns it into
-``GraphError`` naming the node; the loader into ``ModelFormatError``), or ``LimitError``
-(a ``GraphError``) where no node is involved.  docs/limits.md lists the limits.
+A violation raises ``LimitError`` (a ``GraphError``, so also a ``ValueError`` that shape
+functions treat like their own checks); the op registry and the planner prefix it with
+the node, the loader turns it into ``ModelFormatError``.  docs/limits.md lists the limits.
 """
 
 import contextlib
@@ -33,6 +33,7 @@ from .errors import GraphError
 
 MAX_DIM = 2**31 - 1            # any dimension, integer attribute or intermediate extent
 MAX_RANK = 8                   # dims of any value
+MAX_THREADS = 1024             # threads of one session (and concurrent runs)
 MAX_ATTR_ITEMS = 4096          # entries of one attribute list / dict, characters of a string
 MAX_ATTR_DEPTH = 8             # nesting of attribute lists / dicts
 DEFAULT_MAX_BUFFER_BYTES = 8 * 2**30
@@ -119,19 +120,19 @@ def _gib(n):
 
 
 def check_extent(value, what):
-    """ValueError unless ``0 <= value <= MAX_DIM`` (a size computed from attributes)."""
+    """LimitError unless ``0 <= value <= MAX_DIM`` (a size computed from attributes)."""
     if not 0 <= value <= MAX_DIM:
-        raise ValueError(f"{what} is {value}, outside the supported range 0 to {MAX_DIM} "
+        raise LimitError(f"{what} is {value}, outside the supported range 0 to {MAX_DIM} "
                          f"(2**31 - 1)")
     return value
 
 
 def check_buffer(elements, what, itemsize=F32):
-    """ValueError if a buffer of ``elements`` items needs more than the byte cap."""
+    """LimitError if a buffer of ``elements`` items needs more than the byte cap."""
     nbytes = int(elements) * itemsize
     cap = get_limits().max_buffer_bytes
     if nbytes > cap:
-        raise ValueError(f"{what} needs {nbytes} bytes ({_gib(nbytes)}), more than the "
+        raise LimitError(f"{what} needs {nbytes} bytes ({_gib(nbytes)}), more than the "
                          f"{cap} bytes ({_gib(cap)}) one buffer may take; raise the cap with "
                          f"engine.set_limits(max_buffer_bytes=...) or {ENV_MAX_BUFFER_BYTES} "
                          f"if this is intended")
@@ -139,16 +140,16 @@ def check_buffer(elements, what, itemsize=F32):
 
 
 def check_shape(shape, what):
-    """ValueError unless ``shape`` is at most MAX_RANK dims, each None (the symbolic batch,
+    """LimitError unless ``shape`` is at most MAX_RANK dims, each None (the symbolic batch,
     counted as 1) or an int in [0, MAX_DIM], and its float32 buffer is within the byte cap."""
     if len(shape) > MAX_RANK:
-        raise ValueError(f"{what} has rank {len(shape)}, more than the supported {MAX_RANK}")
+        raise LimitError(f"{what} has rank {len(shape)}, more than the supported {MAX_RANK}")
     count = 1
     for d in shape:
         if d is None:
             continue
         if not _is_int(d):
-            raise ValueError(f"{what} has a non-integer dimension {d!r} in {tuple(shape)}")
+            raise LimitError(f"{what} has a non-integer dimension {d!r} in {tuple(shape)}")
         check_extent(int(d), f"a dimension of {what} {tuple(shape)}")
         count *= int(d)
     check_buffer(count, f"{what} of shape {tuple(shape)}")
@@ -156,41 +157,41 @@ def check_shape(shape, what):
 
 
 def check_attrs(attrs):
-    """ValueError unless node attributes are JSON-like values of bounded size whose ints lie
+    """LimitError unless node attributes are JSON-like values of bounded size whose ints lie
     within +-MAX_DIM."""
     if not isinstance(attrs, dict):
-        raise ValueError(f"attributes must be a dict, got {type(attrs).__name__}")
+        raise LimitError(f"attributes must be a dict, got {type(attrs).__name__}")
     stack = [(name, value, 0) for name, value in attrs.items()]
     while stack:
         name, v, depth = stack.pop()
         if depth > MAX_ATTR_DEPTH:
-            raise ValueError(f"attribute {name!r} is nested deeper than {MAX_ATTR_DEPTH}")
+            raise LimitError(f"attribute {name!r} is nested deeper than {MAX_ATTR_DEPTH}")
         if v is None or isinstance(v, bool):
             continue
         if _is_int(v):
             if abs(int(v)) > MAX_DIM:
-                raise ValueError(f"attribute {name!r} holds {v}, outside the supported range "
+                raise LimitError(f"attribute {name!r} holds {v}, outside the supported range "
                                  f"+-{MAX_DIM} (2**31 - 1)")
         elif isinstance(v, numbers.Real):
             pass                        # NaN and infinities are legitimate (pad values, bounds)
         elif isinstance(v, str):
             if len(v) > MAX_ATTR_ITEMS:
-                raise ValueError(f"attribute {name!r} is a string of {len(v)} characters, "
+                raise LimitError(f"attribute {name!r} is a string of {len(v)} characters, "
                                  f"more than {MAX_ATTR_ITEMS}")
         elif isinstance(v, (list, tuple)):
             if len(v) > MAX_ATTR_ITEMS:
-                raise ValueError(f"attribute {name!r} has {len(v)} entries, more than "
+                raise LimitError(f"attribute {name!r} has {len(v)} entries, more than "
                                  f"{MAX_ATTR_ITEMS}")
             stack.extend((name, x, depth + 1) for x in v)
         elif isinstance(v, dict):
             if len(v) > MAX_ATTR_ITEMS:
-                raise ValueError(f"attribute {name!r} has {len(v)} entries, more than "
+                raise LimitError(f"attribute {name!r} has {len(v)} entries, more than "
                                  f"{MAX_ATTR_ITEMS}")
             stack.extend((name, x, depth + 1) for x in v.values())
         else:
-            raise ValueError(f"attribute {name!r} has a value of type {type(v).__name__}; "
+            raise LimitError(f"attribute {name!r} has a value of type {type(v).__name__}; "
                              f"attributes are ints, floats, bools, strings, lists and dicts")
 
 
-__all__ = ["MAX_DIM", "MAX_RANK", "Limits", "LimitError", "get_limits", "set_limits",
+__all__ = ["MAX_DIM", "MAX_RANK", "MAX_THREADS", "Limits", "LimitError", "get_limits", "set_limits",
            "override", "check_extent", "check_buffer", "check_shape", "check_attrs"]

@@ -19,8 +19,8 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from ..errors import GraphError, UnsupportedError, node_error
-from ..limits import check_attrs, check_shape
+from ..errors import GraphError, UnsupportedError, node_error, node_error_from
+from ..limits import LimitError, check_attrs, check_shape
 
 OPS: dict = {}
 
@@ -45,7 +45,7 @@ class OpDef:
             out = self.infer(*in_shapes, **node.attrs)
         except (ValueError, TypeError, IndexError, ZeroDivisionError, OverflowError,
                 KeyError) as e:
-            raise node_error(node, str(e)) from None
+            raise node_error_from(node, e) from None
         shapes = [out] if _is_shape(out) else list(out)
         if len(shapes) != len(node.outputs):
             raise node_error(node, f"produces {len(shapes)} outputs but the node names "
@@ -58,8 +58,8 @@ class OpDef:
         for name, s in zip(node.outputs, shapes):
             try:
                 check_shape(s, f"output {name!r}")
-            except ValueError as e:
-                raise node_error(node, str(e)) from None
+            except LimitError as e:
+                raise node_error_from(node, e) from None
         return [tuple(int(d) if d is not None else None for d in s) for s in shapes]
 
     def run_reference(self, node, inputs):

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..backends.base import PrepareContext, select_kernel
-from ..errors import EngineError
+from ..errors import EngineError, node_error, node_error_from
+from ..limits import LimitError, check_buffer
 from ..ops import get_op
 from .memory import Buffer, plan_arena, peak_live_bytes
 
@@ -322,6 +323,13 @@ def _place_concat_inputs(model, shapes, root):
     return placed, nodes
 
 
+def _check_buffer(node, elements, what):
+    try:
+        check_buffer(elements, what)
+    except LimitError as e:
+        raise node_error_from(node, e) from None
+
+
 def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     """Prepare kernels and plan memory for these input shapes.
 
@@ -372,8 +380,13 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
                                                                "all_candidates": True}))
         else:
             spec = select_kernel(n, ctx)
-            kernel = spec.factory(n, ctx)
+            try:
+                kernel = spec.factory(n, ctx)
+            except ValueError as e:     # the kernels' own geometry checks: a second line
+                raise node_error(n, f"kernel {spec.variant} refuses this geometry: {e}") \
+                    from None
         need = int(getattr(kernel, "scratch", 0))
+        _check_buffer(n, need, f"the {spec.variant} kernel's workspace")
         steps.append(Step(n, kernel, spec.variant, scratch_size=need))
         scratch_need.append(need)
 
@@ -414,6 +427,8 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
 
     bufs = list(buffers.values())
     arena_bytes = plan_arena(bufs)
+    check_buffer(arena_bytes // F32, f"the activation arena at input shapes "
+                                     f"{dict(input_shapes)}")
     layout = {}
     for key, b in buffers.items():
         if key.startswith("#scratch"):

@@ -39,7 +39,8 @@ from pathlib import Path
 import numpy as np
 
 from ..backends.base import load_backend
-from ..errors import InputError
+from ..errors import ArgumentError, InputError
+from ..limits import MAX_THREADS, check_shape
 from ..ir import Model
 from ..passes import optimize
 from .plan import build_plan
@@ -61,18 +62,20 @@ class Session:
             model_path = os.fspath(model)
             model = load(model)
         if not isinstance(model, Model):
-            raise TypeError(f"Session expects a Model or a path, got {type(model).__name__}")
+            raise ArgumentError(f"Session expects a Model or a path, got {type(model).__name__}")
         self._backend_module = load_backend(backend)
         self._build_plan = getattr(self._backend_module, "build_plan", build_plan)
         self._feed_array = getattr(self._backend_module, "feed_array", None)
         if device is not None and self._build_plan is build_plan:
-            raise ValueError(f"backend {backend!r} runs on the host; device={device!r} applies "
+            raise ArgumentError(f"backend {backend!r} runs on the host; device={device!r} applies "
                              f"to GPU backends only (backend='cuda')")
         self.device = device
         if executor not in ("native", "python"):
-            raise ValueError(f"executor must be 'native' or 'python', got {executor!r}")
-        if not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ValueError(f"max_concurrent must be a positive int, got {max_concurrent!r}")
+            raise ArgumentError(f"executor must be 'native' or 'python', got {executor!r}")
+        if (not isinstance(max_concurrent, int) or isinstance(max_concurrent, bool)
+                or not 1 <= max_concurrent <= MAX_THREADS):
+            raise ArgumentError(f"max_concurrent must be an int from 1 to {MAX_THREADS}, got "
+                                f"{max_concurrent!r}")
         self.executor = executor
         self.max_concurrent = max_concurrent
         self.tuner = None
@@ -87,8 +90,10 @@ class Session:
             self.tuner = Tuner(tune_cache, isa=isa)
         if threads is None:
             threads = default_threads()
-        if not isinstance(threads, int) or threads < 1:
-            raise ValueError(f"threads must be a positive int, got {threads!r}")
+        if (not isinstance(threads, int) or isinstance(threads, bool)
+                or not 1 <= threads <= MAX_THREADS):
+            raise ArgumentError(f"threads must be an int from 1 to {MAX_THREADS}, got "
+                                f"{threads!r}")
         self.model = model
         self.backend = backend
         self.threads = threads
@@ -184,7 +189,11 @@ class Session:
         return plan
 
     def _concrete(self, value, batch):
-        return tuple(batch if d is None else d for d in value.shape)
+        if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
+            raise ArgumentError(f"batch_size must be a positive int, got {batch!r}")
+        shape = tuple(int(batch) if d is None else d for d in value.shape)
+        check_shape(shape, f"input {value.name!r} at batch_size {batch}")
+        return shape
 
     def _feeds(self, inputs):
         names = self.input_names
