@@ -22,13 +22,14 @@ failure raises ``ModelFormatError`` naming the problem; nothing is executed.
 import json
 import math
 import os
+import stat
 import struct
 
 import numpy as np
 
-from .errors import EngineError, ModelFormatError
+from .errors import ArgumentError, EngineError, ModelFormatError
 from .ir import Model, Node, Value
-from .limits import MAX_DIM, MAX_RANK
+from .limits import MAX_DIM, MAX_RANK, get_limits
 from .metadata import check_metadata
 
 FORMAT = "engine-model"
@@ -41,21 +42,34 @@ MAX_NAME = 4096                   # characters of a tensor, value or node name
 def save(model, path):
     """Write ``model`` to ``path`` (conventionally ``*.safetensors``)."""
     if not isinstance(model, Model):
-        raise TypeError(f"save expects a Model, got {type(model).__name__}")
+        raise ArgumentError(f"save expects a Model, got {type(model).__name__}")
+    path = _path(path)
+    if os.path.isdir(path):
+        raise ArgumentError(f"cannot save the model to {path!r}: it is a directory")
     meta = {
         "format": FORMAT,
         "format_version": str(VERSION),
         "graph": json.dumps(model.graph_dict(), separators=(",", ":")),
         "metadata": json.dumps(model.metadata, separators=(",", ":")),
     }
-    tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
+    tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
             f.write(dumps(model.constants, meta))
         os.replace(tmp, path)       # never leave a half-written model behind
+    except OSError as e:
+        raise EngineError(f"cannot write model file {path!r}: {e.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _path(path):
+    try:
+        return os.fspath(path)
+    except TypeError:
+        raise ArgumentError(f"a model path must be a str or os.PathLike, got "
+                            f"{type(path).__name__}") from None
 
 
 def dumps(tensors, metadata):
@@ -74,10 +88,17 @@ def dumps(tensors, metadata):
 
 def load(path):
     """Read and validate a model file; raises ModelFormatError on any problem."""
-    path = os.fspath(path)
+    path = _path(path)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            info = os.fstat(f.fileno())
+            if not stat.S_ISREG(info.st_mode):
+                raise ModelFormatError(f"{path!r} is not a regular file")
+            cap = get_limits().max_buffer_bytes
+            if info.st_size > cap:
+                raise ModelFormatError(f"{path!r} has {info.st_size} bytes, more than the "
+                                       f"{cap} a model file may have (engine.set_limits)")
+            data = f.read(info.st_size + 1)
     except OSError as e:
         raise ModelFormatError(f"cannot read model file {path!r}: {e.strerror}") from None
     return loads(data, source=path)

@@ -118,7 +118,7 @@ class Session:
         ``device_outputs=True`` (GPU backends only) returns device arrays instead of NumPy.
         """
         feeds = self._feeds(inputs)
-        wanted = list(outputs) if outputs is not None else self.output_names
+        wanted = self._wanted(outputs)
         keep = frozenset(wanted) - frozenset(self.model.outputs)
         if device_outputs and self._build_plan is build_plan:
             raise InputError(f"device_outputs=True needs a GPU backend; backend "
@@ -145,6 +145,8 @@ class Session:
         residual, kernel variant, layout, output shape, multiply-adds, executor) and, with
         ``timed``, its time (min of ``repeat`` runs on random input) and share of the
         total."""
+        if not isinstance(repeat, int) or isinstance(repeat, bool) or repeat < 1:
+            raise ArgumentError(f"repeat must be a positive int, got {repeat!r}")
         p = self.prepare(batch_size)
         times = None
         if timed:
@@ -187,6 +189,17 @@ class Session:
                 del self._plans[next(iter(self._plans))]
             self._plans[key] = plan
         return plan
+
+    def _wanted(self, outputs):
+        if outputs is None:
+            return self.output_names
+        if isinstance(outputs, str):
+            return [outputs]
+        if (not isinstance(outputs, (list, tuple)) or not outputs
+                or not all(isinstance(o, str) for o in outputs)):
+            raise ArgumentError(f"outputs must be a value name or a non-empty list of names, "
+                                f"got {outputs!r}")
+        return list(outputs)
 
     def _concrete(self, value, batch):
         if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
