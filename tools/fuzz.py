@@ -121,9 +121,11 @@ class Doc:
         for name, info in header.items():
             a, b = info["data_offsets"]
             self.tensors[name] = (list(info["shape"]), bytes(body[a:b]))
+        self.shapes = _value_shapes(data)
 
     def copy(self):
         new = Doc.__new__(Doc)
+        new.shapes = self.shapes
         new.graph = copy.deepcopy(self.graph)
         new.metadata = copy.deepcopy(self.metadata)
         new.meta = dict(self.meta)
@@ -153,6 +155,21 @@ class Doc:
 # Seed corpus: built in-process, deterministically (no network, no files but the bundled
 # LeNet-5).  Tiny channel counts and spatial sizes keep each case well under a second.
 # =========================================================================================
+
+_SHAPES = {}
+
+
+def _value_shapes(data):
+    """{value name: shape} of a (seed) model, from the engine's own shape inference."""
+    key = hash(data)
+    if key not in _SHAPES:
+        try:
+            model = _engine().format.loads(bytes(data))
+            _SHAPES[key] = {k: list(v.shape) for k, v in model.values.items()}
+        except Exception:  # noqa: BLE001 - a seed the engine refuses has no shapes
+            _SHAPES[key] = {}
+    return _SHAPES[key]
+
 
 def _engine():
     if ROOT not in sys.path:
@@ -849,11 +866,151 @@ def _mutate_metadata(rng, doc):
                                                     [[1] * 4096] * 4])
     return f"attrs of {n['name']!r}: a big value"
 
+# -- valid-but-edge geometry: small attribute values that mostly pass the checks and so reach
+# the kernels (where a sanitizer build can see an out-of-bounds access) -----------------------
+
+GEOMETRY_OPS = ("conv", "conv_transpose", "max_pool", "min_pool", "avg_pool", "adaptive_avg_pool",
+                "adaptive_max_pool", "interpolate", "pad", "mean", "softmax", "log_softmax",
+                "flatten", "split", "channel_shuffle", "concat", "permute", "reshape",
+                "local_response_norm", "group_norm", "leaky_relu", "clip", "gelu",
+                "layer_norm")
+
+
+def _divisors(n):
+    return [d for d in range(1, n + 1) if n % d == 0] if isinstance(n, int) and n > 0 else [1]
+
+
+def _mutate_geometry(rng, doc):
+    shapes = doc.shapes
+    nodes = [n for n in doc.graph["nodes"] if n["op"] in GEOMETRY_OPS and n["inputs"]
+             and n["inputs"][0] in shapes]
+    n = rng.choice(nodes)
+    x = list(shapes[n["inputs"][0]])
+    rank, r = len(x), len(x) - 2
+    op, a = n["op"], n["attrs"]
+    small = rng.randint
+    if op == "conv":
+        a["stride"] = [small(1, 5) for _ in range(r)]
+        a["dilation"] = [rng.choice([1, 1, 2, 3, 5]) for _ in range(r)]
+        a["padding"] = [[small(0, 5), small(0, 5)] for _ in range(r)]
+        if rng.random() < 0.2:
+            a["activation"] = copy.deepcopy(rng.choice(ACTIVATIONS[:9]))
+    elif op == "conv_transpose":
+        a["stride"] = [small(1, 5) for _ in range(r)]
+        a["dilation"] = [small(1, 4) for _ in range(r)]
+        a["padding"] = [small(0, 4) for _ in range(r)]
+        a["output_padding"] = [small(0, max(s, d) - 1) if rng.random() < 0.9 else small(0, 6)
+                               for s, d in zip(a["stride"], a["dilation"])]
+    elif op in ("max_pool", "min_pool", "avg_pool"):
+        k = [small(1, 6) for _ in range(r)]
+        a["kernel_size"] = k
+        a["stride"] = [small(1, 6) for _ in range(r)]
+        a["padding"] = [small(0, kk // 2) if rng.random() < 0.85 else small(0, kk + 2) for kk in k]
+        a["ceil_mode"] = rng.random() < 0.5
+        if op == "avg_pool":
+            a["count_include_pad"] = rng.random() < 0.5
+        else:
+            a["dilation"] = [small(1, 3) for _ in range(r)]
+    elif op in ("adaptive_avg_pool", "adaptive_max_pool"):
+        a["output_size"] = [rng.choice([1, 2, 3, 5, 7, 9, 16, None]) for _ in range(r)]
+    elif op == "interpolate":
+        mode = rng.choice(["nearest", "bilinear"]) if r == 2 else "nearest"
+        a["mode"] = mode
+        a["align_corners"] = rng.choice([None, True, False]) if mode == "bilinear" else None
+        if rng.random() < 0.5 and all(isinstance(d, int) for d in x[2:]):
+            sf = [rng.choice([0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 2.5, 3.0, 7.0, 1 / 3]) for _ in range(r)]
+            size = [int(math.floor(float(d) * f)) for d, f in zip(x[2:], sf)]
+            a["scale_factor"], a["size"] = sf, size
+        else:
+            a["scale_factor"] = None
+            a["size"] = [small(1, 40) for _ in range(r)]
+    elif op == "pad":
+        npad = small(1, min(3, rank))
+        a["pad"] = [small(0, 4) for _ in range(2 * npad)]
+        a["mode"] = rng.choice(["constant", "reflect", "replicate"])
+        a["value"] = rng.choice([0.0, -1.5, float("nan"), float("inf"), None])
+    elif op == "mean":
+        dims = rng.sample(range(-rank, rank), small(1, rank))
+        a["dim"], a["keepdim"] = dims, rng.random() < 0.5
+    elif op in ("softmax", "log_softmax"):
+        a["dim"] = small(-rank, rank - 1)
+    elif op == "flatten":
+        s0 = small(-rank, rank - 1)
+        a["start_dim"], a["end_dim"] = s0, small(s0 % rank, rank - 1)
+    elif op == "split":
+        d = small(1, rank - 1)
+        size = x[d]
+        a["dim"] = d
+        if rng.random() < 0.5:
+            a["split_size_or_sections"] = small(1, max(1, size))
+            n["outputs"] = [f"{n['name']}:{i}" for i in range(-(-size // a["split_size_or_sections"]))] \
+                if len(n["outputs"]) > 1 else n["outputs"]
+        else:
+            cut = small(0, size)
+            a["split_size_or_sections"] = [cut, size - cut]
+    elif op == "channel_shuffle":
+        a["groups"] = rng.choice(_divisors(x[1]))
+    elif op == "concat":
+        a["dim"] = small(-rank, rank - 1)
+    elif op == "permute":
+        p = list(range(rank))
+        rng.shuffle(p)
+        a["dims"] = p
+    elif op == "reshape":
+        numel = 1
+        for d in x[1:]:
+            numel *= d
+        f = rng.choice(_divisors(numel))
+        a["shape"] = rng.choice([[-1, f, numel // f], [-1, numel], [-1, 1, numel // f, f],
+                                 [-1] + [1] * small(0, 5) + [numel]])
+    elif op == "local_response_norm":
+        a["size"] = small(1, 9)
+        a["alpha"], a["beta"], a["k"] = rng.choice([(1e-4, 0.75, 1.0), (1.0, 0.0, 0.0),
+                                                    (1e30, 2.5, -1.0)])
+    elif op == "group_norm":
+        a["num_groups"] = rng.choice(_divisors(x[1]))
+        a["eps"] = rng.choice([1e-5, 0.0, 1e-45])
+    elif op == "layer_norm":
+        a["normalized_shape"] = x[-small(1, rank - 1):]
+        a["eps"] = rng.choice([1e-5, 0.0])
+    else:
+        key = sorted(a)[0] if a else "x"
+        a[key] = rng.choice(FLOAT_POOL)
+    desc = f"node {n['name']!r} ({op}) attrs = {_fmt(a, 160)}"
+    if rng.random() < 0.3:
+        v = rng.choice(doc.graph["inputs"])
+        for i in range(2, len(v["shape"])):
+            v["shape"][i] = rng.choice([1, 2, 3, 5, 8, 13, 17, 24, 31])
+        desc += f"; input {v['name']!r} shape {v['shape']}"
+    if rng.random() < 0.6:
+        _truncate_after(doc, n)
+        desc += "; graph cut after it"
+    return desc
+
+
+def _truncate_after(doc, node):
+    """Make ``node``'s outputs the graph outputs and drop what they do not need (so a shape
+    change there does not fail downstream), constants included."""
+    g = doc.graph
+    g["outputs"] = list(node["outputs"])
+    producer = {o: n for n in g["nodes"] for o in n["outputs"]}
+    need, stack = set(), list(g["outputs"])
+    while stack:
+        v = stack.pop()
+        if v in need:
+            continue
+        need.add(v)
+        if v in producer:
+            stack.extend(i for i in producer[v]["inputs"] if i)
+    g["nodes"] = [n for n in g["nodes"] if any(o in need for o in n["outputs"])]
+    g["constants"] = [c for c in g["constants"] if c in need]
+    doc.tensors = {k: t for k, t in doc.tensors.items() if k in need}
+
 
 GRAPH_LEVEL = {"attr_extreme": _mutate_attr_extreme, "attr_type": _mutate_attr_type,
                "graph_edit": _mutate_graph, "op_swap": _mutate_op_swap,
                "input_shape": _mutate_input_shape, "weight_shape": _mutate_weight_shape,
-               "metadata": _mutate_metadata}
+               "metadata": _mutate_metadata, "geometry": _mutate_geometry}
 
 
 # -- container level (header dict / body) -------------------------------------------------------
@@ -1138,9 +1295,9 @@ def _mutate_header_length(rng, data):
 
 KINDS = ("byte_header", "byte_data", "truncate", "header_length", "tensor_entry",
          "header_meta", "json_text", "graph_edit", "op_swap", "attr_type", "attr_extreme",
-         "input_shape", "weight_shape", "metadata", "combo")
+         "geometry", "input_shape", "weight_shape", "metadata", "combo")
 WEIGHTS = {"attr_extreme": 3, "attr_type": 2, "graph_edit": 2, "op_swap": 2, "input_shape": 2,
-           "combo": 2, "weight_shape": 2}
+           "combo": 2, "weight_shape": 2, "geometry": 3}
 
 
 def _apply_graph_level(rng, kind, doc, tries=8):
@@ -1276,46 +1433,70 @@ def _inject(what):
     raise ValueError(f"unknown payload {what!r}")
 
 
-def execute(path, cap, engine_mod=None):
-    """load + Session + prepare(1) + run on one file; returns (class, info dict).
-    Exceptions other than EngineError / MemoryError propagate to the caller."""
-    import numpy as np
-    engine = engine_mod or _engine()
-    model = engine.load(path)
-    sess = engine.Session(model, threads=1)
-    sess.prepare(1)
+STAGE = ["-"]        # where the current case is: load, session, prepare, run, prepare2, run2
+
+
+def _feeds(np, inputs, batch, cap):
     feeds = {}
-    for v in model.inputs:
-        shape = tuple(1 if d is None else d for d in v.shape)
+    for v in inputs:
+        shape = tuple(batch if d is None else d for d in v.shape)
         n = 1
         for d in shape:
             n *= d
         if n * 4 > cap:
             # prepare accepted a declared input above the cap: do not allocate it ourselves.
-            return "memory", {"message": f"prepare(1) accepted input {v.name!r} of shape {shape} "
-                                         f"({n * 4} bytes) above the {cap}-byte cap"}
+            return None, (f"prepare({batch}) accepted input {v.name!r} of shape {shape} "
+                          f"({n * 4} bytes) above the {cap}-byte cap")
         feeds[v.name] = (np.random.default_rng(12345).standard_normal(shape)
                          .astype(np.float32))
-    outs = sess.run(feeds)
-    return "ok", {"outputs": [list(getattr(o, "shape", ())) for o in outs][:4]}
+    return feeds, None
+
+
+def execute(path, cap, engine_mod=None, batches=(1, 2)):
+    """load + Session + prepare(1) + run on one file (then prepare(2) + run when the model
+    has a symbolic batch); returns (class, info dict).  Exceptions other than EngineError /
+    MemoryError propagate to the caller; STAGE[0] says where."""
+    import numpy as np
+    engine = engine_mod or _engine()
+    STAGE[0] = "load"
+    model = engine.load(path)
+    STAGE[0] = "session"
+    sess = engine.Session(model, threads=1)
+    outputs = []
+    for k, batch in enumerate(batches):
+        if k and not any(d is None for v in model.inputs for d in v.shape):
+            break
+        suffix = "" if k == 0 else str(k + 1)
+        STAGE[0] = "prepare" + suffix
+        sess.prepare(batch)
+        feeds, problem = _feeds(np, model.inputs, batch, cap)
+        if problem:
+            return "memory", {"message": problem}
+        STAGE[0] = "run" + suffix
+        outs = sess.run(feeds)
+        outputs.append([list(getattr(o, "shape", ())) for o in outs][:4])
+    STAGE[0] = "done"
+    return "ok", {"outputs": outputs}
 
 
 def classify_call(fn, engine_root=None):
     """Run ``fn`` and classify what it raised (the worker and --replay share this)."""
+    STAGE[0] = "-"
     try:
         engine = _engine()
         cls, info = fn()
-        return cls, info
+        return cls, dict(info, stage=STAGE[0])
     except MemoryError as e:
         tb = traceback.extract_tb(e.__traceback__)
         origin, inner = _origin(tb, engine_root)
         return "memory", {"exc_type": "MemoryError", "message": str(e)[:500], "origin": origin,
-                          "raise_site": inner, "traceback": traceback.format_exc()[-4000:]}
+                          "raise_site": inner, "traceback": traceback.format_exc()[-4000:],
+                          "stage": STAGE[0]}
     except Exception as e:  # noqa: BLE001 - classifying is the point
         tb = traceback.extract_tb(e.__traceback__)
         origin, inner = _origin(tb, engine_root)
         info = {"exc_type": type(e).__name__, "message": str(e)[:500], "origin": origin,
-                "raise_site": inner}
+                "raise_site": inner, "stage": STAGE[0]}
         if isinstance(e, engine.EngineError):
             return "engine_error", info
         info["traceback"] = traceback.format_exc()[-4000:]
@@ -1579,19 +1760,32 @@ def _crash_origin(text):
 
 
 def _hang_origin(text):
+    """Where a hung case was: the engine frames of the dumped traceback, outermost first
+    (stage > component > ...), as file:function."""
     import re
-    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', text)
-    for f, line, fn in frames:
+    block = text.split("Thread 0x")
+    block = block[-1] if len(block) > 1 else text
+    frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', block)
+    chain = []
+    for f, line, fn in reversed(frames):          # faulthandler prints innermost first
         if f"{os.sep}engine{os.sep}" in f:
-            return f"{f.split(os.sep + 'engine' + os.sep, 1)[1]}:{fn}:{line}"
+            where = f"{f.split(os.sep + 'engine' + os.sep, 1)[1]}:{fn}"
+            if not chain or chain[-1] != where:
+                chain.append(where)
+    if chain:
+        inner = [m for m in reversed(frames) if f"{os.sep}engine{os.sep}" in m[0]][-1]
+        return " > ".join(chain[:4]) + f" (innermost line {inner[1]})"
     return _crash_origin(text)
 
 
 def signature(rec):
     """What groups findings: class, exception type, where it comes from."""
     origin = rec.get("origin") or "?"
-    if rec["class"] in ("other_exception", "engine_error"):
+    if rec["class"] in ("other_exception", "engine_error", "memory"):
         origin = ":".join(origin.split(":")[:2])   # file:function, without the line
+    if rec["class"] == "hang":
+        origin = origin.split(" (innermost")[0]
+        origin = " > ".join(origin.split(" > ")[:3])
     return f"{rec['class']} | {rec.get('exc_type', '-')} | {origin}"
 
 
@@ -1606,6 +1800,7 @@ class Campaign:
         self.seeds = seeds if seeds is not None else build_seeds()
         self.counts = collections.defaultdict(collections.Counter)   # kind -> class -> n
         self.engine_errors = collections.Counter()                    # exc type -> n
+        self.stages = collections.Counter()                           # (stage, class) -> n
         self.groups = collections.OrderedDict()                       # signature -> info
         self.slowest = []
         self.lock = threading.Lock()
@@ -1636,8 +1831,9 @@ class Campaign:
             self.counts[kind][cls] += 1
             if cls == "engine_error":
                 self.engine_errors[res.get("exc_type", "?")] += 1
+            self.stages[(res.get("stage", "?"), cls)] += 1
             slim = {k: rec.get(k) for k in ("index", "kind", "seed_model", "class", "exc_type",
-                                            "elapsed", "peak_rss_delta")}
+                                            "stage", "elapsed", "peak_rss_delta")}
             slim["mutation"] = desc[:200]
             if cls != "ok":
                 slim["message"] = (res.get("message") or "")[:200]
@@ -1736,6 +1932,7 @@ class Campaign:
              "python": self.cfg.python, "engine_root": self.cfg.engine_root,
              "totals": dict(t), "counts": {k: dict(v) for k, v in self.counts.items()},
              "engine_error_types": dict(self.engine_errors.most_common()),
+             "stages": {f"{st} {cl}": n for (st, cl), n in sorted(self.stages.items())},
              "groups": {k: dict(v, kinds=dict(v["kinds"])) for k, v in self.groups.items()},
              "slowest": self.slowest}
         with open(os.path.join(self.out, "summary.json"), "w") as f:
@@ -1750,7 +1947,9 @@ class Campaign:
                  f"cap {self.cfg.cap} B, sanitizer {self.cfg.sanitizer or 'none'}", "",
                  self.table(), "",
                  "engine_error types: " + ", ".join(f"{k} {v}" for k, v in
-                                                    self.engine_errors.most_common()), ""]
+                                                    self.engine_errors.most_common()),
+                 "where cases ended (stage class: count; done = loaded and ran): " +
+                 ", ".join(f"{st} {cl}: {n}" for (st, cl), n in sorted(self.stages.items())), ""]
         if self.groups:
             lines.append(f"findings ({sum(t[k] for k in BAD)} cases, {len(self.groups)} groups):")
             for sig, g in sorted(self.groups.items(), key=lambda kv: -kv[1]["count"]):
@@ -1786,13 +1985,15 @@ def run_payloads(payloads, cfg, workdir):
 
 def replay(path, cap=DEFAULT_CAP, memory_limit=DEFAULT_MEMORY):
     """Run one file in this process with the traceback shown; returns its class."""
-    os.environ["ENGINE_MAX_BUFFER_BYTES"] = str(cap)
     if memory_limit:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
     engine = _engine()
-    engine.set_limits(max_buffer_bytes=cap)
-    cls, info = classify_call(lambda: execute(path, cap, engine))
+    old = engine.set_limits(max_buffer_bytes=cap)
+    try:
+        cls, info = classify_call(lambda: execute(path, cap, engine))
+    finally:
+        engine.set_limits(max_buffer_bytes=old.max_buffer_bytes)
     print(f"class: {cls}")
     for k in ("exc_type", "message", "origin", "raise_site", "outputs"):
         if k in info:
