@@ -229,8 +229,45 @@ cdef inline int _ints(object seq, str name, Py_ssize_t n, Py_ssize_t minimum,
     return 0
 
 
+# -- second line of defence against hostile sizes (include/engine/ek_common.h) -------------
+# engine/limits.py bounds every model's geometry before a kernel exists; the kernels keep
+# their own guards: the size functions return -1 when a size overflows or exceeds
+# EK_SIZE_MAX floats, and every window geometry passes ek_geom3_check (each extent and
+# derived span <= EK_DIM_MAX) before a C call.
+
+cdef extern from "engine/ek_dispatch.h" nogil:
+    ctypedef struct ek_geom3:
+        Py_ssize_t D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, pd, ph, pw, dd, dh, dw
+    Py_ssize_t EK_SIZE_MAX
+    Py_ssize_t EK_DIM_MAX
+    int ek_geom3_check(const ek_geom3* g, const Py_ssize_t* pad_end)
+
+
+cdef inline Py_ssize_t _sized(Py_ssize_t n, str what) except -1:
+    """n, a size a C size function returned; ValueError for its -1 (overflow / too large)."""
+    if n < 0:
+        raise ValueError(f"{what} overflows or exceeds {EK_SIZE_MAX} float32 elements: the "
+                         f"geometry is too large")
+    return n
+
+
+cdef inline int _geom_ok(const ek_geom3* g, const Py_ssize_t* pad_end, str what) except -1:
+    """ValueError unless the C kernels can index with g without wrapping (ek_geom3_check)."""
+    if ek_geom3_check(g, pad_end) != 0:
+        pe = "" if pad_end == NULL else f", pad_end=({pad_end[0]}, {pad_end[1]}, {pad_end[2]})"
+        raise ValueError(
+            f"{what} geometry out of range: input ({g.D}, {g.H}, {g.W}), kernel ({g.KD}, "
+            f"{g.KH}, {g.KW}), output ({g.OD}, {g.OH}, {g.OW}), stride ({g.sd}, {g.sh}, "
+            f"{g.sw}), pad ({g.pd}, {g.ph}, {g.pw}){pe}, dilation ({g.dd}, {g.dh}, {g.dw}): "
+            f"every value and every window span (O - 1) * stride + (K - 1) * dilation + 1 "
+            f"and padded size must be <= {EK_DIM_MAX}")
+    return 0
+
+
 cdef inline float* _work(object work, Py_ssize_t need, str name="work") except? NULL:
-    """Workspace pointer: a 1-D float32 array of at least `need` elements (None if 0)."""
+    """Workspace pointer: a 1-D float32 array of at least `need` elements (None if 0).
+    need < 0 (a C size function's overflow): ValueError."""
+    _sized(need, name)
     if need <= 0 and (work is None or _size(work) == 0):
         return NULL
     if work is None:
@@ -273,6 +310,7 @@ cdef class Packed:
 
 
 cdef Packed _new_packed(str kind, tuple shape, Py_ssize_t groups, int isa, Py_ssize_t size):
+    _sized(size, f"the packed {kind} operand")
     cdef Packed p = Packed.__new__(Packed)
     import numpy as _np
     p.data = _np.zeros(max(size, 16), dtype=_np.float32)

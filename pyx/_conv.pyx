@@ -27,8 +27,6 @@ cdef extern from *:
     """
 
 cdef extern from "engine/ek_dispatch.h" nogil:
-    ctypedef struct ek_geom3:
-        Py_ssize_t D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, pd, ph, pw, dd, dh, dw
     Py_ssize_t ek_conv_workspace_at(int isa, Py_ssize_t C, Py_ssize_t Cout,
                                     Py_ssize_t groups, const ek_geom3* g, int nthreads)
     void ek_conv3d_at(int isa, const float* x, const float* w, const float* bias, float* y,
@@ -195,6 +193,16 @@ cdef int _geom(object x_shape, object w_shape, object y_shape, object stride,
     g.pd, g.ph, g.pw = pb[0], pb[1], pb[2]
     g.dd, g.dh, g.dw = dl[0], dl[1], dl[2]
     dims[0], dims[1], dims[2] = N, C, Cout
+    cdef ek_geom3 back
+    if not transposed:
+        _geom_ok(g, NULL, "conv")
+    else:
+        # input position i reaches outputs i * s - p + k * d: the col2im view (the input grid
+        # as "output", the output plane as "input") is the geometry the kernel indexes with
+        back = g[0]
+        back.D, back.H, back.W = g.OD, g.OH, g.OW
+        back.OD, back.OH, back.OW = g.D, g.H, g.W
+        _geom_ok(&back, NULL, "conv_transpose")
     return 0
 
 
@@ -204,8 +212,8 @@ def conv_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
     cdef ek_geom3 g
     cdef Py_ssize_t dims[3]
     _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
-    return ek_conv_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
-                                _threads(nthreads))
+    return _sized(ek_conv_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
+                                       _threads(nthreads)), "the conv workspace")
 
 
 def conv_packed_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
@@ -214,8 +222,8 @@ def conv_packed_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation
     cdef ek_geom3 g
     cdef Py_ssize_t dims[3]
     _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
-    return ek_conv_packed_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
-                                       _threads(nthreads))
+    return _sized(ek_conv_packed_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
+                                              _threads(nthreads)), "the conv workspace")
 
 
 def conv_pack(w, Py_ssize_t groups=1, isa=None):
@@ -241,8 +249,9 @@ def conv_transpose_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilat
     cdef ek_geom3 g
     cdef Py_ssize_t dims[3]
     _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, True, &g, dims)
-    return ek_conv_transpose_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
-                                          _threads(nthreads))
+    return _sized(ek_conv_transpose_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
+                                                 _threads(nthreads)),
+                  "the conv_transpose workspace")
 
 
 cdef int _prep(object x, object w, object bias, object y, object stride, object pad_begin,
@@ -365,8 +374,8 @@ def conv_depthwise_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilat
     cdef Py_ssize_t dims[3]
     groups = int(tuple(x_shape)[1]) if len(tuple(x_shape)) == 5 else 1
     _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
-    return ek_conv_depthwise_workspace_at(_isa_arg(isa), dims[0], dims[2], &g,
-                                          _threads(nthreads))
+    return _sized(ek_conv_depthwise_workspace_at(_isa_arg(isa), dims[0], dims[2], &g,
+                                                 _threads(nthreads)), "the depthwise workspace")
 
 
 def conv3d_depthwise(x, w, bias, y, stride, pad_begin, dilation, act=0, float p0=0.0,
@@ -559,8 +568,9 @@ def winograd_workspace(x_shape, w_shape, y_shape, tile=4, nthreads=1, isa=None):
     cdef Py_ssize_t xs[4]
     cdef Py_ssize_t ys[4]
     _wino_geom(x_shape, w_shape, y_shape, xs, ys)
-    return ek_winograd_workspace_at(_isa_arg(isa), xs[0], xs[1], ys[1], ys[2], ys[3],
-                                    _wino_tile(tile), _threads(nthreads))
+    return _sized(ek_winograd_workspace_at(_isa_arg(isa), xs[0], xs[1], ys[1], ys[2], ys[3],
+                                           _wino_tile(tile), _threads(nthreads)),
+                  "the Winograd workspace")
 
 
 def winograd_blocking(x_shape, w_shape, y_shape, tile=4, nthreads=1, isa=None):
@@ -570,6 +580,9 @@ def winograd_blocking(x_shape, w_shape, y_shape, tile=4, nthreads=1, isa=None):
     cdef Py_ssize_t ys[4]
     cdef Py_ssize_t out[7]
     _wino_geom(x_shape, w_shape, y_shape, xs, ys)
+    _sized(ek_winograd_workspace_at(_isa_arg(isa), xs[0], xs[1], ys[1], ys[2], ys[3],
+                                    _wino_tile(tile), _threads(nthreads)),
+           "the Winograd workspace")      # (the plan's sizes must not wrap)
     ek_winograd_blocking_at(_isa_arg(isa), xs[0], xs[1], ys[1], ys[2], ys[3], _wino_tile(tile),
                             _threads(nthreads), out)
     return dict(tiles=out[0], tiles_per_block=out[1], blocks=out[2], channels_per_block=out[3],
@@ -602,6 +615,11 @@ def conv2d_winograd(x, wpk, bias, y, pad_begin, act=0, float p0=0.0, float p1=0.
     cdef float* py = _fptr(y, "y", -1, 4, True)
     _wino_geom(_shape(x), wp.shape, _shape(y), xs, ys)
     _ints(pad_begin, "pad_begin", 2, 0, pb)
+    cdef ek_geom3 g      # the 3x3 stride-1 window geometry, checked as every conv's
+    g.D, g.H, g.W, g.KD, g.KH, g.KW = 1, xs[2], xs[3], 1, 3, 3
+    g.OD, g.OH, g.OW, g.sd, g.sh, g.sw = 1, ys[2], ys[3], 1, 1, 1
+    g.pd, g.ph, g.pw, g.dd, g.dh, g.dw = 0, pb[0], pb[1], 1, 1, 1
+    _geom_ok(&g, NULL, "conv2d_winograd")
     cdef const float* pbias = _fptr_opt(bias, "bias", ys[1])
     cdef Py_ssize_t ny = _size(y)
     _disjoint(py, ny, px, _size(x), "y", "x")

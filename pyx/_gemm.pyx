@@ -162,9 +162,9 @@ def gemm_workspace(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint trans_b=False,
     """float32 elements of workspace `sgemm` needs for an M x N x K product."""
     if M < 0 or N < 0 or K < 0:
         raise ValueError(f"sizes must be >= 0, got M={M} N={N} K={K}")
-    return ek_gemm_workspace_at(_isa_arg(isa), M, N, K, a_packed,
-                                EK_GEMM_B_PACKED if b_packed else EK_GEMM_B_MATRIX,
-                                _threads(nthreads))
+    return _sized(ek_gemm_workspace_at(_isa_arg(isa), M, N, K, a_packed,
+                                       EK_GEMM_B_PACKED if b_packed else EK_GEMM_B_MATRIX,
+                                       _threads(nthreads)), "the GEMM workspace")
 
 
 def pack_a(a, bint trans_a=False, isa=None):

@@ -119,8 +119,8 @@ def lrn(x, y, Py_ssize_t size, float alpha, float beta, float k, nthreads=1, bin
     cdef int nt = _threads(nthreads)
     cdef const float* px = _fptr(x, "x")
     _nci(x, &N, &C, &inner)
-    if size < 1:
-        raise ValueError(f"size must be >= 1, got {size}")
+    if size < 1 or size > _INT_LIMIT:
+        raise ValueError(f"size must be in [1, {_INT_LIMIT}], got {size}")
     cdef Py_ssize_t n = _size(x)
     cdef float* py = _fptr(y, "y", n, -1, True)
     _disjoint(py, n, px, n, "y", "x")

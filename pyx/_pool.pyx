@@ -7,8 +7,6 @@ Tensors are 5-D (N, C, D, H, W) float32 C-contiguous (1-D/2-D: unit leading spat
 include "_common.pxi"
 
 cdef extern from "engine/ek_dispatch.h" nogil:
-    ctypedef struct ek_geom3:
-        Py_ssize_t D, H, W, KD, KH, KW, OD, OH, OW, sd, sh, sw, pd, ph, pw, dd, dh, dw
     void ek_pool3d "EK_CALL(ek_pool3d)"(const float* x, float* y, Py_ssize_t planes, const ek_geom3* g,
                    Py_ssize_t pe_d, Py_ssize_t pe_h, Py_ssize_t pe_w, int mode,
                    int count_include_pad, int nthreads)
@@ -98,6 +96,7 @@ def pool3d(x, y, kernel, stride, pad_begin, pad_end, dilation, int mode,
     g.sd, g.sh, g.sw = st[0], st[1], st[2]
     g.pd, g.ph, g.pw = pb[0], pb[1], pb[2]
     g.dd, g.dh, g.dw = dl[0], dl[1], dl[2]
+    _geom_ok(&g, pe, "pool")
     cdef Py_ssize_t planes = xs[0] * xs[1]
     cdef ek_pool3d_step_args step
     if bind:
@@ -119,6 +118,10 @@ def adaptive_pool3d(x, y, int mode, nthreads=1, bint bind=False):
     xs, ys = _shape(x), _shape(y)
     g.D, g.H, g.W = xs[2], xs[3], xs[4]
     g.OD, g.OH, g.OW = ys[2], ys[3], ys[4]
+    # (windows [o In / Out, ceil((o + 1) In / Out)): o In must not wrap)
+    g.KD = g.KH = g.KW = g.sd = g.sh = g.sw = g.dd = g.dh = g.dw = 1
+    g.pd = g.ph = g.pw = 0
+    _geom_ok(&g, NULL, "adaptive pool")
     cdef Py_ssize_t planes = xs[0] * xs[1]
     cdef ek_adaptive_pool3d_step_args step
     if bind:

@@ -166,6 +166,116 @@ static inline int ek_thread_id(void)
 #endif
 }
 
+/* ------------------------------------------------------- checked size arithmetic -- */
+/*
+ * The kernels' second line of defence against hostile geometry (the first is the Python
+ * layer, engine/limits.py).  Every size a function hands back or allocates (workspaces,
+ * packed operands, padded copies) is computed with these helpers: a size is a count of
+ * floats in [0, EK_SIZE_MAX], and -1 stands for "overflows or is above EK_SIZE_MAX"; -1
+ * propagates through ek_szmul / ek_szadd, so a chain of them needs one test at the end.
+ * The callers (pyx/) turn -1 into ValueError.
+ */
+
+/* Largest extent of one dim (a size, stride, dilation, pad, and the spans derived from
+   them): 2^31 - 1, so that a sum of a few products of two of them fits in 64 bits. */
+#define EK_DIM_MAX ((ptrdiff_t)2147483647)
+
+/* Largest element count a size function returns: 2^40 floats (4 TiB, above any machine
+   this runs on); keeps count * sizeof(float) and sums of a few counts far from wrapping. */
+#define EK_SIZE_MAX ((ptrdiff_t)1 << 40)
+
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_mul_overflow)
+#define EK_HAVE_MUL_OVERFLOW 1
+#endif
+#endif
+#if !defined(EK_HAVE_MUL_OVERFLOW) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 5
+#define EK_HAVE_MUL_OVERFLOW 1
+#endif
+
+/* *r = a * b; returns 1 (and leaves *r unspecified) when the product overflows ptrdiff_t. */
+static inline int ek_mul_overflow(ptrdiff_t a, ptrdiff_t b, ptrdiff_t *r)
+{
+#ifdef EK_HAVE_MUL_OVERFLOW
+    return __builtin_mul_overflow(a, b, r);
+#else
+    if (a > 0) {
+        if (b > 0 ? a > PTRDIFF_MAX / b : b < PTRDIFF_MIN / a) return 1;
+    } else if (a < 0) {
+        if (b > 0 ? a < PTRDIFF_MIN / b : b < PTRDIFF_MAX / a) return 1;
+    }
+    *r = a * b;
+    return 0;
+#endif
+}
+
+/* a * b for sizes: -1 when either is negative (-1: an earlier overflow), the product
+   overflows or exceeds EK_SIZE_MAX. */
+static inline ptrdiff_t ek_szmul(ptrdiff_t a, ptrdiff_t b)
+{
+    ptrdiff_t r;
+    if (a < 0 || b < 0 || ek_mul_overflow(a, b, &r) || r > EK_SIZE_MAX) return -1;
+    return r;
+}
+
+/* a + b for sizes, as ek_szmul. */
+static inline ptrdiff_t ek_szadd(ptrdiff_t a, ptrdiff_t b)
+{
+    if (a < 0 || b < 0 || a > EK_SIZE_MAX - b) return -1;
+    return a + b;
+}
+
+/* n rounded up to a multiple of 16 for sizes (-1 stays -1). */
+static inline ptrdiff_t ek_szround16(ptrdiff_t n)
+{
+    return n < 0 || n > EK_SIZE_MAX ? -1 : EK_ROUND16(n);
+}
+
+/* a * b for work estimates (thread counts): saturates at PTRDIFF_MAX; a, b >= 0. */
+static inline ptrdiff_t ek_mul_sat(ptrdiff_t a, ptrdiff_t b)
+{
+    ptrdiff_t r;
+    return ek_mul_overflow(a, b, &r) ? PTRDIFF_MAX : r;
+}
+
+/* Span of one dim of a window geometry: (n_out - 1) * s + (k - 1) * d + 1, or -1 when it
+   overflows or exceeds EK_DIM_MAX (arguments in [1, EK_DIM_MAX]). */
+static inline ptrdiff_t ek_span(ptrdiff_t n_out, ptrdiff_t s, ptrdiff_t k, ptrdiff_t d)
+{
+    /* each product <= 2^62: no overflow in 64 bits; the sum is checked */
+    const ptrdiff_t a = (n_out - 1) * s, b = (k - 1) * d;
+    if (a > EK_DIM_MAX || b > EK_DIM_MAX - 1 - a) return -1;
+    return a + b + 1;
+}
+
+/*
+ * 0 when the kernels can index with g without wrapping, -1 otherwise: per dim the input
+ * size, kernel size, output size, stride and dilation in [1, EK_DIM_MAX], the padding at
+ * the beginning (and at the end, pad_end: 3 values or NULL) in [0, EK_DIM_MAX], and the
+ * derived extents - the window span (O - 1) s + (K - 1) d + 1 and the padded input
+ * p_begin + I (+ p_end) - at most EK_DIM_MAX.  Then every position o s - p + k d of the
+ * kernels lies in (-2^32, 2^33) and a product of it with one more dim fits in 64 bits.
+ * A transposed convolution is checked on its col2im view (input and output swapped).
+ */
+static inline int ek_geom3_check(const ek_geom3 *g, const ptrdiff_t *pad_end)
+{
+    const ptrdiff_t in[3] = {g->D, g->H, g->W}, k[3] = {g->KD, g->KH, g->KW};
+    const ptrdiff_t out[3] = {g->OD, g->OH, g->OW}, s[3] = {g->sd, g->sh, g->sw};
+    const ptrdiff_t p[3] = {g->pd, g->ph, g->pw}, d[3] = {g->dd, g->dh, g->dw};
+    int i;
+    for (i = 0; i < 3; i++) {
+        const ptrdiff_t pe = pad_end ? pad_end[i] : 0;
+        if (in[i] < 1 || in[i] > EK_DIM_MAX || k[i] < 1 || k[i] > EK_DIM_MAX ||
+            out[i] < 1 || out[i] > EK_DIM_MAX || s[i] < 1 || s[i] > EK_DIM_MAX ||
+            d[i] < 1 || d[i] > EK_DIM_MAX || p[i] < 0 || p[i] > EK_DIM_MAX || pe < 0 ||
+            pe > EK_DIM_MAX)
+            return -1;
+        if (ek_span(out[i], s[i], k[i], d[i]) < 0) return -1;
+        if (p[i] + in[i] + pe > EK_DIM_MAX) return -1;    /* each <= 2^31: no wrap */
+    }
+    return 0;
+}
+
 /* Work below which kernels do not start a parallel region (elements touched). */
 #ifndef EK_PAR_MIN_WORK
 #define EK_PAR_MIN_WORK 32768

@@ -47,34 +47,40 @@ EK_INLINE ptrdiff_t EK_FN(ek_conv_pad_floats)(ptrdiff_t Cg, const ek_geom3 *g)
     return EK_FN(ek_conv_is_pointwise)(g) ? 0 : EK_FN(ek_im2col_pad_size)(Cg, g);
 }
 
-/* Floats of workspace ek_conv3d (weights as given) needs: the padded input copy and the
-   GEMM's per-thread panels. */
+/* Workspace of ek_conv3d / ek_conv3d_packed (a_packed): the padded input copy and the
+   GEMM's per-thread panels; -1 when a size overflows or exceeds EK_SIZE_MAX. */
+EK_INLINE ptrdiff_t EK_FN(ek_conv_ws)(ptrdiff_t C, ptrdiff_t Cout, ptrdiff_t groups,
+                                      const ek_geom3 *g, int a_packed, int nthreads)
+{
+    const ptrdiff_t Cg = C / groups, Coutg = Cout / groups;
+    const ptrdiff_t K = ek_szmul(ek_szmul(ek_szmul(Cg, g->KD), g->KH), g->KW);
+    const ptrdiff_t L = ek_szmul(ek_szmul(g->OD, g->OH), g->OW);
+    if (K < 0 || L < 0) return -1;
+    return ek_szadd(EK_FN(ek_conv_pad_floats)(Cg, g),
+                    EK_FN(ek_gemm_workspace)(Coutg, L, K, a_packed, EK_FN(ek_conv_b_mode)(g),
+                                             nthreads));
+}
+
+/* Floats of workspace ek_conv3d (weights as given) needs (-1: too large, see above). */
 EK_API ptrdiff_t EK_FN(ek_conv_workspace)(ptrdiff_t C, ptrdiff_t Cout, ptrdiff_t groups,
                                           const ek_geom3 *g, int nthreads)
 {
-    const ptrdiff_t Cg = C / groups, Coutg = Cout / groups;
-    const ptrdiff_t K = Cg * g->KD * g->KH * g->KW;
-    const ptrdiff_t L = g->OD * g->OH * g->OW;
-    return EK_FN(ek_conv_pad_floats)(Cg, g) +
-           EK_FN(ek_gemm_workspace)(Coutg, L, K, 0, EK_FN(ek_conv_b_mode)(g), nthreads);
+    return EK_FN(ek_conv_ws)(C, Cout, groups, g, 0, nthreads);
 }
 
-/* Floats of workspace ek_conv3d_packed needs. */
+/* Floats of workspace ek_conv3d_packed needs (-1: too large). */
 EK_API ptrdiff_t EK_FN(ek_conv_packed_workspace)(ptrdiff_t C, ptrdiff_t Cout,
                                                  ptrdiff_t groups, const ek_geom3 *g,
                                                  int nthreads)
 {
-    const ptrdiff_t Cg = C / groups, Coutg = Cout / groups;
-    const ptrdiff_t K = Cg * g->KD * g->KH * g->KW;
-    const ptrdiff_t L = g->OD * g->OH * g->OW;
-    return EK_FN(ek_conv_pad_floats)(Cg, g) +
-           EK_FN(ek_gemm_workspace)(Coutg, L, K, 1, EK_FN(ek_conv_b_mode)(g), nthreads);
+    return EK_FN(ek_conv_ws)(C, Cout, groups, g, 1, nthreads);
 }
 
-/* Floats of the pre-packed weights of a conv with Cout outputs, K = C/groups * kvol. */
+/* Floats of the pre-packed weights of a conv with Cout outputs, K = C/groups * kvol
+   (-1: too large). */
 EK_API ptrdiff_t EK_FN(ek_conv_pack_size)(ptrdiff_t Cout, ptrdiff_t K, ptrdiff_t groups)
 {
-    return groups * EK_FN(ek_gemm_pack_a_size)(Cout / groups, K);
+    return ek_szmul(groups, EK_FN(ek_gemm_pack_a_size)(Cout / groups, K));
 }
 
 /* Pack the weights w (Cout x K, PyTorch layout flattened) once, group by group, into buf
@@ -210,10 +216,14 @@ typedef struct {
 } ek_dw_geom;
 #endif
 
+/* The padded-plane path, when it applies and its plane stays within a small multiple of
+   the input and output planes (a hostile stride, dilation or padding would make it huge:
+   such convs take the general path, which needs no workspace).  The geometry passed
+   ek_geom3_check: every term below is at most ~2^33. */
 EK_INLINE int EK_FN(ek_dw_fast)(const ek_geom3 *g, ek_dw_geom *d)
 {
     const ptrdiff_t s = g->sw;
-    ptrdiff_t owr;
+    ptrdiff_t owr, bound;
     if (g->KD != 1 || g->OD != 1 || g->D != 1 || s > 2) return 0;
     d->cpr = (g->OW + EK_DW_VW - 1) / EK_DW_VW;
     owr = d->cpr * EK_DW_VW;
@@ -221,8 +231,10 @@ EK_INLINE int EK_FN(ek_dw_fast)(const ek_geom3 *g, ek_dw_geom *d)
     d->P = EK_MAX(g->pw + g->W, s * owr + (g->KW - 1) * g->dw);
     /* (NEON computes output rows in pairs: room for the windows of one more row) */
     d->Hp = EK_MAX(g->ph + g->H, (g->OH - 1 + EK_NEON) * g->sh + (g->KH - 1) * g->dh + 1);
-    d->xsize = d->Hp * d->P;
-    return 1;
+    d->xsize = ek_szmul(d->Hp, d->P);
+    bound = ek_szadd(ek_szmul(4, ek_szadd(ek_szmul(g->H, g->W), ek_szmul(g->OH, g->OW))),
+                     65536);
+    return d->xsize >= 0 && bound >= 0 && d->xsize <= bound;
 }
 
 /*
@@ -329,6 +341,19 @@ EK_INLINE void EK_FN(ekx_deint)(EKX_V a, EKX_V b, EKX_V *e, EKX_V *o)
     *o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
 #endif
 }
+
+#if EK_ISA_LEVEL >= 2
+/* _mm512_alignr_epi32(hi, lo, 2 m) for m = 1, 2 (the 5x5 kernel's column pairs).  The
+   shift must be an immediate: a switch, folded away where the caller's loop is unrolled
+   (-O2 and up), and still compiling at -O0 / -O1 (sanitizer builds). */
+EK_INLINE __m512i EK_FN(ekx_alignr_2m)(__m512i hi, __m512i lo, int m)
+{
+    switch (m) {
+    case 1: return _mm512_alignr_epi32(hi, lo, 2);
+    default: return _mm512_alignr_epi32(hi, lo, 4);
+    }
+}
+#endif
 
 EK_INLINE EKX_V EK_FN(ekx_unperm)(EKX_V v)
 {
@@ -437,8 +462,8 @@ EK_INLINE void EK_FN(ekx_dw_block)(const int S, const int K, const int A, const 
             for (m = 1; m < (K + 1) / 2; m++) {
                 const __m512i ai = _mm512_castps_si512(a), bi = _mm512_castps_si512(b);
                 const __m512i ni = _mm512_castps_si512(n);
-                const __m512 a2 = _mm512_castsi512_ps(_mm512_alignr_epi32(bi, ai, 2 * m));
-                const __m512 b2 = _mm512_castsi512_ps(_mm512_alignr_epi32(ni, bi, 2 * m));
+                const __m512 a2 = _mm512_castsi512_ps(EK_FN(ekx_alignr_2m)(bi, ai, m));
+                const __m512 b2 = _mm512_castsi512_ps(EK_FN(ekx_alignr_2m)(ni, bi, m));
                 EK_FN(ekx_deint)(a2, b2, &xv[2 * m], &xv[2 * m + 1]);
                 EKX_REG(xv[2 * m]);
                 if (2 * m + 1 < K) EKX_REG(xv[2 * m + 1]);
@@ -719,13 +744,16 @@ EK_API ptrdiff_t EK_FN(ek_conv_depthwise_workspace)(ptrdiff_t N, ptrdiff_t Cout,
     ek_dw_geom d;
     const ptrdiff_t planes = N * Cout;
     const ptrdiff_t L = g->OD * g->OH * g->OW;
-    const int threads = ek_nthreads_work(nthreads, planes, planes * L * g->KH * g->KW);
+    /* (the same work estimate as ek_conv3d_depthwise: the same thread count) */
+    const int threads = ek_nthreads_work(
+        nthreads, planes, ek_mul_sat(ek_mul_sat(planes, L), ek_mul_sat(ek_mul_sat(g->KD, g->KH),
+                                                                       g->KW)));
 #if EK_DWX
     ek_dwx_geom dx;
     if (EK_FN(ek_dwx_fast)(g, &dx)) return dx.zlen + 16;
 #endif
     if (!EK_FN(ek_dw_fast)(g, &d)) return 0;
-    return (ptrdiff_t)threads * EK_ROUND16(d.xsize) + 16;
+    return ek_szadd(ek_szmul(threads, ek_szround16(d.xsize)), 16);
 }
 
 #if defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
@@ -1043,7 +1071,9 @@ EK_API void EK_FN(ek_conv3d_depthwise)(const float *x, const float *w, const flo
     const ptrdiff_t kvol = g->KD * g->KH * g->KW;
     const ptrdiff_t inL = g->D * g->H * g->W, L = g->OD * g->OH * g->OW;
     const ptrdiff_t planes = N * Cout;
-    const int threads = ek_nthreads_work(nthreads, planes, planes * L * kvol);
+    const int threads = ek_nthreads_work(nthreads, planes,
+                                         ek_mul_sat(ek_mul_sat(planes, L),
+                                                    ek_mul_sat(ek_mul_sat(g->KD, g->KH), g->KW)));
     ek_dw_geom d;
     const int fast = EK_FN(ek_dw_fast)(g, &d) && work != NULL;
     float *ws = fast ? ek_align64(work) : NULL;
@@ -1145,12 +1175,15 @@ EK_API ptrdiff_t EK_FN(ek_conv_transpose_workspace)(ptrdiff_t C, ptrdiff_t Cout,
                                                     int nthreads)
 {
     const ptrdiff_t Cg = C / groups, Coutg = Cout / groups;
-    const ptrdiff_t kvol = g->KD * g->KH * g->KW;
-    const ptrdiff_t inL = g->D * g->H * g->W;
+    const ptrdiff_t kvol = ek_szmul(ek_szmul(g->KD, g->KH), g->KW);
+    const ptrdiff_t inL = ek_szmul(ek_szmul(g->D, g->H), g->W);
+    const ptrdiff_t M = ek_szmul(Coutg, kvol);
+    if (inL < 0) return -1;
     if (EK_FN(ek_convt_is_pointwise)(g))
         return EK_FN(ek_sgemm_workspace)(Coutg, inL, Cg, 0, nthreads);
-    return EK_ROUND16(Coutg * kvol * inL) +
-           EK_FN(ek_sgemm_workspace)(Coutg * kvol, inL, Cg, 0, nthreads);
+    if (M < 0) return -1;
+    return ek_szadd(ek_szround16(ek_szmul(M, inL)),
+                    EK_FN(ek_sgemm_workspace)(M, inL, Cg, 0, nthreads));
 }
 
 /*

@@ -216,15 +216,21 @@ EK_API const char *EK_FN(ek_gemm_kind)(void) { return EK_GEMM_KIND; }
 
 /* ---------------------------------------------------------------- packing -- */
 
-/* Floats of a full pre-packed A (M x K) of this variant, 64-byte alignment slack included. */
+/* Floats of a full pre-packed A (M x K) of this variant, 64-byte alignment slack included
+   (-1 when that overflows or exceeds EK_SIZE_MAX; M, K >= 0). */
 EK_API ptrdiff_t EK_FN(ek_gemm_pack_a_size)(ptrdiff_t M, ptrdiff_t K)
 {
-    return (M + EK_GEMM_MR - 1) / EK_GEMM_MR * EK_GEMM_MR * (K > 0 ? K : 1) + 16;
+    if (M < 0 || M > EK_SIZE_MAX) return -1;
+    return ek_szadd(ek_szmul((M + EK_GEMM_MR - 1) / EK_GEMM_MR * EK_GEMM_MR, K > 0 ? K : 1),
+                    16);
 }
 
+/* Floats of a full pre-packed B (K x N) (-1 when too large, as above). */
 EK_API ptrdiff_t EK_FN(ek_gemm_pack_b_size)(ptrdiff_t K, ptrdiff_t N)
 {
-    return (N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR * (K > 0 ? K : 1) + 16;
+    if (N < 0 || N > EK_SIZE_MAX) return -1;
+    return ek_szadd(ek_szmul((N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR, K > 0 ? K : 1),
+                    16);
 }
 
 /* Rows per A panel (and register tile) for an M-row product: MR, or fewer where that
@@ -1182,7 +1188,7 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     if (K <= 0 || (M < EK_GEMM_SMALL_M && !a_packed && b_mode == EK_GEMM_B_MATRIX)) {
         p.small = 1;
         p.threads = ek_nthreads(nthreads, (N + 255) / 256);
-        if (M * N * (K > 0 ? K : 1) < 65536) p.threads = 1;
+        if (ek_mul_sat(ek_mul_sat(M, N), K > 0 ? K : 1) < 65536) p.threads = 1;
         return p;
     }
     p.kc = EK_FN(ek_gemm_kc)(M, K);
@@ -1193,7 +1199,7 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     if (ncmax < NR) ncmax = NR;
     p.nt = (N + ncmax - 1) / ncmax;
     p.mt = (M + EK_GEMM_MC - 1) / EK_GEMM_MC;
-    if (nthreads > 1 && M * N * K >= 262144) {
+    if (nthreads > 1 && ek_mul_sat(ek_mul_sat(M, N), K) >= 262144) {
         /* Several tasks per thread for the dynamic schedule.  Splitting N costs a repack of
            A per task (none when A is pre-packed), splitting M a repack of B. */
         target = 4 * (ptrdiff_t)nthreads;
@@ -1222,24 +1228,31 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
        own L2 (the shared buffer measured 10-30 % slower on ResNet-50's GEMMs at 2
        threads). */
     p.prefill = b_mode == EK_GEMM_B_FILL && p.mt >= 2 &&
-                K * ((N + NR - 1) / NR * NR) <= ((ptrdiff_t)1 << 20);
+                ek_mul_sat(K, (N + NR - 1) / NR * NR) <= ((ptrdiff_t)1 << 20);
     return p;
 }
 
-/* Floats of workspace ek_gemm_run needs (0 for the small-M and K == 0 paths). */
+/* Floats of workspace ek_gemm_run needs (0 for the small-M and K == 0 paths; -1 when a
+   size is negative or above EK_SIZE_MAX, or the workspace would be). */
 EK_API ptrdiff_t EK_FN(ek_gemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int a_packed,
                                           int b_mode, int nthreads)
 {
-    EK_FN(ek_gemm_plan_t) p = EK_FN(ek_gemm_plan)(M, N, K, a_packed, b_mode, nthreads);
+    EK_FN(ek_gemm_plan_t) p;
     const int b_packed = b_mode == EK_GEMM_B_PACKED;
     ptrdiff_t per;
     ptrdiff_t total;
+    if (M < 0 || N < 0 || K < 0 || M > EK_SIZE_MAX || N > EK_SIZE_MAX || K > EK_SIZE_MAX)
+        return -1;
+    p = EK_FN(ek_gemm_plan)(M, N, K, a_packed, b_mode, nthreads);
     if (M <= 0 || N <= 0 || p.small) return 0;
+    /* (mc, nc, kc are bounded by the blocking constants) */
     per = (a_packed ? 0 : EK_ROUND16(p.mc / p.mr * EK_GEMM_MR * p.kc)) +
           (b_packed || p.prefill ? 0 : EK_ROUND16(p.kc * p.nc));
-    total = (ptrdiff_t)p.threads * per +
-            (p.prefill ? EK_ROUND16(K * ((N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR)) : 0);
-    return total == 0 ? 0 : total + 16;
+    total = ek_szadd(ek_szmul(p.threads, per),
+                     p.prefill ? ek_szround16(ek_szmul(K, (N + EK_GEMM_NR - 1) / EK_GEMM_NR *
+                                                             EK_GEMM_NR))
+                               : 0);
+    return total <= 0 ? total : ek_szadd(total, 16);
 }
 
 /* Old interface: floats of workspace ek_sgemm needs. */

@@ -102,13 +102,15 @@ EK_INLINE int EK_FN(ek_im2col_needs_pad)(const ek_geom3 *g)
     return g->pd > 0 || g->ph > 0 || g->pw > 0 || Dp > g->D || Hp > g->H || Wp > g->W;
 }
 
-/* Floats of the padded copy of C channels (0 when not needed). */
+/* Floats of the padded copy of C channels (0 when not needed; -1 when C Dp Hp Wp
+   overflows or exceeds EK_SIZE_MAX).  The geometry passed ek_geom3_check: each of Dp, Hp,
+   Wp is at most EK_DIM_MAX, their product is what can wrap. */
 EK_INLINE ptrdiff_t EK_FN(ek_im2col_pad_size)(ptrdiff_t C, const ek_geom3 *g)
 {
     ptrdiff_t Dp, Hp, Wp;
     if (!EK_FN(ek_im2col_needs_pad)(g)) return 0;
     EK_FN(ek_im2col_padded_dims)(g, &Dp, &Hp, &Wp);
-    return EK_ROUND16(C * Dp * Hp * Wp);
+    return ek_szround16(ek_szmul(ek_szmul(ek_szmul(C, Dp), Hp), Wp));
 }
 
 /* Copy C channels of x (C x D x H x W) into xp (C x Dp x Hp x Wp), zero outside. */
@@ -118,7 +120,7 @@ EK_API void EK_FN(ek_im2col_pad)(const float *EK_RESTRICT x, ptrdiff_t C, const 
     ptrdiff_t Dp, Hp, Wp, c;
     int threads;
     EK_FN(ek_im2col_padded_dims)(g, &Dp, &Hp, &Wp);
-    threads = ek_nthreads_work(nthreads, C, C * Dp * Hp * Wp);
+    threads = ek_nthreads_work(nthreads, C, ek_mul_sat(ek_mul_sat(C * Dp, Hp), Wp));
     (void)threads;  /* unused without OpenMP */
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)

@@ -119,7 +119,8 @@ EK_API void EK_FN(ek_lrn)(const float *EK_RESTRICT x, float *EK_RESTRICT y, ptrd
 {
     const ptrdiff_t nblk = (inner + EK_LRN_BLOCK - 1) / EK_LRN_BLOCK;
     const ptrdiff_t items = N * nblk;
-    const int threads = ek_nthreads_work(nthreads, items, N * C * inner * (size + 4));
+    const int threads = ek_nthreads_work(nthreads, items,
+                                         ek_mul_sat(N * C * inner, size + 4));
     const float a = alpha / (float)size;
     ptrdiff_t it;
     (void)threads;  /* unused without OpenMP */

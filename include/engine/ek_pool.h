@@ -46,17 +46,27 @@ typedef int EK_FN(ek_pl_vi) __attribute__((vector_size(EK_PL_VW * 4)));
 #define EK_PL_VEC 0
 #endif
 
-/* Padded-plane geometry (P pitch, Hp rows, cpr chunks per output row); 0: no fast path. */
+/* Padded-plane geometry (P pitch, Hp rows, cpr chunks per output row); 0: no fast path.
+   The fast path reduces every tap of every window, inside the input or not, from a copy
+   of the plane padded for all windows: it is taken only while the kernel is not much
+   larger than the input (then that work is bounded by output size x input size) and the
+   padded copy stays within a small multiple of the input and output planes.  A hostile
+   kernel, stride, dilation or padding takes the general path, which visits only the taps
+   inside the input.  (The geometry passed ek_geom3_check: no term below wraps.) */
 EK_INLINE int EK_FN(ek_pool_fast_geom)(const ek_geom3 *g, ptrdiff_t *P, ptrdiff_t *Hp,
                                        ptrdiff_t *cpr)
 {
-    ptrdiff_t owr;
+    ptrdiff_t owr, size, bound;
     if (!EK_PL_VEC || g->KD != 1 || g->OD != 1 || g->D != 1 || g->sw > 2) return 0;
+    if (g->KH > 2 * g->H + 16 || g->KW > 2 * g->W + 16) return 0;
     *cpr = (g->OW + EK_PL_VW - 1) / EK_PL_VW;
     owr = *cpr * EK_PL_VW;
     *P = EK_MAX(g->pw + g->W, g->sw * owr + (g->KW - 1) * g->dw);
     *Hp = EK_MAX(g->ph + g->H, (g->OH - 1) * g->sh + (g->KH - 1) * g->dh + 1);
-    return 1;
+    size = ek_szmul(*Hp, *P);
+    bound = ek_szadd(ek_szmul(4, ek_szadd(ek_szmul(g->H, g->W), ek_szmul(g->OH, g->OW))),
+                     65536);
+    return size >= 0 && bound >= 0 && size <= bound;
 }
 
 #if EK_PL_VEC
@@ -174,7 +184,8 @@ static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const
     const ptrdiff_t inL = g->H * g->W, L = g->OH * g->OW;
     int threads, failed = 0;
     if (!EK_FN(ek_pool_fast_geom)(g, &P, &Hp, &cpr)) return 0;
-    threads = ek_nthreads_work(nthreads, planes, planes * L * g->KH * g->KW);
+    threads = ek_nthreads_work(nthreads, planes,
+                               ek_mul_sat(ek_mul_sat(planes, L), g->KH * g->KW));
     (void)threads;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads) if (threads > 1)
@@ -629,8 +640,13 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
  * (+inf for min), an empty avg window with divisor 0 yields NaN (0/0).
  * g: D/H/W input sizes, KD/KH/KW kernel, OD/OH/OW output, sd.. strides, pd.. pad begin,
  * dd.. dilation.  pe_d/pe_h/pe_w: padding at the end (avg divisor only).
+ * Work: only the taps that hit the input are visited (per output row the kd / kh ranges
+ * are clipped to the input, and the kw loop to the taps some output of the row reads, or,
+ * when that range is much wider than the input row - a kernel far larger than the input,
+ * with a large stride - each output's own clipped range), so a hostile kernel size costs
+ * at most output size x input extent, never kernel-size iterations.
  * Preconditions: x has planes*D*H*W floats, y has planes*OD*OH*OW floats (no overlap);
- * all sizes, strides, dilations >= 1.
+ * the geometry passed ek_geom3_check (with pe_d, pe_h, pe_w as its pad_end).
  */
 EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
                              ptrdiff_t planes, const ek_geom3 *g, ptrdiff_t pe_d,
@@ -639,8 +655,15 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
 {
     const ptrdiff_t inL = g->D * g->H * g->W;
     const ptrdiff_t rows = planes * g->OD * g->OH;
+    /* (work estimate: the clipped taps, at most min(kernel, input) per dim) */
+    const ptrdiff_t taps = ek_mul_sat(ek_mul_sat(EK_MIN(g->KD, g->D), EK_MIN(g->KH, g->H)),
+                                      EK_MIN(g->KW, g->W));
     const int threads = ek_nthreads_work(nthreads, rows,
-                                         rows * g->OW * g->KD * g->KH * g->KW);
+                                         ek_mul_sat(ek_mul_sat(rows, g->OW), taps));
+    /* kw taps some output of a row reads: kw dw - pw in [-(OW - 1) sw, W) */
+    const ptrdiff_t wspan = (g->OW - 1) * g->sw;
+    ptrdiff_t kwlo, kwhi;
+    int per_output;
     ptrdiff_t r;
 #if EK_PLX
     if (EK_FN(ekp_pool)(x, y, planes, g, mode, count_include_pad, pe_h, pe_w, nthreads)) return;
@@ -648,6 +671,10 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
     if (mode != EK_POOL_AVG && EK_FN(ek_pool_fast)(x, y, planes, g, mode == EK_POOL_MAX,
                                                    nthreads))
         return;
+    EK_FN(ek_valid_range)(g->KW, wspan + g->W, mode == EK_POOL_AVG ? 1 : g->dw,
+                          wspan - g->pw, &kwlo, &kwhi);
+    /* tap by tap over the row (vectorisable) unless that range is far wider than the row */
+    per_output = kwhi - kwlo > 2 * (g->W + g->OW) + 64;
     (void)threads;  /* unused without OpenMP */
 #ifdef _OPENMP
 #pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
@@ -663,16 +690,32 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
             /* One pass per kernel tap over the output row: vectorisable selects. */
             const int is_max = (mode == EK_POOL_MAX);
             const float init = is_max ? -INFINITY : INFINITY;
+            ptrdiff_t kdlo, kdhi, khlo, khhi;
+            /* the kd / kh taps inside the input */
+            EK_FN(ek_valid_range)(g->KD, g->D, g->dd, d0, &kdlo, &kdhi);
+            EK_FN(ek_valid_range)(g->KH, g->H, g->dh, h0, &khlo, &khhi);
             for (ow = 0; ow < g->OW; ow++) yrow[ow] = init;
-            for (kd = 0; kd < g->KD; kd++) {
+            for (kd = kdlo; kd < kdhi; kd++) {
                 const ptrdiff_t id = d0 + kd * g->dd;
-                if (id < 0 || id >= g->D) continue;
-                for (kh = 0; kh < g->KH; kh++) {
+                for (kh = khlo; kh < khhi; kh++) {
                     const ptrdiff_t ih = h0 + kh * g->dh;
-                    const float *EK_RESTRICT xr;
-                    if (ih < 0 || ih >= g->H) continue;
-                    xr = xp + (id * g->H + ih) * g->W;
-                    for (kw = 0; kw < g->KW; kw++) {
+                    const float *EK_RESTRICT xr = xp + (id * g->H + ih) * g->W;
+                    if (per_output) {
+                        /* each output's own taps (in the same order as below) */
+                        for (ow = 0; ow < g->OW; ow++) {
+                            const ptrdiff_t w0 = ow * sw - g->pw;
+                            ptrdiff_t lo, hi;
+                            float m = yrow[ow];
+                            EK_FN(ek_valid_range)(g->KW, g->W, g->dw, w0, &lo, &hi);
+                            for (kw = lo; kw < hi; kw++) {
+                                const float v = xr[w0 + kw * g->dw];
+                                if (is_max ? (v > m || v != v) : (v < m || v != v)) m = v;
+                            }
+                            yrow[ow] = m;
+                        }
+                        continue;
+                    }
+                    for (kw = kwlo; kw < kwhi; kw++) {
                         const ptrdiff_t off = kw * g->dw - g->pw;
                         const float *EK_RESTRICT xs = xr + off;
                         ptrdiff_t lo, hi;
@@ -719,7 +762,17 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
                 for (id = ds; id < de; id++)
                     for (ih = hs; ih < he; ih++) {
                         const float *EK_RESTRICT xr = xp + (id * g->H + ih) * g->W;
-                        for (kw = 0; kw < g->KW; kw++) {
+                        if (per_output) {
+                            for (j = 0; j < nc; j++) {
+                                const ptrdiff_t w0 = (c0 + j) * sw - g->pw;
+                                const ptrdiff_t lo = EK_MAX(w0, 0);
+                                const ptrdiff_t hi = EK_MIN(w0 + g->KW, g->W);
+                                ptrdiff_t i;
+                                for (i = lo; i < hi; i++) acc[j] += (double)xr[i];
+                            }
+                            continue;
+                        }
+                        for (kw = kwlo; kw < kwhi; kw++) {
                             const ptrdiff_t off = kw - g->pw;
                             ptrdiff_t lo, hi;
                             EK_FN(ek_valid_range)(g->OW, g->W, sw, off, &lo, &hi);
@@ -731,14 +784,18 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
                     }
                 for (j = 0; j < nc; j++) {
                     const ptrdiff_t w0 = (c0 + j) * sw - g->pw;
-                    ptrdiff_t we = EK_MIN(w0 + g->KW, g->W + pe_w), div;
+                    ptrdiff_t we = EK_MIN(w0 + g->KW, g->W + pe_w);
                     const ptrdiff_t wsz = we - w0, ws = EK_MAX(w0, 0);
+                    double div;
                     we = EK_MIN(we, g->W);
+                    /* in double: the product of three hostile sizes may not fit 64 bits
+                       (exact, as the integer product was, while below 2^53) */
                     if (count_include_pad)
-                        div = dsz * hsz * wsz;
+                        div = (double)dsz * (double)hsz * (double)wsz;
                     else
-                        div = EK_MAX(de - ds, 0) * EK_MAX(he - hs, 0) * EK_MAX(we - ws, 0);
-                    yrow[c0 + j] = (float)(acc[j] / (double)div);
+                        div = (double)EK_MAX(de - ds, 0) * (double)EK_MAX(he - hs, 0) *
+                              (double)EK_MAX(we - ws, 0);
+                    yrow[c0 + j] = (float)(acc[j] / div);
                 }
             }
         }

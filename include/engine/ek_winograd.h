@@ -143,11 +143,15 @@ typedef struct {
     int threads;
 } EK_FN(ek_wg_plan_t);
 
-/* Floats of the packed weights (per position: ceil(Cout / MR) MR-row panels of Cin). */
+/* Floats of the packed weights (per position: ceil(Cout / MR) MR-row panels of Cin); -1
+   when that overflows or exceeds EK_SIZE_MAX. */
 EK_API ptrdiff_t EK_FN(ek_winograd_pack_size)(ptrdiff_t Cout, ptrdiff_t Cin, int m)
 {
     const ptrdiff_t a = m + 2;
-    return a * a * ((Cout + EK_GEMM_MR - 1) / EK_GEMM_MR * EK_GEMM_MR) * Cin + 16;
+    if (Cout < 0 || Cout > EK_SIZE_MAX) return -1;
+    return ek_szadd(ek_szmul(ek_szmul(a * a, (Cout + EK_GEMM_MR - 1) / EK_GEMM_MR * EK_GEMM_MR),
+                             Cin),
+                    16);
 }
 
 /* U = G g G^T for every (cout, cin) of w (Cout x Cin x 3 x 3), in double, into buf
@@ -250,12 +254,23 @@ EK_INLINE EK_FN(ek_wg_plan_t) EK_FN(ek_wg_plan)(ptrdiff_t N, ptrdiff_t Cin, ptrd
     return p;
 }
 
-/* Floats of workspace ek_conv2d_winograd needs. */
+/* Floats of workspace ek_conv2d_winograd needs (-1 when a size overflows or exceeds
+   EK_SIZE_MAX; the sizes are those ek_wg_plan takes: each in [1, EK_DIM_MAX]). */
 EK_API ptrdiff_t EK_FN(ek_winograd_workspace)(ptrdiff_t N, ptrdiff_t Cin, ptrdiff_t Cout,
                                               ptrdiff_t OH, ptrdiff_t OW, int m, int nthreads)
 {
-    EK_FN(ek_wg_plan_t) p = EK_FN(ek_wg_plan)(N, Cin, Cout, OH, OW, m, nthreads);
-    return (ptrdiff_t)p.threads * p.per + (p.shared ? p.ntb * EK_ROUND16(p.vsz) : 0) + 16;
+    EK_FN(ek_wg_plan_t) p;
+    ptrdiff_t tiles;
+    if (N < 1 || Cin < 1 || Cout < 1 || OH < 1 || OW < 1 || N > EK_DIM_MAX ||
+        Cin > EK_DIM_MAX || Cout > EK_DIM_MAX || OH > EK_DIM_MAX || OW > EK_DIM_MAX)
+        return -1;
+    /* the plan's tile count N th tw, and V's Cin T per position, must not wrap */
+    tiles = ek_szmul(ek_szmul(N, (OH + m - 1) / m), (OW + m - 1) / m);
+    if (tiles < 0 || ek_szmul(Cin, 4 * EK_WG_MAXTB) < 0) return -1;
+    p = EK_FN(ek_wg_plan)(N, Cin, Cout, OH, OW, m, nthreads);
+    return ek_szadd(ek_szadd(ek_szmul(p.threads, p.per),
+                             p.shared ? ek_szmul(p.ntb, ek_szround16(p.vsz)) : 0),
+                    16);
 }
 
 /* The blocking a call would use: out[0..6] = tiles, tiles per block, blocks, output
