@@ -9,9 +9,20 @@ whatever ``keep`` holds: the arrays the steps point into) alive.
 
 A program is not re-entrant: its steps write fixed buffers.  The runtime gives every
 concurrent caller its own plan instance (engine.runtime.plan).
+
+Interruption: run on the main thread, a program looks at a coarse monotonic clock after
+every step and, every SIGNAL_CHECK_MS of run time, takes the GIL for a moment to run
+PyErr_CheckSignals(): a pending Ctrl-C (or any signal whose Python handler raises) stops
+the program between two steps and its exception (KeyboardInterrupt) propagates from run()
+(the outputs are then incomplete).  A single step is not interrupted.  Other threads
+cannot receive Python signals and skip the checks.
 """
 
+import threading
+
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
+from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdlib cimport free, malloc
 
 cdef extern from "engine/ek_step.h" nogil:
@@ -33,6 +44,36 @@ cdef inline double _now() noexcept nogil:
     cdef timespec ts
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return ts.tv_sec + ts.tv_nsec * 1e-9
+
+
+cdef extern from *:
+    """
+    /* Milliseconds of a monotonic clock for the signal checks between steps: the coarse
+       clock where there is one (Linux: a few ns per read, a resolution of a few ms). */
+    static long long ek_exec_ms(void)
+    {
+        struct timespec ts;
+    #ifdef CLOCK_MONOTONIC_COARSE
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+    #else
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+    #endif
+        return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    }
+    """
+    long long ek_exec_ms() noexcept nogil
+
+
+# Milliseconds between two checks for a pending signal (run time of the program).
+SIGNAL_CHECK_MS = 20
+cdef long long _check_ms = SIGNAL_CHECK_MS
+# Python runs signal handlers on the main thread only.
+cdef unsigned long _main_ident = threading.main_thread().ident
+
+
+cdef inline bint _checks_signals() noexcept:
+    """True on the main thread (the only one PyErr_CheckSignals runs handlers on)."""
+    return PyThread_get_thread_ident() == _main_ident
 
 
 def is_step(obj):
@@ -69,22 +110,42 @@ cdef class Program:
         return self.n
 
     def run(self):
-        """Run every step in order (GIL released)."""
+        """Run every step in order (GIL released).  On the main thread a pending signal is
+        looked for every SIGNAL_CHECK_MS between steps; its handler's exception (Ctrl-C:
+        KeyboardInterrupt) stops the run and propagates."""
         cdef Py_ssize_t i
+        cdef long long due
+        if not _checks_signals():
+            with nogil:
+                for i in range(self.n):
+                    self.steps[i].fn(self.steps[i].args)
+            return
         with nogil:
+            due = ek_exec_ms() + _check_ms
             for i in range(self.n):
                 self.steps[i].fn(self.steps[i].args)
+                if ek_exec_ms() >= due:
+                    with gil:
+                        PyErr_CheckSignals()
+                    due = ek_exec_ms() + _check_ms
 
     def run_timed(self, double[::1] seconds):
         """Run every step, adding each one's wall time (s) to seconds[i]."""
         if seconds.shape[0] < self.n:
             raise ValueError(f"seconds must have {self.n} entries, got {seconds.shape[0]}")
         cdef Py_ssize_t i
-        cdef double t0, t1
+        cdef double t0, t1, due
+        cdef bint check = _checks_signals()
         with nogil:
             t0 = _now()
+            due = t0 + _check_ms * 1e-3
             for i in range(self.n):
                 self.steps[i].fn(self.steps[i].args)
                 t1 = _now()
                 seconds[i] += t1 - t0
+                if check and t1 >= due:
+                    with gil:
+                        PyErr_CheckSignals()
+                    t1 = _now()     # (the check's own time is no step's)
+                    due = t1 + _check_ms * 1e-3
                 t0 = t1
