@@ -253,9 +253,9 @@ def _pad_pairs(x, pad, mode, value):
                                     f"{list(pad)}")
     check(mode in ("constant", "reflect", "replicate"),
           f"pad mode must be 'constant', 'reflect' or 'replicate', got {mode!r}")
-    if mode == "constant":
-        check(value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)),
-              f"pad value must be a number, got {value!r}")
+    # Every mode carries the attribute (the kernels read it), even where it is unused.
+    check(value is None or (isinstance(value, numbers.Real) and not isinstance(value, bool)),
+          f"pad value must be a number, got {value!r}")
     npad = len(pad) // 2
     if mode != "constant":
         check(npad <= 3 and rank in (npad + 1, npad + 2),
