@@ -172,3 +172,15 @@ def test_fixed_seed_slice(tmp_path, seeds):
     with open(tmp_path / "out" / "summary.json") as f:
         assert json.load(f)["totals"] == dict(totals)
     assert c.bad_count() == 0, c.report()
+
+
+@pytest.mark.skipif(not os.environ.get("FUZZ_ASAN_ROOT"),
+                    reason="set FUZZ_ASAN_ROOT to a tree built with -fsanitize=address")
+def test_asan_worker_reports_heap_overflow(tmp_path):
+    """The sanitizer pipeline end to end: libasan preloaded, a heap overflow aborts the
+    worker and the report names it."""
+    cfg = fuzz.Config(timeout=10.0, sanitizer="asan", engine_root=os.environ["FUZZ_ASAN_ROOT"])
+    ok, bad, mem = fuzz.run_payloads(["ok", "heap_overflow", "memory"], cfg, str(tmp_path))
+    assert ok["class"] == "ok"
+    assert bad["class"] == "crash" and "heap-buffer-overflow" in bad["origin"]
+    assert mem["class"] == "memory"

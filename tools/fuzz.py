@@ -171,9 +171,14 @@ def _value_shapes(data):
     return _SHAPES[key]
 
 
-def _engine():
-    if ROOT not in sys.path:
-        sys.path.insert(0, ROOT)
+def _engine(root=None):
+    """The engine package: the one already imported, else the one under ``root`` (default:
+    this tree)."""
+    if "engine" in sys.modules:
+        return sys.modules["engine"]
+    root = root or ROOT
+    if root not in sys.path:
+        sys.path.insert(0, root)
     import engine
     return engine
 
@@ -1423,6 +1428,14 @@ def _inject(what):
         b = bytearray(int(what[4:]) * MiB)     # touched: above a small --rss-limit
         b[::4096] = b"\x01" * len(b[::4096])
         return
+    if what == "heap_overflow":
+        # a read past a malloc'd block: ASan's memcpy interceptor reports it (a plain build
+        # reads the neighbouring heap bytes and carries on)
+        libc = ctypes.CDLL(None)
+        libc.malloc.restype = ctypes.c_void_p
+        p = libc.malloc(16)
+        ctypes.string_at(p, 64)
+        return
     if what == "sanitizer_report":
         sys.stderr.write("==1==ERROR: AddressSanitizer: heap-buffer-overflow (injected)\n")
         sys.stderr.flush()
@@ -1452,7 +1465,7 @@ def _feeds(np, inputs, batch, cap):
     return feeds, None
 
 
-def execute(path, cap, engine_mod=None, batches=(1, 2)):
+def execute(path, cap, engine_mod=None, batches=(1, 2), threads=1):
     """load + Session + prepare(1) + run on one file (then prepare(2) + run when the model
     has a symbolic batch); returns (class, info dict).  Exceptions other than EngineError /
     MemoryError propagate to the caller; STAGE[0] says where."""
@@ -1461,7 +1474,7 @@ def execute(path, cap, engine_mod=None, batches=(1, 2)):
     STAGE[0] = "load"
     model = engine.load(path)
     STAGE[0] = "session"
-    sess = engine.Session(model, threads=1)
+    sess = engine.Session(model, threads=threads)
     outputs = []
     for k, batch in enumerate(batches):
         if k and not any(d is None for v in model.inputs for d in v.shape):
@@ -1522,6 +1535,7 @@ def worker_main():
     import engine  # noqa: F401  (import cost outside the first case's timeout)
     import numpy  # noqa: F401
     cap = int(os.environ["ENGINE_MAX_BUFFER_BYTES"])
+    threads = int(os.environ.get("FUZZ_THREADS", "1"))
     out.write(json.dumps({"ready": True, "pid": os.getpid(),
                           "engine": os.path.dirname(engine.__file__)}) + "\n")
     for line in sys.stdin:
@@ -1533,7 +1547,7 @@ def worker_main():
         if "inject" in req:
             fn = lambda: (_inject(req["inject"]), ("ok", {}))[1]  # noqa: E731
         else:
-            fn = lambda: execute(req["path"], cap, engine)  # noqa: E731
+            fn = lambda: execute(req["path"], cap, engine, threads=threads)  # noqa: E731
         cls, info = classify_call(fn, engine_root)
         faulthandler.cancel_dump_traceback_later()
         info["elapsed"] = round(time.perf_counter() - t0, 4)
@@ -1554,7 +1568,8 @@ def worker_main():
 class Config:
     def __init__(self, python=None, engine_root=None, timeout=DEFAULT_TIMEOUT,
                  memory_limit=DEFAULT_MEMORY, rss_limit=None, cap=DEFAULT_CAP, sanitizer=None,
-                 env=None, workdir=None, startup_timeout=120.0, recycle=RECYCLE_EVERY):
+                 env=None, workdir=None, startup_timeout=120.0, recycle=RECYCLE_EVERY,
+                 threads=1):
         self.python = python or sys.executable
         self.engine_root = os.path.abspath(engine_root or ROOT)
         self.timeout = float(timeout)
@@ -1567,10 +1582,12 @@ class Config:
         self.workdir = workdir
         self.startup_timeout = startup_timeout
         self.recycle = recycle
+        self.threads = int(threads)
 
     def child_env(self):
         env = dict(os.environ)
-        env.update({"ENGINE_MAX_BUFFER_BYTES": str(self.cap), "OMP_NUM_THREADS": "1",
+        env.update({"ENGINE_MAX_BUFFER_BYTES": str(self.cap), "FUZZ_THREADS": str(self.threads),
+                    "OMP_NUM_THREADS": str(self.threads),
                     "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
                     "FUZZ_ENGINE_ROOT": self.engine_root, "PYTHONHASHSEED": "0",
                     "FUZZ_MEMORY_LIMIT": "0" if self.sanitizer else str(self.memory_limit),
@@ -1718,7 +1735,10 @@ class Worker:
                 code = None
             self.stop()
             tail = self._stderr_tail(pos)
-            cls = "memory" if any(m in tail for m in MEMORY_REPORT) else "crash"
+            # a blow-up the sanitizer or the allocator stopped is "memory"; an invalid access
+            # after a failed allocation is still a crash
+            cls = ("memory" if any(m in tail for m in MEMORY_REPORT)
+                   and "SEGV" not in tail and "runtime error" not in tail else "crash")
             how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
                    else f"exited with status {code} without a result")
             return {"class": cls, "elapsed": elapsed, "message": how, "returncode": code,
@@ -1740,18 +1760,20 @@ class Worker:
 
 
 def _crash_origin(text):
-    """The first sanitizer frame or SUMMARY line, else the faulthandler's innermost frame."""
+    """Where a crash happened: the first sanitizer stack frame outside the sanitizer's own
+    runtime, else its SUMMARY / runtime-error line, else faulthandler's innermost frame."""
     import re
+    m = re.search(r"^(\S+:\d+:\d+: runtime error: .*)$", text, re.M)
+    if m:
+        return m.group(1)[:200]
+    for fn, where in re.findall(r"#\d+ 0x[0-9a-f]+ in (\S+) (\S+)", text):
+        if not any(k in where for k in ("sanitizer", "libasan", "libubsan", "asan_")) \
+                and not fn.startswith("__interceptor") and not fn.startswith("__sanitizer"):
+            kind = re.search(r"ERROR: \w+Sanitizer: ([\w-]+)", text)
+            return f"{kind.group(1) + ' ' if kind else ''}{where} in {fn}"[:200]
     m = re.search(r"SUMMARY: \w+Sanitizer: (.*)", text)
     if m:
         return m.group(1).strip()[:200]
-    m = re.search(r"runtime error: .*", text)
-    if m:
-        head = text[:m.start()].rsplit("\n", 1)[-1]
-        return (head + m.group(0))[:200]
-    m = re.search(r"#0 0x[0-9a-f]+ in (\S+) (\S+)", text)
-    if m:
-        return f"{m.group(2)} in {m.group(1)}"
     frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', text)
     if frames:
         f, line, fn = frames[0]                # faulthandler prints the innermost first
@@ -1983,12 +2005,15 @@ def run_payloads(payloads, cfg, workdir):
         w.stop()
 
 
-def replay(path, cap=DEFAULT_CAP, memory_limit=DEFAULT_MEMORY):
-    """Run one file in this process with the traceback shown; returns its class."""
+def replay(path, cap=DEFAULT_CAP, memory_limit=DEFAULT_MEMORY, engine_root=None):
+    """Run one file in this process with the traceback shown; returns its class.  Under a
+    sanitizer build, run this with the sanitizer's runtime preloaded and memory_limit=0
+    (see the module docstring)."""
     if memory_limit:
         import resource
         resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    engine = _engine()
+    engine = _engine(engine_root)
+    print(f"engine: {os.path.dirname(engine.__file__)}")
     old = engine.set_limits(max_buffer_bytes=cap)
     try:
         cls, info = classify_call(lambda: execute(path, cap, engine))
@@ -2014,6 +2039,7 @@ def main(argv=None):
     p.add_argument("--start", type=int, default=0, help="first case index (default 0)")
     p.add_argument("--jobs", "-j", type=int, default=max(1, (os.cpu_count() or 2)))
     p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per case")
+    p.add_argument("--threads", type=int, default=1, help="Session threads in the workers")
     p.add_argument("--memory-limit", type=int, default=DEFAULT_MEMORY // MiB,
                    help="MiB of address space per worker (RLIMIT_AS; under a sanitizer: RSS)")
     p.add_argument("--rss-limit", type=int, default=0,
@@ -2038,7 +2064,7 @@ def main(argv=None):
         worker_main()
         return 0
     if a.replay:
-        cls = replay(a.replay, cap=a.cap * MiB,
+        cls = replay(a.replay, cap=a.cap * MiB, engine_root=a.engine_root,
                      memory_limit=0 if a.sanitizer else a.memory_limit * MiB)
         return 1 if cls in BAD else 0
     if a.dump_case is not None:
@@ -2054,7 +2080,7 @@ def main(argv=None):
         env[k] = v
     cfg = Config(python=a.python, engine_root=a.engine_root, timeout=a.timeout,
                  memory_limit=a.memory_limit * MiB, rss_limit=a.rss_limit * MiB,
-                 cap=a.cap * MiB, sanitizer=a.sanitizer, env=env)
+                 cap=a.cap * MiB, sanitizer=a.sanitizer, env=env, threads=a.threads)
     out = a.out or os.path.join("/tmp/engine-fuzz", str(a.seed))
     c = Campaign(a.seed, a.cases, a.jobs, out, cfg, kinds=a.kinds, start=a.start).run()
     sys.stdout.write(c.report())
