@@ -1,23 +1,59 @@
 """The ``engine`` command line: run, summary, bench, convert, ops, config.
 
-User mistakes (missing files, bad models, wrong inputs) print one clean line and exit 2;
-only genuine bugs show a traceback.  MODEL arguments are model files, or names of the
-model zoo (``engine summary resnet50``).  Only ``convert`` needs PyTorch.
+User mistakes and hostile files (missing or unreadable files, directories, pipes, bad
+models, checkpoints or images, wrong inputs, options out of range) print exactly one line,
+``engine: error: ...`` saying what was expected, and exit with status 2; Ctrl-C exits
+with 130.  Only genuine bugs show a traceback.  Every file is size-checked before it is
+read in full: .npy headers, image dimensions (before decoding), labels files, checkpoints
+(engine.convert.checkpoint), and every buffer an option asks for (--batch) is checked
+against the engine's byte cap (engine.get_limits()).
+
+MODEL arguments are model files, or names of the model zoo (``engine summary resnet50``).
+Only ``convert`` needs PyTorch.
 """
 
 import argparse
+import math
 import os
+import re
+import stat
+import struct
 import sys
 import time
+import warnings
 from importlib import resources
 
 import numpy as np
 
 from . import __version__
-from .errors import EngineError
+from . import limits
+from .errors import EngineError, InputError, ModelFormatError
+from .limits import MAX_DIM, MAX_RANK, check_buffer, check_shape
 
 DEFAULT_MODEL = "default.safetensors"
 DEFAULT_SAMPLES = "samples.npy"
+
+MAX_THREADS = getattr(limits, "MAX_THREADS", 1024)
+MAX_REPEAT = 100_000            # --repeat / --warmup: timed runs
+MAX_CLASSES = 1_000_000         # --num-classes, --top, labels per file
+MAX_LABEL_CHARS = 1000          # characters of one label
+MAX_LABELS_BYTES = 64 * 2**20   # size of a --labels file
+MAX_VALUES = 4096               # --mean / --std values
+MAX_TEXT = 1_000_000            # characters of --description
+MAX_IMAGE_SIDE = 65536          # pixels of an --input-size / metadata input_size entry
+MAX_IMAGE_PIXELS = 89_478_485   # pixels of an image file, checked before decoding
+                                # (Pillow's own decompression-bomb threshold)
+MAX_MESSAGE = 4000              # characters of the error line
+
+# option -> (smallest, largest) accepted value
+RANGES = {
+    "threads": (1, MAX_THREADS),
+    "batch": (1, MAX_DIM),
+    "repeat": (1, MAX_REPEAT),
+    "warmup": (0, MAX_REPEAT),
+    "top": (1, MAX_CLASSES),
+    "num_classes": (1, MAX_CLASSES),
+}
 
 
 def _data_path(name):
@@ -25,39 +61,206 @@ def _data_path(name):
 
 
 def _zoo_names():
-    """Names of the model zoo, or [] when it is not available."""
+    """Names of the model zoo, or [] when it is not installed."""
     try:
         from . import zoo
-        return list(zoo.names())
-    except Exception:            # no zoo package (or a broken one): files only
+    except ImportError:
         return []
+    return list(zoo.names())
+
+
+def _user_file(path, what):
+    """The size of ``path``, a regular file the user named: EngineError (one line) for a
+    missing file, a directory, a pipe or a device (reading those could hang or never end)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise EngineError(f"{what} {path!r} does not exist") from None
+    except (OSError, ValueError) as e:      # ValueError: a NUL in the path
+        raise EngineError(f"cannot read {what} {path!r}: {getattr(e, 'strerror', None) or e}") \
+            from None
+    if stat.S_ISDIR(st.st_mode):
+        raise EngineError(f"{what} {path!r} is a directory; expected a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise EngineError(f"{what} {path!r} is not a regular file (a pipe or a device?)")
+    return st.st_size
 
 
 def _load_model(path):
     """A model file, or a zoo architecture (random weights) when ``path`` names one."""
     from .format import load
-    if path and not os.path.exists(path) and path in _zoo_names():
-        from . import zoo
-        return zoo.get(path)
+    if not os.path.lexists(path):
+        if path in _zoo_names():
+            from . import zoo
+            return zoo.get(path)
+        hint = ("" if os.sep in path or "." in path else
+                "; nor is it a model zoo name (engine.zoo.names(): resnet18, lenet5, ...)")
+        raise EngineError(f"cannot read model file {path!r}: no such file{hint}")
+    _user_file(path, "model file")
     return load(path)
 
 
+def _shape_text(shape):
+    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
+
+
+# -- inputs: .npy arrays and images -----------------------------------------------------------
+NPY_MAGIC = b"\x93NUMPY"
+
+
 def _read_inputs(paths, model):
-    """Arrays from .npy files, or images (needs Pillow) preprocessed per the model metadata."""
-    spec = model.inputs[0]
-    arrays = []
+    """Arrays from .npy files, or images (needs Pillow) preprocessed per the model metadata;
+    each checked against the model's first input (rank, sizes), one batch in all."""
+    want = tuple(model.inputs[0].shape)
+    arrays, total = [], 0
     for p in paths:
-        if not os.path.exists(p):
-            raise EngineError(f"input file {p!r} does not exist")
-        if p.endswith(".npy"):
-            a = np.load(p, allow_pickle=False)
+        size = _user_file(p, "input file")
+        if p.lower().endswith(".npy") or _starts_with(p, NPY_MAGIC):
+            a = _read_npy(p, size)
         else:
-            a = _read_image(p, spec.shape, model.metadata.get("preprocessing", {}))
-        a = np.asarray(a, dtype=np.float32)
-        if a.ndim == len(spec.shape) - 1:
+            a = _read_image(p, want, model.metadata.get("preprocessing") or {})
+        if a.ndim == len(want) - 1:
             a = a[None]
+        if a.ndim != len(want) or any(w is not None and d != w
+                                      for d, w in zip(a.shape[1:], want[1:])):
+            raise InputError(f"{p}: an array of shape {a.shape}; the model takes "
+                             f"{_shape_text(want)} (a batch) or {_shape_text(want[1:])} "
+                             f"(one sample)")
+        if a.shape[0] == 0:
+            raise InputError(f"{p}: an array of shape {a.shape} holds no samples")
+        total += a.size
+        check_buffer(total, "the input files together")
         arrays.append(a)
-    return np.concatenate(arrays) if arrays else None
+    return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
+
+
+def _starts_with(path, magic):
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(magic)) == magic
+    except OSError as e:
+        raise EngineError(f"cannot read input file {path!r}: {e.strerror}") from None
+
+
+_NPY_KINDS = {
+    "c": "complex numbers; the model takes real numbers (save a.real or np.abs(a) if that "
+         "is what you mean)",
+    "b": "booleans; save a.astype(np.float32) if 0/1 inputs are intended",
+    "O": "Python objects, which are never unpickled",
+    "U": "strings", "S": "byte strings", "V": "structured records (or raw bytes)",
+    "M": "dates", "m": "time spans",
+}
+
+
+def _read_npy(path, size):
+    """A float32 array from a .npy file, never unpickled: only real numbers (floating
+    point or integer) of rank 1 to MAX_RANK, all finite, within the byte cap; the header
+    is checked against the file's size before the data is read."""
+    from numpy.lib import format as npf
+    try:
+        with open(path, "rb") as f:
+            try:
+                version = npf.read_magic(f)
+                if version == (1, 0):
+                    shape, fortran, dtype = npf.read_array_header_1_0(f)
+                elif version == (2, 0):
+                    shape, fortran, dtype = npf.read_array_header_2_0(f)
+                else:
+                    raise ValueError(f"unsupported .npy format version {version}")
+            except (ValueError, EOFError, SyntaxError, TypeError, struct.error) as e:
+                raise EngineError(f"{path} is not a valid .npy file: "
+                                  f"{_first_line(e)}") from None
+            start = f.tell()
+            if dtype.hasobject or dtype.kind not in "fiu":
+                what = _NPY_KINDS.get("O" if dtype.hasobject else dtype.kind,
+                                      f"values of type {dtype}")
+                raise InputError(f"{path} holds {what}; inputs must be real numbers "
+                                 f"(floating point or integer)")
+            if not 1 <= len(shape) <= MAX_RANK:
+                raise InputError(f"{path} holds an array of rank {len(shape)} (shape "
+                                 f"{shape}); inputs have rank 1 to {MAX_RANK}")
+            count = math.prod(shape)
+            if count == 0:
+                raise InputError(f"{path} holds an empty array of shape {shape}")
+            check_buffer(count, f"{path} (shape {shape}, as float32)")
+            if size - start < count * dtype.itemsize:
+                raise InputError(f"{path}: its header promises {count * dtype.itemsize} "
+                                 f"bytes of data (shape {shape}, {dtype}) but the file has "
+                                 f"{size - start}; truncated or corrupt")
+            f.seek(0)
+            try:
+                a = np.load(f, allow_pickle=False)
+            except (ValueError, EOFError) as e:
+                raise EngineError(f"{path} is not a valid .npy file: "
+                                  f"{_first_line(e)}") from None
+    except OSError as e:
+        raise EngineError(f"cannot read input file {path!r}: {e.strerror or e}") from None
+    with np.errstate(all="ignore"):     # float64 beyond float32's range -> inf, refused
+        a = np.ascontiguousarray(a, dtype=np.float32)
+    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
+    if bad:
+        beyond = "" if dtype == np.float32 else " (or beyond float32's range)"
+        raise InputError(f"{path} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}"
+                         f"{beyond}; inputs must be finite numbers")
+    return a
+
+
+def _first_line(e):
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _preprocessing(prep, shape):
+    """(h, w, pad, channel order, scale, mean, std) from ``metadata["preprocessing"]``,
+    checked (the metadata travels in the model file, so it is untrusted too)."""
+    channels = shape[1]
+
+    def bad(key, expected, value):
+        text = repr(value)
+        text = text if len(text) <= 80 else text[:77] + "..."
+        raise ModelFormatError(f"the model's metadata preprocessing.{key} must be "
+                               f"{expected}, got {text}")
+
+    if not isinstance(prep, dict):
+        bad("", "an object", prep)
+    size = prep.get("input_size") or [d for d in shape[2:]]
+    if (not isinstance(size, (list, tuple)) or len(size) != 2
+            or not all(_is_int(d) and 1 <= d <= MAX_IMAGE_SIDE for d in size)):
+        if "input_size" in prep:
+            bad("input_size", f"[H, W] with each from 1 to {MAX_IMAGE_SIDE}", size)
+        raise InputError(f"images need a model input of fixed height and width, or "
+                         f"preprocessing.input_size in its metadata; this one takes "
+                         f"{_shape_text(shape)}")
+    h, w = int(size[0]), int(size[1])
+    pad = prep.get("pad", 0) or 0
+    if not _is_int(pad) or pad < 0 or 2 * pad >= min(h, w):
+        bad("pad", f"an int from 0 to less than half of {min(h, w)}", pad)
+    order = prep.get("channels", prep.get("channel_order",
+                                          "grayscale" if channels == 1 else "rgb"))
+    if not isinstance(order, str) or order.lower() not in ("rgb", "bgr", "grayscale"):
+        bad("channels", "rgb, bgr or grayscale", order)
+    scale = prep.get("scale", 1 / 255)
+    if not _is_number(scale) or scale == 0:
+        bad("scale", "a finite non-zero number", scale)
+    vals = {}
+    for key, default in (("mean", 0.0), ("std", 1.0)):
+        v = prep.get(key, [default] * channels)
+        if (not isinstance(v, (list, tuple)) or len(v) not in (1, channels)
+                or not all(_is_number(x) for x in v)):
+            bad(key, f"a list of 1 or {channels} finite numbers", v)
+        if key == "std" and any(x == 0 for x in v):
+            bad(key, "non-zero (inputs are divided by it)", v)
+        vals[key] = np.asarray(v, np.float32).reshape(-1, 1, 1)
+    return h, w, int(pad), order.lower(), float(scale), vals["mean"], vals["std"]
+
+
+def _is_int(v):
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _is_number(v):
+    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
+            and math.isfinite(v))
 
 
 def _read_image(path, shape, prep):
@@ -67,44 +270,53 @@ def _read_image(path, shape, prep):
     ``channels`` "rgb" | "bgr" | "grayscale" (default from the input's channel count),
     ``pad`` (pixels of zero padding around the resized image, included in input_size),
     ``scale`` (default 1/255), ``mean`` and ``std`` (per channel, after scaling).
+
+    Images of more than MAX_IMAGE_PIXELS pixels are refused before they are decoded.
     """
     try:
         from PIL import Image
     except ImportError:
         raise EngineError("reading images needs Pillow (pip install pillow); "
                           "or pass a .npy array") from None
-    if len(shape) != 4:
-        raise EngineError(f"image inputs need a model with an (N, C, H, W) input, this one "
-                          f"takes {tuple(shape)}")
+    if len(shape) != 4 or shape[1] not in (1, 3):
+        raise InputError(f"image inputs need a model with an (N, 1 or 3, H, W) input, this "
+                         f"one takes {_shape_text(shape)}")
     channels = shape[1]
-    size = prep.get("input_size") or list(shape[2:])
-    h, w = int(size[0]), int(size[1])
-    pad = int(prep.get("pad", 0) or 0)
-    order = str(prep.get("channels", prep.get("channel_order",
-                                              "grayscale" if channels == 1 else "rgb"))).lower()
+    h, w, pad, order, scale, mean, std = _preprocessing(prep, shape)
+    resample = getattr(Image, "Resampling", Image).BILINEAR
     try:
-        img = Image.open(path)
-        img = img.convert("L" if channels == 1 else "RGB")
-        img = img.resize((w - 2 * pad, h - 2 * pad), Image.BILINEAR)
-    except (OSError, ValueError) as e:
-        raise EngineError(f"cannot read image {path!r}: {e}") from None
-    a = np.asarray(img, dtype=np.float32) * np.float32(prep.get("scale", 1 / 255))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")             # Pillow's notes on odd files
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                pixels = img.width * img.height         # from the header: not decoded yet
+                if pixels > MAX_IMAGE_PIXELS:
+                    raise InputError(f"image {path!r} is {img.width}x{img.height} "
+                                     f"({pixels} pixels), more than the {MAX_IMAGE_PIXELS} "
+                                     f"engine decodes; resize it first")
+                img = img.convert("L" if channels == 1 else "RGB")
+                img = img.resize((w - 2 * pad, h - 2 * pad), resample)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise InputError(f"image {path!r} refused: {_first_line(e)}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
+        # what Pillow raises for unidentified, truncated or corrupt files
+        raise EngineError(f"cannot read image {path!r}: {_first_line(e)}") from None
+    a = np.asarray(img, dtype=np.float32) * np.float32(scale)
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     if order == "bgr" and a.shape[0] == 3:
         a = a[::-1]
     if pad:
         a = np.pad(a, ((0, 0), (pad, pad), (pad, pad)))
-    mean = np.asarray(prep.get("mean", [0.0] * channels), np.float32).reshape(-1, 1, 1)
-    std = np.asarray(prep.get("std", [1.0] * channels), np.float32).reshape(-1, 1, 1)
     return ((a - mean) / std).astype(np.float32)
 
 
 def _probabilities(logits, already):
     if already:
         return logits
-    z = logits - logits.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    with np.errstate(all="ignore"):      # non-finite logits show as nan, not as warnings
+        z = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
 
 
 def _time_runs(sess, x, warmup, repeat):
@@ -118,17 +330,25 @@ def _time_runs(sess, x, warmup, repeat):
     return np.array(times)
 
 
+def _random_input(shape, what):
+    """A standard normal float32 array, its size checked against the byte cap first."""
+    check_shape(shape, what)
+    return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+
+
 def _evaluate(model, model_path, args):
     """Accuracy on the bundled held-out digits, compared with PyTorch's at training."""
     from .data import load_heldout, preprocess_digits
     from .runtime import Session
-    if tuple(model.inputs[0].shape[1:]) != (1, 32, 32):
-        raise EngineError(f"--eval uses the bundled held-out MNIST digits (1x32x32 inputs); "
-                          f"this model takes {tuple(model.inputs[0].shape)}")
-    prep = model.metadata.get("preprocessing", {})
+    shape = tuple(model.inputs[0].shape)
+    if shape[1:] != (1, 32, 32):
+        raise InputError(f"--eval uses the bundled held-out MNIST digits (1x32x32 inputs); "
+                         f"this model takes {_shape_text(shape)}")
+    prep = model.metadata.get("preprocessing") or {}
+    _, _, pad, _, _, mean, std = _preprocessing(
+        {"mean": [0.1307], "std": [0.3081], "pad": 2, **prep}, shape)
     images, labels = load_heldout()
-    x = preprocess_digits(images, mean=prep.get("mean", [0.1307])[0],
-                          std=prep.get("std", [0.3081])[0], pad=int(prep.get("pad", 2)))
+    x = preprocess_digits(images, mean=float(mean.flat[0]), std=float(std.flat[0]), pad=pad)
     sess = Session(model, threads=args.threads, backend=args.backend)
     t0 = time.perf_counter()
     pred = np.concatenate([sess.run(x[i:i + 250])[0].argmax(1) for i in range(0, len(x), 250)])
@@ -140,7 +360,7 @@ def _evaluate(model, model_path, args):
     print(f"held-out accuracy: {acc:.4f} ({correct}/{len(labels)} digits, {dt * 1e3:.0f} ms, "
           f"backend {args.backend})")
     ref = model.metadata.get("heldout_accuracy_torch")
-    if ref is None:
+    if not _is_number(ref):
         return 0
     same = round(acc * len(labels)) == round(float(ref) * len(labels))
     print(f"PyTorch's accuracy on the same digits (at training): {float(ref):.4f} -> "
@@ -151,6 +371,8 @@ def _evaluate(model, model_path, args):
 # -- commands -------------------------------------------------------------------------------
 def cmd_run(args):
     from .runtime import Session
+    if args.eval and args.inputs:
+        raise EngineError("--eval uses the bundled held-out digits; it takes no input files")
     model_path = args.model or _data_path(DEFAULT_MODEL)
     model = _load_model(model_path)
     if args.eval:
@@ -163,7 +385,7 @@ def cmd_run(args):
         names = [f"sample {i}" for i in range(len(x))]
     else:
         shape = tuple(1 if d is None else d for d in model.inputs[0].shape)
-        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        x = _random_input(shape, "the model's input")
         names = ["random input"]
     sess = Session(model, threads=args.threads, backend=args.backend)
     out = sess.run(x)[0]
@@ -171,12 +393,16 @@ def cmd_run(args):
     print(f"model: {model_path}" + (f"  ({desc})" if desc else ""))
     if out.ndim == 2:
         labels = model.metadata.get("labels")
+        labels = labels if isinstance(labels, list) else []
         probs = _probabilities(out, model.metadata.get("output") == "probabilities")
-        truth = model.metadata.get("sample_labels") if args.model is None and not args.inputs else None
+        truth = model.metadata.get("sample_labels") if args.model is None and not args.inputs \
+            else None
+        truth = truth if isinstance(truth, list) else []
         for i, (name, p) in enumerate(zip(names, probs)):
             top = np.argsort(-p, kind="stable")[:args.top]
-            preds = ", ".join(f"{labels[k] if labels else k} ({p[k]:.3f})" for k in top)
-            tail = f"   [true: {truth[i]}]" if truth else ""
+            preds = ", ".join(f"{labels[k] if k < len(labels) else k} ({p[k]:.3f})"
+                              for k in top)
+            tail = f"   [true: {truth[i]}]" if i < len(truth) else ""
             print(f"{name}: {preds}{tail}")
     else:
         print(f"output {sess.output_names[0]}: shape {out.shape}, mean {out.mean():.5g}, "
@@ -211,16 +437,32 @@ def cmd_summary(args):
     return 0
 
 
+def _peers_wanted(text):
+    """The --vs list, each name checked (a typo is an error, a peer not installed is
+    skipped with a note)."""
+    from . import peers
+    wanted = [p.strip() for p in text.split(",") if p.strip()]
+    if wanted == ["all"]:
+        return peers.available()
+    unknown = [p for p in wanted if p not in peers.PEER_MODULES]
+    if unknown or not wanted:
+        raise EngineError(f"--vs takes a comma list of {', '.join(sorted(peers.PEER_MODULES))} "
+                          f"or 'all', got {text!r}")
+    return wanted
+
+
 def cmd_bench(args):
     import resource
     from .runtime import Session
+    wanted = _peers_wanted(args.vs) if args.vs else None
     model = _load_model(args.model)
     shape = tuple(args.batch if d is None else d for d in model.inputs[0].shape)
-    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    check_shape(shape, f"the input at --batch {args.batch}")
     sess = Session(model, threads=args.threads, backend=args.backend)
     t0 = time.perf_counter()
     mem = sess.memory_report(args.batch)
     prep = time.perf_counter() - t0
+    x = _random_input(shape, f"the input at --batch {args.batch}")
     t = _time_runs(sess, x, warmup=args.warmup, repeat=args.repeat) * 1e3
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"model: {args.model}  input {shape}  threads {sess.threads}  backend {args.backend}")
@@ -228,17 +470,14 @@ def cmd_bench(args):
     print(f"latency ms: min {t.min():.3f}  median {np.median(t):.3f}  "
           f"p90 {np.percentile(t, 90):.3f}")
     print(f"memory: {mem}; process peak RSS {rss:.1f} MiB")
-    if args.vs:
-        _bench_vs_peers(model, sess, x, args)
+    if wanted is not None:
+        _bench_vs_peers(model, sess, x, wanted, args)
     return 0
 
 
-def _bench_vs_peers(model, sess, x, args):
+def _bench_vs_peers(model, sess, x, wanted, args):
     """Our median latency next to each peer's: same input, same threads, runs interleaved."""
     from . import peers
-    wanted = [p.strip() for p in args.vs.split(",") if p.strip()]
-    if wanted == ["all"]:
-        wanted = peers.available()
     runners = {"engine": lambda a: sess.run(a)[0]}
     ours = runners["engine"](x)
     scale = max(1.0, float(np.abs(ours).max()))
@@ -258,35 +497,113 @@ def _bench_vs_peers(model, sess, x, args):
         print(f"  {k:<12} {t * 1e3:9.3f}  {ratio:16.2f}  {notes.get(k, '')}")
 
 
-def _floats(text, what):
+# -- convert ----------------------------------------------------------------------------------
+def _floats(text, what, positive=False):
+    """'0.5,0.4,0.3' -> [0.5, 0.4, 0.3]: 1 to MAX_VALUES finite numbers (> 0 with
+    ``positive``)."""
     try:
-        return [float(v) for v in text.split(",") if v.strip()]
+        vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise EngineError(f"{what} must be comma-separated numbers, got {text!r}") from None
+        vals = None
+    if not vals or len(vals) > MAX_VALUES or not all(math.isfinite(v) for v in vals):
+        raise EngineError(f"{what} must be 1 to {MAX_VALUES} comma-separated finite numbers, "
+                          f"got {text!r}")
+    if positive and any(v <= 0 for v in vals):
+        raise EngineError(f"{what} must be positive (inputs are divided by it), got {text!r}")
+    return vals
 
 
-def _ints(text, what):
-    """'1,3,224,224' or '1x3x224x224' -> [1, 3, 224, 224]."""
-    import re
+def _ints(text, what, counts=None, largest=MAX_DIM):
+    """'1,3,224,224' or '1x3x224x224' -> [1, 3, 224, 224]: ints from 1 to ``largest``,
+    as many as one of ``counts`` (default: 1 to MAX_RANK)."""
+    counts = counts or range(1, MAX_RANK + 1)
     try:
         vals = [int(v) for v in re.split(r"[,x]", text.strip())]
     except ValueError:
         vals = []
-    if not vals or any(v < 1 for v in vals):
-        raise EngineError(f"{what} must be comma-separated positive ints, got {text!r}")
+    if len(vals) not in counts or any(not 1 <= v <= largest for v in vals):
+        n = "/".join(map(str, counts)) if len(counts) < 4 else f"{min(counts)} to {max(counts)}"
+        raise EngineError(f"{what} must be {n} comma-separated ints from 1 to {largest}, "
+                          f"got {text!r}")
     return vals
 
 
-def _conversion_metadata(args, model):
+def _read_labels(path):
+    """Class labels, one per line, from a UTF-8 text file of bounded size."""
+    size = _user_file(path, "labels file")
+    if size > MAX_LABELS_BYTES:
+        raise EngineError(f"labels file {path!r} has {size} bytes, more than the "
+                          f"{MAX_LABELS_BYTES} a labels file may have")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_LABELS_BYTES + 1)
+    except OSError as e:
+        raise EngineError(f"cannot read labels file {path!r}: {e.strerror or e}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise EngineError(f"labels file {path!r} is not UTF-8 text (invalid byte at offset "
+                          f"{e.start}); expected one class label per line") from None
+    if any(c < " " and c not in "\t\r\n" or c == "\x7f" for c in text):
+        raise EngineError(f"labels file {path!r} holds control characters (a binary file?); "
+                          f"expected one class label per line")
+    labels = [line.strip() for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
+    if not labels:
+        raise EngineError(f"labels file {path!r} holds no labels; expected one class label "
+                          f"per line")
+    if len(labels) > MAX_CLASSES:
+        raise EngineError(f"labels file {path!r} has {len(labels)} labels, more than "
+                          f"{MAX_CLASSES}")
+    long = next((i for i, s in enumerate(labels) if len(s) > MAX_LABEL_CHARS), None)
+    if long is not None:
+        raise EngineError(f"labels file {path!r}: label {long + 1} has {len(labels[long])} "
+                          f"characters, more than {MAX_LABEL_CHARS}")
+    return labels
+
+
+def _check_output(path, source):
+    """-o must name a file that can be written, and not the source."""
+    if os.path.isdir(path):
+        raise EngineError(f"-o {path!r} is a directory; give the model file to write, e.g. "
+                          f"{os.path.join(path, 'model.safetensors')!r}")
+    if os.path.lexists(path) and not os.path.isfile(path):
+        raise EngineError(f"-o {path!r} exists and is not a regular file")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise EngineError(f"-o {path!r}: directory {parent!r} does not exist")
+    if not os.access(parent, os.W_OK):
+        raise EngineError(f"-o {path!r}: directory {parent!r} is not writable")
+    if os.path.exists(path) and os.path.samefile(path, source):
+        raise EngineError(f"-o {path!r} is the source file; it would be overwritten")
+
+
+def _convert_options(args):
+    """Every option of ``convert`` parsed and checked before anything is loaded."""
+    opts = {"shape": None, "size": None, "labels": None, "mean": None, "std": None}
+    if args.input_shape:
+        opts["shape"] = _ints(args.input_shape, "--input-shape")
+        check_shape(tuple(opts["shape"]), "--input-shape")
+    if args.input_size:
+        opts["size"] = _ints(args.input_size, "--input-size", counts=(1, 2, 3),
+                             largest=MAX_IMAGE_SIDE)
+    if args.labels:
+        opts["labels"] = _read_labels(args.labels)
+    if args.mean:
+        opts["mean"] = _floats(args.mean, "--mean")
+    if args.std:
+        opts["std"] = _floats(args.std, "--std", positive=True)
+    if args.description and len(args.description) > MAX_TEXT:
+        raise EngineError(f"--description has {len(args.description)} characters, more "
+                          f"than {MAX_TEXT}")
+    return opts
+
+
+def _conversion_metadata(args, opts, model):
     """Labels and preprocessing from the command line, merged into the model's metadata."""
     meta = model.metadata
     shape = model.inputs[0].shape
-    if args.labels:
-        try:
-            with open(args.labels, encoding="utf-8") as f:
-                labels = [line.strip() for line in f if line.strip()]
-        except OSError as e:
-            raise EngineError(f"cannot read labels file {args.labels!r}: {e.strerror}") from None
+    labels = opts["labels"]
+    if labels is not None:
         out = model.values.get(model.outputs[0])
         n = out.shape[-1] if out is not None and out.shape else None
         if n is not None and len(labels) != n:
@@ -294,18 +611,21 @@ def _conversion_metadata(args, model):
                               f"{n} classes")
         meta["labels"] = labels
     prep = dict(meta.get("preprocessing") or {})
-    if args.input_size:
-        prep["input_size"] = _ints(args.input_size, "--input-size")
+    size = opts["size"]
+    if size:
+        prep["input_size"] = size[-2:] if len(size) > 1 else size * 2
     elif len(shape) == 4 and "input_size" not in prep and (args.mean or args.std or
                                                             args.channel_order):
+        if shape[2] is None or shape[3] is None:
+            raise EngineError("the model's input has no fixed height and width; give "
+                              "--input-size H,W")
         prep["input_size"] = [int(d) for d in shape[2:]]
     if args.channel_order:
         prep["channels"] = args.channel_order
     channels = shape[1] if len(shape) > 1 else None
     for key in ("mean", "std"):
-        text = getattr(args, key)
-        if text:
-            vals = _floats(text, f"--{key}")
+        vals = opts[key]
+        if vals:
             if channels is not None and len(vals) not in (1, channels):
                 raise EngineError(f"--{key} has {len(vals)} values; the model input has "
                                   f"{channels} channels")
@@ -319,34 +639,33 @@ def _conversion_metadata(args, model):
 
 
 def cmd_convert(args):
-    from .errors import ConversionError
     from .format import save
     t_start = time.perf_counter()
 
     def say(msg):
         if not args.quiet:
             print(msg, flush=True)
-    if not os.path.exists(args.source):
-        raise EngineError(f"{args.source!r} does not exist")
-    try:
-        from . import convert
-        convert._need_torch()
-    except ConversionError:
-        raise
-    shape = _ints(args.input_shape, "--input-shape") if args.input_shape else None
-    size = _ints(args.input_size, "--input-size") if args.input_size and args.arch else None
+    _user_file(args.source, "source")
+    _check_output(args.output, args.source)
+    opts = _convert_options(args)
+    from . import convert
+    convert._need_torch()
+    from .convert.checkpoint import check_checkpoint_file
+    check_checkpoint_file(args.source)      # the size guard, TorchScript archives included
+    shape = opts["shape"]
+    size = opts["size"] if args.arch else None
     model, ref, note = convert._convert(args.source, arch=args.arch, module=args.module,
                                         input_shape=shape, num_classes=args.num_classes,
                                         input_size=size, progress=say)
     say(f"mapped: {len(model.nodes)} nodes, {model.num_parameters():,} parameters")
-    _conversion_metadata(args, model)
+    _conversion_metadata(args, opts, model)
     verified = None
     if ref is not None and not args.no_verify:
         vshape = tuple(1 if d is None else d for d in model.inputs[0].shape)
         if shape is not None and model.inputs[0].shape[0] is None:
             vshape = (shape[0],) + vshape[1:]
         say(f"verifying against PyTorch on a random input {vshape}")
-        x = np.random.default_rng(0).standard_normal(vshape).astype(np.float32)
+        x = _random_input(vshape, "the verification input")
         abs_d, rel = convert.verify(model, ref, x, threads=args.threads)
         verified = (abs_d, rel, vshape)
         model.metadata["verification"] = {"max_abs_diff": abs_d, "max_rel_diff": rel,
@@ -457,26 +776,67 @@ def build_parser():
     return p
 
 
+def _check_ranges(args):
+    for opt, (lo, hi) in RANGES.items():
+        v = getattr(args, opt, None)
+        if v is not None and not lo <= v <= hi:
+            raise EngineError(f"--{opt.replace('_', '-')} must be an int from {lo} to {hi}, "
+                              f"got {v}")
+
+
+def _one_line(message):
+    """A message on one line: continuation lines joined with '; ', at most MAX_MESSAGE
+    characters."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    text = lines[0] if lines else "failed"
+    for line in lines[1:]:
+        text += (" " if text.endswith(":") else "; ") + line
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 3] + "..."
+
+
+def _fail(message):
+    print(f"engine: error: {_one_line(message)}", file=sys.stderr)
+    return 2
+
+
+def _tolerant_output():
+    """Labels, descriptions and file names print even where stdout cannot encode them."""
+    for stream in (sys.stdout, sys.stderr):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):       # already written to, or detached
+                pass
+
+
 def main(argv=None):
+    _tolerant_output()
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.version:
-        print(f"engine {__version__}")
-        from .config import show_config
-        show_config()
-        return 0
-    if not getattr(args, "fn", None):
-        parser.print_help()
-        return 2
-    for opt in ("threads", "batch", "repeat", "top"):
-        v = getattr(args, opt, None)
-        if v is not None and v < 1:
-            print(f"engine: error: --{opt} must be at least 1", file=sys.stderr)
-            return 2
     try:
+        if args.version:
+            print(f"engine {__version__}")
+            from .config import show_config
+            show_config()
+            return 0
+        if not getattr(args, "fn", None):
+            parser.print_help()
+            return 2
+        _check_ranges(args)
         return args.fn(args)
-    except (EngineError, FileNotFoundError) as e:
-        print(f"engine: error: {e}", file=sys.stderr)
-        return 2
+    except EngineError as e:
+        return _fail(str(e) or type(e).__name__)
+    except BrokenPipeError:             # engine ... | head: the reader is gone, stay quiet
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
+        return 141
+    except OSError as e:                # a user's file or directory, the disk
+        where = f" ({e.filename!r})" if e.filename else ""
+        return _fail(f"{e.strerror or e}{where}")
+    except MemoryError:
+        return _fail("out of memory; try a smaller --batch or model, or fewer --threads")
     except KeyboardInterrupt:
+        print("engine: interrupted", file=sys.stderr)
         return 130

@@ -55,7 +55,7 @@ def test_run_with_npy_input(tmp_path, capsys):
 @pytest.mark.parametrize("args,msg", [
     (["run", "missing.safetensors"], "cannot read model file"),
     (["summary", __file__], "header claims"),
-    (["run", "--threads", "0"], "--threads must be at least 1"),
+    (["run", "--threads", "0"], "--threads must be an int from 1 to 1024, got 0"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, msg):
     code, out, err = run_cli(*args)
