@@ -76,6 +76,7 @@ GiB = 2**30
 DEFAULT_CAP = 256 * MiB          # ENGINE_MAX_BUFFER_BYTES in the workers
 DEFAULT_MEMORY = 4 * GiB         # RLIMIT_AS of a worker (plain build)
 DEFAULT_TIMEOUT = 10.0           # seconds per case
+SANITIZER_TIMEOUT = 30.0         # sanitizer builds run the kernels 2-3x slower
 RECYCLE_EVERY = 1000             # restart a worker after this many cases (bounds leaks)
 
 SANITIZER_REPORT = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:",
@@ -894,7 +895,12 @@ def _mutate_geometry(rng, doc):
     rank, r = len(x), len(x) - 2
     op, a = n["op"], n["attrs"]
     small = rng.randint
-    if op == "conv":
+    if op == "conv" and rng.random() < 0.15:
+        # huge dilation / stride made consistent by padding: tiny outputs, huge index math
+        a["stride"] = [rng.choice([1, 2 ** small(8, 30)]) for _ in range(r)]
+        a["dilation"] = [rng.choice([1, 2 ** small(8, 30)]) for _ in range(r)]
+        a["padding"] = [[small(0, 2) * d, small(0, 2) * d] for d in a["dilation"]]
+    elif op == "conv":
         a["stride"] = [small(1, 5) for _ in range(r)]
         a["dilation"] = [rng.choice([1, 1, 2, 3, 5]) for _ in range(r)]
         a["padding"] = [[small(0, 5), small(0, 5)] for _ in range(r)]
@@ -906,6 +912,26 @@ def _mutate_geometry(rng, doc):
         a["padding"] = [small(0, 4) for _ in range(r)]
         a["output_padding"] = [small(0, max(s, d) - 1) if rng.random() < 0.9 else small(0, 6)
                                for s, d in zip(a["stride"], a["dilation"])]
+    elif op in ("max_pool", "min_pool", "avg_pool") and rng.random() < 0.15:
+        # huge but consistent windows: kernel 2**p, padding half of it, over a tiny input
+        k = [2 ** small(10, 30) for _ in range(r)]
+        a["kernel_size"] = k
+        a["stride"] = [rng.choice([1, 2, kk]) for kk in k]
+        a["padding"] = [kk // 2 for kk in k]
+        a["ceil_mode"] = rng.random() < 0.5
+        if op == "avg_pool":
+            a["count_include_pad"] = rng.random() < 0.5
+        else:
+            a["dilation"] = [1] * r
+    elif op == "conv_transpose" and rng.random() < 0.15:
+        # a huge stride / output_padding over a size-1 input stays small (or hits the cap)
+        a["stride"] = [2 ** small(8, 30) for _ in range(r)]
+        a["dilation"] = [1] * r
+        a["padding"] = [0] * r
+        a["output_padding"] = [rng.choice([0, 1, 7, s - 1]) for s in a["stride"]]
+        v = rng.choice(doc.graph["inputs"])
+        for i in range(2, len(v["shape"])):
+            v["shape"][i] = 1
     elif op in ("max_pool", "min_pool", "avg_pool"):
         k = [small(1, 6) for _ in range(r)]
         a["kernel_size"] = k
@@ -2038,7 +2064,9 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", type=int, default=0, help="first case index (default 0)")
     p.add_argument("--jobs", "-j", type=int, default=max(1, (os.cpu_count() or 2)))
-    p.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per case")
+    p.add_argument("--timeout", type=float, default=None,
+                   help=f"seconds per case (default {DEFAULT_TIMEOUT:g}; under a sanitizer "
+                        f"{SANITIZER_TIMEOUT:g})")
     p.add_argument("--threads", type=int, default=1, help="Session threads in the workers")
     p.add_argument("--memory-limit", type=int, default=DEFAULT_MEMORY // MiB,
                    help="MiB of address space per worker (RLIMIT_AS; under a sanitizer: RSS)")
@@ -2048,7 +2076,8 @@ def main(argv=None):
                    help="ENGINE_MAX_BUFFER_BYTES of the workers, in MiB (default 256)")
     p.add_argument("--out", "-o", default=None,
                    help="output directory (default /tmp/engine-fuzz/<seed>)")
-    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
+    p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND",
+                   help="mutation kinds to draw from (default: all, listed below)")
     p.add_argument("--sanitizer", choices=("asan", "ubsan"), default=None)
     p.add_argument("--python", default=sys.executable, help="interpreter of the workers")
     p.add_argument("--engine-root", default=ROOT,
@@ -2078,7 +2107,8 @@ def main(argv=None):
     for kv in a.env:
         k, _, v = kv.partition("=")
         env[k] = v
-    cfg = Config(python=a.python, engine_root=a.engine_root, timeout=a.timeout,
+    timeout = a.timeout or (SANITIZER_TIMEOUT if a.sanitizer else DEFAULT_TIMEOUT)
+    cfg = Config(python=a.python, engine_root=a.engine_root, timeout=timeout,
                  memory_limit=a.memory_limit * MiB, rss_limit=a.rss_limit * MiB,
                  cap=a.cap * MiB, sanitizer=a.sanitizer, env=env, threads=a.threads)
     out = a.out or os.path.join("/tmp/engine-fuzz", str(a.seed))
