@@ -71,6 +71,7 @@ class Builder:
     def __init__(self):
         self._inputs, self._outputs, self._nodes = [], [], []
         self._constants, self._shapes = {}, {}
+        self._node_names = set()
         self._counter = itertools.count()
         self.metadata = {}
 
@@ -110,7 +111,7 @@ class Builder:
     def _unique(self, stem):
         while True:
             name = f"{stem}_{next(self._counter)}"
-            if name not in self._shapes and all(n.name != name for n in self._nodes):
+            if name not in self._shapes and name not in self._node_names:
                 return name
 
     def _check_new_name(self, name):
@@ -132,7 +133,7 @@ class Builder:
     def _node(self, op, inputs, attrs, name=None, n_outputs=1, weights=()):
         """Add a node; ``weights`` are (suffix, array-or-Tensor-or-None) extra inputs."""
         name = name or self._unique(op)
-        if any(n.name == name for n in self._nodes):
+        if name in self._node_names:
             raise GraphError(f"node name {name!r} is already used")
         ins = [self._value(i).name for i in inputs]
         for suffix, w in weights:
@@ -146,6 +147,7 @@ class Builder:
         node = Node(op, name, ins, outs, _jsonable(attrs))
         shapes = get_op(op).infer_shapes(node, [self._shapes[i] if i else None for i in ins])
         self._nodes.append(node)
+        self._node_names.add(name)
         result = []
         for o, s in zip(outs, shapes):
             self._shapes[o] = s

@@ -10,15 +10,22 @@ from ..ops import get_op
 
 def fold_constants(model, keep=frozenset()):
     changed = False
-    for node in list(model.nodes):
-        if not node.inputs or not all(not i or i in model.constants for i in node.inputs):
-            continue
-        if any(o in model.outputs or o in keep for o in node.outputs):
-            continue
-        results = get_op(node.op).run_reference(
-            node, [model.constants[i] if i else None for i in node.inputs])
-        for name, value in zip(node.outputs, results):
-            model.constants[name] = value
-        model.nodes.remove(node)
-        changed = True
+    outputs = set(model.outputs)
+    constants = model.constants
+    folded = set()
+    try:
+        for node in list(model.nodes):
+            if not node.inputs or not all(not i or i in constants for i in node.inputs):
+                continue
+            if any(o in outputs or o in keep for o in node.outputs):
+                continue
+            results = get_op(node.op).run_reference(
+                node, [constants[i] if i else None for i in node.inputs])
+            for name, value in zip(node.outputs, results):
+                constants[name] = value
+            folded.add(id(node))
+            changed = True
+    finally:
+        if folded:                     # one rebuild, not a list.remove per folded node
+            model.nodes[:] = [n for n in model.nodes if id(n) not in folded]
     return changed

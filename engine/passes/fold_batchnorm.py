@@ -15,7 +15,7 @@ shared with the caller's model).
 
 import numpy as np
 
-from .util import replace_uses, single_consumer, unique_constant_name
+from .util import GraphIndex
 
 PRODUCERS = {"conv", "conv_transpose", "linear"}
 
@@ -34,13 +34,15 @@ def _bn_constant(model, bn):
     return all(not i or i in model.constants for i in bn.inputs[1:])
 
 
-def _set_params(model, node, weight, bias):
+def _set_params(model, index, node, weight, bias):
     for idx, (suffix, arr) in enumerate((("weight", weight), ("bias", bias)), start=1):
-        name = unique_constant_name(model, f"{node.name}.{suffix}")
+        name = index.unique_constant_name(f"{node.name}.{suffix}")
         model.constants[name] = np.ascontiguousarray(arr, dtype=np.float32)
-        while len(node.inputs) <= idx:
-            node.inputs.append("")
-        node.inputs[idx] = name
+        inputs = list(node.inputs)
+        while len(inputs) <= idx:
+            inputs.append("")
+        inputs[idx] = name
+        index.set_inputs(node, inputs)
 
 
 def _weight_bias(model, node, n_out):
@@ -50,7 +52,7 @@ def _weight_bias(model, node, n_out):
     return w, b
 
 
-def _fold_after(model, layer, bn):
+def _fold_after(model, index, layer, bn):
     scale, shift = bn_affine(model, bn)
     wt, b = _weight_bias(model, layer, len(scale))
     if layer.op == "conv_transpose":
@@ -60,10 +62,10 @@ def _fold_after(model, layer, bn):
         wt = (wt.reshape(g, cin // g, cout_g, *wt.shape[2:]) * s).reshape(wt.shape)
     else:
         wt = wt * scale.reshape(-1, *([1] * (wt.ndim - 1)))
-    _set_params(model, layer, wt, b * scale + shift)
+    _set_params(model, index, layer, wt, b * scale + shift)
 
 
-def _fold_before(model, bn, layer):
+def _fold_before(model, index, bn, layer):
     scale, shift = bn_affine(model, bn)
     w, b = _weight_bias(model, layer, model.constants[layer.inputs[1]].shape[0])
     if layer.op == "linear":
@@ -77,7 +79,7 @@ def _fold_before(model, bn, layer):
         extra = (1,) * (w.ndim - 2)
         new_b = b + (w * shift[chan].reshape(cout, cin_g, *extra)).reshape(cout, -1).sum(1)
         w = w * scale[chan].reshape(cout, cin_g, *extra)
-    _set_params(model, layer, w, new_b)
+    _set_params(model, index, layer, w, new_b)
 
 
 def _params_constant(model, layer):
@@ -86,32 +88,36 @@ def _params_constant(model, layer):
 
 
 def fold_batchnorm(model, keep=frozenset()):
+    if not any(n.op == "batch_norm" for n in model.nodes):
+        return False
     changed = False
-    producers = model.producers()
-    for bn in list(model.nodes):
-        if bn.op != "batch_norm" or not _bn_constant(model, bn):
-            continue
-        x, y = bn.inputs[0], bn.outputs[0]
-        layer = producers.get(x)
-        shape = model.values[x].shape if x in model.values else None
-        if (layer is not None and layer.op in PRODUCERS and _params_constant(model, layer)
-                and layer.attrs.get("activation") is None
-                and single_consumer(model, x, keep) is bn
-                and (layer.op != "linear" or (shape is not None and len(shape) == 2))):
-            _fold_after(model, layer, bn)
-            layer.outputs = [y]
-            model.nodes.remove(bn)
-            producers = model.producers()
-            changed = True
-            continue
-        nxt = single_consumer(model, y, keep)
-        if (nxt is not None and nxt.op in ("conv", "linear") and nxt.inputs[0] == y
-                and _params_constant(model, nxt)
-                and (nxt.op != "conv" or all(p == 0 for pair in nxt.attrs["padding"] for p in pair))
-                and (nxt.op != "linear" or (shape is not None and len(shape) == 2))):
-            _fold_before(model, bn, nxt)
-            model.nodes.remove(bn)
-            replace_uses(model, y, x)
-            producers = model.producers()
-            changed = True
+    g = GraphIndex(model, keep)
+    try:
+        for bn in list(model.nodes):
+            if bn.op != "batch_norm" or not _bn_constant(model, bn):
+                continue
+            x, y = bn.inputs[0], bn.outputs[0]
+            layer = g.producer.get(x)
+            shape = model.values[x].shape if x in model.values else None
+            if (layer is not None and layer.op in PRODUCERS and _params_constant(model, layer)
+                    and layer.attrs.get("activation") is None
+                    and g.single_consumer(x) is bn
+                    and (layer.op != "linear" or (shape is not None and len(shape) == 2))):
+                _fold_after(model, g, layer, bn)
+                g.set_outputs(layer, [y])
+                g.remove(bn)
+                changed = True
+                continue
+            nxt = g.single_consumer(y)
+            if (nxt is not None and nxt.op in ("conv", "linear") and nxt.inputs[0] == y
+                    and _params_constant(model, nxt)
+                    and (nxt.op != "conv"
+                         or all(p == 0 for pair in nxt.attrs["padding"] for p in pair))
+                    and (nxt.op != "linear" or (shape is not None and len(shape) == 2))):
+                _fold_before(model, g, bn, nxt)
+                g.remove(bn)
+                g.replace_uses(y, x)
+                changed = True
+    finally:
+        g.commit()
     return changed

@@ -5,23 +5,33 @@ apply it in their store loop and the reference applies it right after the layer.
 """
 
 from ..ops import get_op
-from .util import single_consumer
+from .util import GraphIndex
 
 LAYERS = {"conv", "conv_transpose", "linear"}
 FUSABLE = {"relu", "relu6", "leaky_relu", "clip", "sigmoid", "tanh", "silu", "hardswish",
            "hardsigmoid", "gelu"}
 
 
+def _candidate(node):
+    return node.op in LAYERS and node.attrs.get("activation") is None
+
+
 def fuse_activation(model, keep=frozenset()):
+    if not any(_candidate(n) for n in model.nodes):
+        return False
+    g = GraphIndex(model, keep)
     changed = False
-    for layer in list(model.nodes):
-        if layer.op not in LAYERS or layer.attrs.get("activation") is not None:
-            continue
-        act = single_consumer(model, layer.outputs[0], keep)
-        if act is None or act.op not in FUSABLE or not get_op(act.op).elementwise:
-            continue
-        layer.attrs["activation"] = {"op": act.op, **act.attrs}
-        layer.outputs = list(act.outputs)
-        model.nodes.remove(act)
-        changed = True
+    try:
+        for layer in list(model.nodes):
+            if not _candidate(layer):
+                continue
+            act = g.single_consumer(layer.outputs[0])
+            if act is None or act.op not in FUSABLE or not get_op(act.op).elementwise:
+                continue
+            layer.attrs["activation"] = {"op": act.op, **act.attrs}
+            g.set_outputs(layer, list(act.outputs))
+            g.remove(act)
+            changed = True
+    finally:
+        g.commit()
     return changed

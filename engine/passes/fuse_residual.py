@@ -12,48 +12,57 @@ position of the add, which comes after both operands' producers, so the node lis
 topologically ordered.
 """
 
-from .util import single_consumer
+from .util import GraphIndex
 
 
-def _fusable_conv(model, value, keep):
+def _fusable_conv(model, g, value):
     """The conv producing ``value`` if it can absorb an addition, else None."""
-    prod = model.producers().get(value)
+    prod = g.producer.get(value)
     if prod is None or prod.op != "conv" or prod.attrs.get("activation") is not None:
         return None
     if int(prod.attrs.get("groups", 1)) != 1 or len(prod.inputs) > 3:
         return None
     if prod.inputs[1] not in model.constants:
         return None
-    return prod if single_consumer(model, value, keep) is not None else None
+    return prod if g.single_consumer(value) is not None else None
 
 
 def fuse_residual(model, keep=frozenset(), shapes=None):
+    if not any(n.op == "add" for n in model.nodes):
+        return False
     changed = False
     if shapes is None:
         try:
             shapes = model.infer_shapes()
         except Exception:          # symbolic dims we cannot resolve: leave the graph alone
             return False
-    for add in list(model.nodes):
-        if add.op != "add" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
-            continue
-        for k in (0, 1):
-            value, other = add.inputs[k], add.inputs[1 - k]
-            if other in model.constants or not other:
+    g = None
+    try:
+        for add in list(model.nodes):
+            if add.op != "add" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
                 continue
-            conv = _fusable_conv(model, value, keep)
-            if conv is None:
-                continue
-            if tuple(shapes[value].shape) != tuple(shapes[other].shape) or \
-                    tuple(shapes[add.outputs[0]].shape) != tuple(shapes[value].shape):
-                continue
-            while len(conv.inputs) < 3:
-                conv.inputs.append("")
-            conv.inputs.append(other)
-            conv.outputs = list(add.outputs)
-            nodes = model.nodes
-            nodes.remove(conv)
-            nodes[nodes.index(add)] = conv
-            changed = True
-            break
+            if g is None:
+                g = GraphIndex(model, keep)
+            for k in (0, 1):
+                value, other = add.inputs[k], add.inputs[1 - k]
+                if other in model.constants or not other:
+                    continue
+                conv = _fusable_conv(model, g, value)
+                if conv is None:
+                    continue
+                if tuple(shapes[value].shape) != tuple(shapes[other].shape) or \
+                        tuple(shapes[add.outputs[0]].shape) != tuple(shapes[value].shape):
+                    continue
+                inputs = list(conv.inputs)
+                while len(inputs) < 3:
+                    inputs.append("")
+                inputs.append(other)
+                g.set_inputs(conv, inputs)
+                g.set_outputs(conv, list(add.outputs))
+                g.move(conv, add)
+                changed = True
+                break
+    finally:
+        if g is not None:
+            g.commit()
     return changed

@@ -6,27 +6,33 @@ directly; only if that is impossible (the input is a model input, a constant, or
 elsewhere) does the node stay.
 """
 
-from .util import replace_uses
+from .util import GraphIndex
 
 IDENTITY_OPS = {"dropout", "identity"}
 
 
 def remove_identity(model, keep=frozenset()):
+    if not any(n.op in IDENTITY_OPS for n in model.nodes):
+        return False
+    g = GraphIndex(model, keep)
     changed = False
-    for node in list(model.nodes):
-        if node.op not in IDENTITY_OPS:
-            continue
-        src, dst = node.inputs[0], node.outputs[0]
-        if dst not in keep and dst not in model.outputs:
-            model.nodes.remove(node)
-            replace_uses(model, dst, src)
-            changed = True
-            continue
-        producer = model.producers().get(src)
-        readers = model.consumers().get(src, [])
-        if (producer is not None and src not in keep and src not in model.outputs
-                and readers == [node]):
-            model.nodes.remove(node)
-            producer.outputs = [dst if o == src else o for o in producer.outputs]
-            changed = True
+    try:
+        for node in list(model.nodes):
+            if node.op not in IDENTITY_OPS:
+                continue
+            src, dst = node.inputs[0], node.outputs[0]
+            if dst not in keep and dst not in g.outputs:
+                g.remove(node)
+                g.replace_uses(dst, src)
+                changed = True
+                continue
+            producer = g.producer.get(src)
+            readers = g.readers.get(src, {})
+            if (producer is not None and src not in keep and src not in g.outputs
+                    and len(readers) == 1 and readers.get(id(node), (None, 0))[1] == 1):
+                g.remove(node)
+                g.set_outputs(producer, [dst if o == src else o for o in producer.outputs])
+                changed = True
+    finally:
+        g.commit()
     return changed
