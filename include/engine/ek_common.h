@@ -24,8 +24,11 @@
  * and selects a variant at run time (EK_CALL, EK_ISA_SEL; CPUID in ek_cpu.h).
  *
  * There is no global state: every function takes its sizes, pointers, a workspace (when
- * it needs one) and `nthreads`.  Functions never validate their arguments: the callers
- * (the Cython layer in pyx/) check every size and pointer the preconditions name.
+ * it needs one) and `nthreads`.  Kernels never validate their arguments: the callers
+ * (the Cython layer in pyx/) check every size and pointer the preconditions name, and
+ * every window geometry with ek_geom3_check.  Size functions (workspaces, packed
+ * operands) compute with checked arithmetic and return -1 instead of a wrapped size (see
+ * "checked size arithmetic" below).
  *
  * Sizes and strides are ptrdiff_t (element counts, never bytes).
  */
