@@ -40,7 +40,8 @@ def seeds():
 
 @pytest.fixture(scope="module")
 def payload_results(tmp_path_factory):
-    cfg = fuzz.Config(timeout=3.0, memory_limit=2 * fuzz.GiB, rss_limit=40 * fuzz.MiB)
+    cfg = fuzz.Config(timeout=3.0 if not fuzz.detect_sanitizer() else 10.0,
+                      memory_limit=2 * fuzz.GiB, rss_limit=40 * fuzz.MiB)
     names = ["ok", "abort", "ok", "segfault", "exit", "sleep", "exception", "engine_error",
              "memory", "rss:80", "sanitizer_report", "stdout_noise", "ok"]
     res = fuzz.run_payloads(names, cfg, str(tmp_path_factory.mktemp("payloads")))
@@ -56,10 +57,15 @@ def test_ok_payload(payload_results):
     assert _result(payload_results, "ok")["class"] == "ok"
 
 
+SANITIZER = fuzz.detect_sanitizer()      # tools/asan.sh runs this file with one preloaded
+
+
 @pytest.mark.parametrize("name,signal_name", [("abort", "SIGABRT"), ("segfault", "SIGSEGV")])
 def test_crash_is_detected(payload_results, name, signal_name):
     r = _result(payload_results, name)
     assert r["class"] == "crash"
+    if SANITIZER:
+        return        # the sanitizer's handler reports and aborts instead of faulthandler
     assert signal_name in r["message"]
     # faulthandler's traceback points at the crashing Python line
     assert "_inject" in r["origin"]
@@ -79,8 +85,8 @@ def test_worker_restarts_after_a_crash(payload_results):
 def test_hang_is_detected(payload_results):
     r = _result(payload_results, "sleep")
     assert r["class"] == "hang"
-    assert r["elapsed"] < 10
-    assert "_inject" in r["origin"]          # the traceback dumped before the kill
+    assert r["elapsed"] < 20
+    assert "_inject" in r["stderr"]          # the traceback dumped before the kill
 
 
 def test_other_exception_is_detected(payload_results):
@@ -164,12 +170,15 @@ def test_replay(tmp_path, seeds, capsys):
 # -- the fixed-seed slice ---------------------------------------------------------------------
 
 def test_fixed_seed_slice(tmp_path, seeds):
-    cfg = fuzz.Config(timeout=fuzz.DEFAULT_TIMEOUT)
-    c = fuzz.Campaign(SLICE_SEED, SLICE_CASES, 2, str(tmp_path / "out"), cfg, progress=False,
+    """FUZZ_SLICE_CASES / FUZZ_SLICE_SEED / FUZZ_OUT make this the long run too, e.g. under
+    ASan: FUZZ_SLICE_CASES=100000 FUZZ_OUT=/tmp/engine-fuzz/asan bash tools/asan.sh
+    tests/test_fuzz.py -k slice (the workers inherit the preloaded sanitizer)."""
+    out = os.environ.get("FUZZ_OUT") or str(tmp_path / "out")
+    c = fuzz.Campaign(SLICE_SEED, SLICE_CASES, 2, out, fuzz.Config(), progress=False,
                       seeds=seeds).run()
     totals = c.totals()
     assert sum(totals.values()) == SLICE_CASES
-    with open(tmp_path / "out" / "summary.json") as f:
+    with open(os.path.join(out, "summary.json")) as f:
         assert json.load(f)["totals"] == dict(totals)
     assert c.bad_count() == 0, c.report()
 

@@ -1472,7 +1472,8 @@ def _inject(what):
     raise ValueError(f"unknown payload {what!r}")
 
 
-STAGE = ["-"]        # where the current case is: load, session, prepare, run, prepare2, run2
+STAGE = ["-"]     # where the current case is: load, session, prepare, run, run_all, prepare2, run2
+ALL_OUTPUTS_MAX_NODES = 300
 
 
 def _feeds(np, inputs, batch, cap):
@@ -1492,8 +1493,9 @@ def _feeds(np, inputs, batch, cap):
 
 
 def execute(path, cap, engine_mod=None, batches=(1, 2), threads=1):
-    """load + Session + prepare(1) + run on one file (then prepare(2) + run when the model
-    has a symbolic batch); returns (class, info dict).  Exceptions other than EngineError /
+    """load + Session + prepare(1) + run on one file, then run with every node output
+    requested, then prepare(2) + run when the model has a symbolic batch; returns (class,
+    info dict).  Exceptions other than EngineError /
     MemoryError propagate to the caller; STAGE[0] says where."""
     import numpy as np
     engine = engine_mod or _engine()
@@ -1514,6 +1516,11 @@ def execute(path, cap, engine_mod=None, batches=(1, 2), threads=1):
         STAGE[0] = "run" + suffix
         outs = sess.run(feeds)
         outputs.append([list(getattr(o, "shape", ())) for o in outs][:4])
+        if k == 0 and len(model.nodes) <= ALL_OUTPUTS_MAX_NODES:
+            # every value an output: no fusion, another memory plan, "keep" in every pass
+            STAGE[0] = "run_all"
+            names = [o for n in model.nodes for o in n.outputs]
+            sess.run(feeds, outputs=names)
     STAGE[0] = "done"
     return "ok", {"outputs": outputs}
 
@@ -1591,20 +1598,36 @@ def worker_main():
 # The runner (parent side).
 # =========================================================================================
 
+def detect_sanitizer(env=None):
+    """'asan' / 'ubsan' when the sanitizer runtime is preloaded (as tools/asan.sh does for
+    the test run), else None."""
+    pre = (env or os.environ).get("LD_PRELOAD", "")
+    if "libasan" in pre:
+        return "asan"
+    if "libubsan" in pre:
+        return "ubsan"
+    return None
+
+
 class Config:
-    def __init__(self, python=None, engine_root=None, timeout=DEFAULT_TIMEOUT,
-                 memory_limit=DEFAULT_MEMORY, rss_limit=None, cap=DEFAULT_CAP, sanitizer=None,
+    """How workers run.  ``sanitizer``: 'asan', 'ubsan', None, or 'auto' (the default: what
+    LD_PRELOAD in the environment or in ``env`` names)."""
+
+    def __init__(self, python=None, engine_root=None, timeout=None,
+                 memory_limit=DEFAULT_MEMORY, rss_limit=None, cap=DEFAULT_CAP, sanitizer="auto",
                  env=None, workdir=None, startup_timeout=120.0, recycle=RECYCLE_EVERY,
                  threads=1):
         self.python = python or sys.executable
         self.engine_root = os.path.abspath(engine_root or ROOT)
-        self.timeout = float(timeout)
+        self.env = dict(env or {})
+        if sanitizer == "auto":
+            sanitizer = detect_sanitizer({**os.environ, **self.env})
+        self.sanitizer = sanitizer or None
+        self.timeout = float(timeout or (SANITIZER_TIMEOUT if self.sanitizer else DEFAULT_TIMEOUT))
         self.memory_limit = int(memory_limit)
         self.cap = int(cap)
         # A case may hold a few buffers at the cap (input, arena, workspace, output copy).
         self.rss_limit = int(rss_limit) if rss_limit else 4 * self.cap + 256 * MiB
-        self.sanitizer = sanitizer
-        self.env = dict(env or {})
         self.workdir = workdir
         self.startup_timeout = startup_timeout
         self.recycle = recycle
@@ -1622,18 +1645,18 @@ class Config:
         if self.sanitizer:
             env["FUZZ_FAULTHANDLER"] = "0"      # the sanitizer's own SEGV handler reports
             cc = os.environ.get("CC", "gcc")
+            # our defaults first: options given in the environment come later and win
             if self.sanitizer == "asan":
-                lib = "libasan.so"
-                env.setdefault("ASAN_OPTIONS", ":".join([
-                    "detect_leaks=0", "abort_on_error=1", "halt_on_error=1",
-                    "allocator_may_return_null=1",
-                    f"max_allocation_size={self.cap + 64 * MiB}",
-                    f"hard_rss_limit_mb={self.memory_limit // MiB}",
-                    "handle_segv=1", "handle_abort=1", "detect_stack_use_after_return=0"]))
+                lib, var = "libasan.so", "ASAN_OPTIONS"
+                ours = ["detect_leaks=0", "abort_on_error=1", "halt_on_error=1",
+                        "allocator_may_return_null=1",
+                        f"max_allocation_size={self.cap + 64 * MiB}",
+                        f"hard_rss_limit_mb={self.memory_limit // MiB}",
+                        "handle_segv=1", "handle_abort=1", "detect_stack_use_after_return=0"]
             else:
-                lib = "libubsan.so"
-                env.setdefault("UBSAN_OPTIONS", "halt_on_error=1:abort_on_error=1:"
-                                                "print_stacktrace=1")
+                lib, var = "libubsan.so", "UBSAN_OPTIONS"
+                ours = ["halt_on_error=1", "abort_on_error=1", "print_stacktrace=1"]
+            env[var] = ":".join(ours + ([env[var]] if env.get(var) else []))
             if "LD_PRELOAD" not in self.env and "LD_PRELOAD" not in os.environ:
                 try:
                     path = subprocess.run([cc, f"-print-file-name={lib}"], capture_output=True,
@@ -2078,7 +2101,9 @@ def main(argv=None):
                    help="output directory (default /tmp/engine-fuzz/<seed>)")
     p.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), metavar="KIND",
                    help="mutation kinds to draw from (default: all, listed below)")
-    p.add_argument("--sanitizer", choices=("asan", "ubsan"), default=None)
+    p.add_argument("--sanitizer", choices=("asan", "ubsan", "none", "auto"), default="auto",
+                   help="the workers' sanitizer runtime (default auto: the one LD_PRELOAD "
+                        "names, else none)")
     p.add_argument("--python", default=sys.executable, help="interpreter of the workers")
     p.add_argument("--engine-root", default=ROOT,
                    help="tree whose engine package the workers import (a sanitizer build)")
@@ -2093,8 +2118,9 @@ def main(argv=None):
         worker_main()
         return 0
     if a.replay:
+        san = detect_sanitizer() if a.sanitizer == "auto" else a.sanitizer
         cls = replay(a.replay, cap=a.cap * MiB, engine_root=a.engine_root,
-                     memory_limit=0 if a.sanitizer else a.memory_limit * MiB)
+                     memory_limit=0 if san not in (None, "none") else a.memory_limit * MiB)
         return 1 if cls in BAD else 0
     if a.dump_case is not None:
         kind, seed_name, desc, data = make_case(a.seed, a.dump_case, build_seeds(), a.kinds)
@@ -2107,10 +2133,10 @@ def main(argv=None):
     for kv in a.env:
         k, _, v = kv.partition("=")
         env[k] = v
-    timeout = a.timeout or (SANITIZER_TIMEOUT if a.sanitizer else DEFAULT_TIMEOUT)
-    cfg = Config(python=a.python, engine_root=a.engine_root, timeout=timeout,
+    cfg = Config(python=a.python, engine_root=a.engine_root, timeout=a.timeout,
                  memory_limit=a.memory_limit * MiB, rss_limit=a.rss_limit * MiB,
-                 cap=a.cap * MiB, sanitizer=a.sanitizer, env=env, threads=a.threads)
+                 cap=a.cap * MiB, sanitizer=None if a.sanitizer == "none" else a.sanitizer,
+                 env=env, threads=a.threads)
     out = a.out or os.path.join("/tmp/engine-fuzz", str(a.seed))
     c = Campaign(a.seed, a.cases, a.jobs, out, cfg, kinds=a.kinds, start=a.start).run()
     sys.stdout.write(c.report())
