@@ -179,6 +179,9 @@ def _read_npy(path, size):
             if not 1 <= len(shape) <= MAX_RANK:
                 raise InputError(f"{path} holds an array of rank {len(shape)} (shape "
                                  f"{shape}); inputs have rank 1 to {MAX_RANK}")
+            if any(d < 0 for d in shape):
+                raise EngineError(f"{path} is not a valid .npy file: negative dimension in "
+                                  f"its shape {shape}")
             count = math.prod(shape)
             if count == 0:
                 raise InputError(f"{path} holds an empty array of shape {shape}")
@@ -232,6 +235,10 @@ def _preprocessing(prep, shape):
                          f"preprocessing.input_size in its metadata; this one takes "
                          f"{_shape_text(shape)}")
     h, w = int(size[0]), int(size[1])
+    if any(d is not None and d != v for d, v in zip(shape[2:], (h, w))):
+        bad("input_size", f"the model's input size {shape[2]}x{shape[3]}", size)
+    if h * w > MAX_IMAGE_PIXELS:
+        bad("input_size", f"at most {MAX_IMAGE_PIXELS} pixels", size)
     pad = prep.get("pad", 0) or 0
     if not _is_int(pad) or pad < 0 or 2 * pad >= min(h, w):
         bad("pad", f"an int from 0 to less than half of {min(h, w)}", pad)
@@ -286,8 +293,10 @@ def _read_image(path, shape, prep):
     resample = getattr(Image, "Resampling", Image).BILINEAR
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore")             # Pillow's notes on odd files
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Pillow's notes on odd files, and its DecompressionBombWarning: the pixel
+            # count is checked below, before decoding (above twice that, open() raises
+            # DecompressionBombError)
+            warnings.simplefilter("ignore")
             with Image.open(path) as img:
                 pixels = img.width * img.height         # from the header: not decoded yet
                 if pixels > MAX_IMAGE_PIXELS:
@@ -505,11 +514,13 @@ def _floats(text, what, positive=False):
         vals = [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
         vals = None
-    if not vals or len(vals) > MAX_VALUES or not all(math.isfinite(v) for v in vals):
-        raise EngineError(f"{what} must be 1 to {MAX_VALUES} comma-separated finite numbers, "
-                          f"got {text!r}")
-    if positive and any(v <= 0 for v in vals):
-        raise EngineError(f"{what} must be positive (inputs are divided by it), got {text!r}")
+    largest, tiny = (float(v) for v in (np.finfo(np.float32).max, np.finfo(np.float32).tiny))
+    if not vals or len(vals) > MAX_VALUES or not all(abs(v) <= largest for v in vals):
+        raise EngineError(f"{what} must be 1 to {MAX_VALUES} comma-separated finite numbers "
+                          f"(float32), got {text!r}")
+    if positive and any(v < tiny for v in vals):
+        raise EngineError(f"{what} must be positive (inputs are divided by it; at least "
+                          f"{tiny:.3g}), got {text!r}")
     return vals
 
 

@@ -254,7 +254,7 @@ def test_convert_errors_exit_2(user_files, args, msg, monkeypatch, capsys):
     code = main(["convert", *args])
     out, err = capsys.readouterr()
     assert code == 2, (out, err)
-    assert msg in err and len(err.strip().splitlines()) <= 3
+    assert msg in err and _one_error_line(err)
     assert not (user_files / "x.safetensors").exists()
 
 
@@ -296,3 +296,334 @@ def test_import_and_run_never_import_torch():
                        timeout=120)
     assert p.returncode == 0, p.stderr
     assert "LeNet-5" in p.stdout and "-> identical" in p.stdout
+
+
+
+# -- hostile files and bad options: one line, exit 2, never a traceback ----------------------
+DEFAULT = engine.cli._data_path(engine.cli.DEFAULT_MODEL)
+
+
+def _one_error_line(err):
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("engine: error: "), err
+    assert "Traceback" not in err
+    return True
+
+
+def fails(capsys, argv, *needles):
+    """main(argv) refuses: exit 2, one 'engine: error:' line naming each of ``needles``."""
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    assert code == 2, (argv, out, err)
+    _one_error_line(err)
+    for n in needles:
+        assert n in err, (n, err)
+    return err
+
+
+def _npy_header(path, header, data=b"", version=b"\x01\x00"):
+    header += " " * ((64 - (10 + len(header) + 1) % 64) % 64) + "\n"
+    size = len(header).to_bytes(2 if version == b"\x01\x00" else 4, "little")
+    path.write_bytes(b"\x93NUMPY" + version + size + header.encode() + data)
+
+
+def _png_header(path, w, h):
+    """A PNG whose header says w x h (nothing to decode): Pillow sees the size on open."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bad")
+    one = np.ones((1, 1, 32, 32), np.float32)
+    (d / "garbage.npy").write_bytes(os.urandom(1000))
+    (d / "empty.npy").write_bytes(b"")
+    np.save(d / "string.npy", np.array(["a", "b"]))
+    np.save(d / "zerod.npy", np.array(3.0, np.float32))
+    np.save(d / "object.npy", np.array([1, None], dtype=object), allow_pickle=True)
+    np.save(d / "complex.npy", one.astype(np.complex64))
+    np.save(d / "bool.npy", one.astype(bool))
+    np.save(d / "datetime.npy", np.array(["2020-01-01"], dtype="datetime64[D]"))
+    np.save(d / "structured.npy", np.zeros(1, dtype=[("a", "f4"), ("b", "i4")]))
+    np.save(d / "nan.npy", np.where(np.arange(1024).reshape(one.shape) == 5, np.nan, one))
+    np.save(d / "inf.npy", np.full(one.shape, np.inf, np.float16))
+    np.save(d / "f64_huge.npy", np.full(one.shape, 1e300))
+    np.save(d / "wrongshape.npy", np.ones((1, 3, 5, 5), np.float32))
+    np.save(d / "empty_batch.npy", np.ones((0, 1, 32, 32), np.float32))
+    np.save(d / "rank9.npy", np.ones((1,) * 9, np.float32))
+    np.save(d / "full.npy", one)
+    (d / "truncated.npy").write_bytes((d / "full.npy").read_bytes()[:200])
+    _npy_header(d / "hugeshape.npy",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (100000, 1, 32000, 32000), }",
+                b"\0" * 64)
+    _npy_header(d / "negative.npy",
+                "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 1, 32, 32), }", b"\0" * 64)
+    _npy_header(d / "code.npy", "{'descr': '<f4', 'fortran_order': False, "
+                                "'shape': (__import__('os').getpid(),), }")
+    _npy_header(d / "v3.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 32, 32), }",
+                b"\0" * 4096, b"\x03\x00")
+    (d / "adir.npy").mkdir()
+    (d / "text.png").write_text("not an image")
+    (d / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + os.urandom(500))
+    _png_header(d / "bomb.png", 20000, 20000)          # Pillow's DecompressionBombError
+    _png_header(d / "large.png", 10000, 10000)         # between 1x and 2x Pillow's limit
+    (d / "labels_bin.txt").write_bytes(bytes(range(256)) * 8)
+    (d / "labels_latin1.txt").write_bytes("caf\xe9\n".encode("latin1") * 10)
+    (d / "labels_nul.txt").write_text("a\0b\n" * 10)
+    (d / "labels_empty.txt").write_text("\n \n")
+    (d / "labels_long.txt").write_text("x" * 2000 + "\n")
+    (d / "ok.pth").write_bytes(b"PK")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(d / "fifo.npy")
+    return d
+
+
+@pytest.mark.parametrize("argv,needles", [
+    # .npy inputs: never unpickled; dtype, rank, size, finiteness checked
+    (["run", DEFAULT, "{d}/garbage.npy"], ["not a valid .npy file", "magic"]),
+    (["run", DEFAULT, "{d}/empty.npy"], ["not a valid .npy file"]),
+    (["run", DEFAULT, "{d}/string.npy"], ["holds strings", "real numbers"]),
+    (["run", DEFAULT, "{d}/zerod.npy"], ["rank 0"]),
+    (["run", DEFAULT, "{d}/object.npy"], ["Python objects", "never unpickled"]),
+    (["run", DEFAULT, "{d}/complex.npy"], ["complex numbers"]),
+    (["run", DEFAULT, "{d}/bool.npy"], ["booleans", "astype(np.float32)"]),
+    (["run", DEFAULT, "{d}/datetime.npy"], ["dates"]),
+    (["run", DEFAULT, "{d}/structured.npy"], ["structured records"]),
+    (["run", DEFAULT, "{d}/nan.npy"], ["1 NaN or infinite value;"]),
+    (["run", DEFAULT, "{d}/inf.npy"], ["1024 NaN or infinite values"]),
+    (["run", DEFAULT, "{d}/f64_huge.npy"], ["beyond float32's range"]),
+    (["run", DEFAULT, "{d}/wrongshape.npy"], ["(1, 3, 5, 5)", "the model takes (N, 1, 32, 32)"]),
+    (["run", DEFAULT, "{d}/full.npy", "{d}/wrongshape.npy"], ["wrongshape.npy: an array"]),
+    (["run", DEFAULT, "{d}/empty_batch.npy"], ["empty array"]),
+    (["run", DEFAULT, "{d}/rank9.npy"], ["rank 9", "rank 1 to 8"]),
+    (["run", DEFAULT, "{d}/truncated.npy"], ["header promises 4096 bytes", "truncated"]),
+    (["run", DEFAULT, "{d}/hugeshape.npy"], ["more than the", "bytes"]),
+    (["run", DEFAULT, "{d}/negative.npy"], ["negative dimension"]),
+    (["run", DEFAULT, "{d}/code.npy"], ["not a valid .npy file"]),
+    (["run", DEFAULT, "{d}/v3.npy"], ["unsupported .npy format version (3, 0)"]),
+    (["run", DEFAULT, "{d}/adir.npy"], ["is a directory"]),
+    (["run", DEFAULT, "{d}/missing.npy"], ["does not exist"]),
+    (["run", DEFAULT, "{d}/fifo.npy"], ["not a regular file"]),
+    # models
+    (["run", "{d}/missing.safetensors"], ["cannot read model file", "no such file"]),
+    (["run", "nosuchzoo"], ["nor is it a model zoo name"]),
+    (["run", "{d}/adir.npy"], ["model file", "is a directory"]),
+    (["run", "{d}/fifo.npy"], ["model file", "not a regular file"]),
+    (["summary", "{d}/full.npy"], ["header claims"]),
+    # options: ranges, and buffers within the byte cap before anything is allocated
+    (["run", "--threads", "0"], ["--threads must be an int from 1 to 1024, got 0"]),
+    (["run", "--threads", "100000"], ["--threads must be an int from 1 to 1024"]),
+    (["run", "--top", "0"], ["--top must be"]),
+    (["run", "--repeat", "10000000000"], ["--repeat must be an int from 1 to 100000"]),
+    (["run", "--eval", DEFAULT, "{d}/full.npy"], ["takes no input files"]),
+    (["summary", DEFAULT, "--batch", "0"], ["--batch must be"]),
+    (["summary", DEFAULT, "--batch", "100000000"], ["409600000000 bytes", "more than"]),
+    (["summary", DEFAULT, "--batch", str(10**30)], ["--batch must be an int from 1 to"]),
+    (["summary", DEFAULT, "--plan", "--threads", "5000"], ["--threads must be"]),
+    (["bench", DEFAULT, "--batch", "100000000"], ["the input at --batch 100000000", "more than"]),
+    (["bench", DEFAULT, "--warmup", "-1"], ["--warmup must be an int from 0"]),
+    (["bench", DEFAULT, "--vs", "bogus"], ["--vs takes a comma list"]),
+    # convert: every option checked before anything is loaded (no torch needed for these)
+    (["convert", "{d}/missing.pth", "-o", "{d}/x.safetensors"], ["does not exist"]),
+    (["convert", "{d}/adir.npy", "-o", "{d}/x.safetensors"], ["is a directory"]),
+    (["convert", "{d}/fifo.npy", "-o", "{d}/x.safetensors"], ["not a regular file"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/adir.npy"], ["-o", "is a directory"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/nodir/x.safetensors"], ["does not exist"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/ok.pth"], ["is the source file"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_bin.txt"],
+     ["not UTF-8 text"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_latin1.txt"],
+     ["not UTF-8 text"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_nul.txt"],
+     ["control characters"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_empty.txt"],
+     ["holds no labels"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_long.txt"],
+     ["2000 characters"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/adir.npy"],
+     ["labels file", "is a directory"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/nolabels.txt"],
+     ["labels file", "does not exist"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--std", "0,0,0"], ["--std must be positive"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--std", "1e-320"], ["--std must be positive"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--std", "nan"], ["finite numbers"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--mean", "inf"], ["finite numbers"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--mean", "1e39"], ["finite numbers"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--num-classes", "-5"],
+     ["--num-classes must be an int from 1 to 1000000, got -5"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-shape", "1,3,0,4"],
+     ["--input-shape must be"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-shape", "1,3,100000,100000"],
+     ["--input-shape", "more than"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-size", "1,2,3,4"],
+     ["--input-size must be"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-size", "100000,100000"],
+     ["--input-size must be"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--threads", "2000"], ["--threads must be"]),
+])
+def test_bad_invocations_are_one_line_exit_2(bad, capsys, argv, needles):
+    argv = [a.format(d=bad) for a in argv]
+    if any("fifo" in a for a in argv) and not (bad / "fifo.npy").exists():
+        pytest.skip("no FIFOs here")
+    fails(capsys, argv, *needles)
+    assert not (bad / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("name,needles", [
+    ("text.png", ["cannot read image", "cannot identify image file"]),
+    ("corrupt.png", ["cannot read image"]),
+    ("bomb.png", ["refused", "400000000 pixels"]),         # Pillow's DecompressionBombError
+    ("large.png", ["10000x10000"]),                         # refused before decoding
+])
+def test_bad_images_are_refused(bad, capsys, name, needles):
+    pytest.importorskip("PIL.Image")
+    fails(capsys, ["run", DEFAULT, bad / name], *needles)
+
+
+def test_image_preprocessing_from_metadata_is_checked(tmp_path, capsys):
+    """The metadata travels in the (untrusted) model file: a hostile input_size must not
+    make the command line resize an image to gigapixels."""
+    Image = pytest.importorskip("PIL.Image")
+    Image.new("L", (40, 40)).save(tmp_path / "a.png")
+    prep = {"input_size": [32, 32], "channels": "grayscale", "pad": 2}
+    for bad_prep, needle in [({"input_size": [60000, 60000]}, "model's input size 32x32"),
+                             ({"pad": 16}, "preprocessing.pad"),
+                             ({"mean": [0.1, 0.2]}, "preprocessing.mean"),
+                             ({"std": [0.0]}, "preprocessing.std")]:
+        with pytest.raises(engine.EngineError, match=needle):
+            engine.cli._read_image(str(tmp_path / "a.png"), (None, 1, 32, 32),
+                                   {**prep, **bad_prep})
+    model = engine.load(DEFAULT)
+    model.metadata["preprocessing"] = {**prep, "input_size": [48, 48]}
+    engine.save(model, tmp_path / "m.safetensors")
+    fails(capsys, ["run", tmp_path / "m.safetensors", tmp_path / "a.png"], "input_size")
+
+
+def test_npy_inputs_of_any_real_dtype_are_read(tmp_path):
+    x = np.load(engine.cli._data_path(engine.cli.DEFAULT_SAMPLES))[:2]
+    for dtype in ("<f2", ">f4", "<f8", "<i8", "<u1"):
+        p = tmp_path / f"x_{dtype[1:]}.npy"
+        np.save(p, np.asfortranarray(x.astype(dtype)))
+        a = engine.cli._read_npy(str(p), os.path.getsize(p))
+        assert a.dtype == np.float32 and a.flags.c_contiguous
+        np.testing.assert_array_equal(a, x.astype(dtype).astype(np.float32))
+
+
+def test_labels_file_utf8_bom_and_line_ends(tmp_path):
+    p = tmp_path / "l.txt"
+    p.write_bytes("\ufeffchat\r\nchien\r\rcaf\u00e9\n".encode("utf-8"))
+    assert engine.cli._read_labels(str(p)) == ["chat", "chien", "caf\u00e9"]
+
+
+@pytest.mark.parametrize("exc,code,needle", [
+    (engine.errors.ConversionError("cannot convert X:\n  op a\n  op b"), 2,
+     "engine: error: cannot convert X: op a; op b"),
+    (PermissionError(13, "Permission denied", "/x/y"), 2,
+     "engine: error: Permission denied ('/x/y')"),
+    (MemoryError(), 2, "engine: error: out of memory"),
+    (KeyboardInterrupt(), 130, "engine: interrupted"),
+])
+def test_top_level_handler(monkeypatch, capsys, exc, code, needle):
+    def boom(args):
+        raise exc
+    monkeypatch.setattr(engine.cli, "cmd_ops", boom)
+    assert main(["ops"]) == code
+    err = capsys.readouterr().err
+    assert err.strip() == needle or err.startswith(needle), err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_bugs_are_not_hidden(monkeypatch):
+    """Only engine errors and OS/memory failures are turned into one line; anything else
+    is a bug and keeps its traceback."""
+    def boom(args):
+        raise ZeroDivisionError("a bug")
+    monkeypatch.setattr(engine.cli, "cmd_ops", boom)
+    with pytest.raises(ZeroDivisionError):
+        main(["ops"])
+
+
+def test_testers_invocations_in_a_subprocess(tmp_path):
+    """A few of the tester's 19 tracebacks, through the real entry point."""
+    np.save(tmp_path / "s.npy", np.array(["x"]))
+    (tmp_path / "out").mkdir()
+    (tmp_path / "w.pth").write_bytes(b"PK")
+    for args in (["run", DEFAULT, str(tmp_path / "s.npy")],
+                 ["summary", DEFAULT, "--batch", "100000000"],
+                 ["convert", str(tmp_path / "w.pth"), "--arch", "lenet5", "-o",
+                  str(tmp_path / "out")]):
+        code, out, err = run_cli(*args)
+        assert code == 2 and _one_error_line(err), (args, err)
+
+
+# -- hostile checkpoints: size guards before torch inflates anything ---------------------------
+@pytest.fixture(scope="module")
+def hostile_checkpoints(tmp_path_factory):
+    torch = pytest.importorskip("torch")
+    import zipfile
+    d = tmp_path_factory.mktemp("ckpt")
+    torch.save({"w": torch.randn(8, 3), "h": torch.randn(5).half()}, d / "legit.pth")
+    torch.save({"w": torch.zeros(1).expand(2**28)}, d / "stride0.pth")      # 1 GiB of views
+    base = torch.randn(250_000)
+    torch.save({f"w{i}": base for i in range(235)}, d / "views.pth")         # 235 x 1 MB
+    torch.save({"w": torch.empty(10**12, device="meta")}, d / "meta.pth")
+    torch.save({"w": torch.randn(3).to_sparse()}, d / "sparse.pth")
+    torch.save({"w": torch.randn(3, dtype=torch.complex64)}, d / "complex.pth")
+    torch.save({"a": torch.randn(3), "hist": list(range(3_000_000))}, d / "bigpickle.pth")
+    torch.save({"w": torch.zeros(12345)}, d / "legacy.pth", _use_new_zipfile_serialization=False)
+    data = (d / "legacy.pth").read_bytes()                                   # 12345 -> 2**31-1
+    i = data.find(b"M" + (12345).to_bytes(2, "little"))
+    (d / "legacy_huge.pth").write_bytes(data[:i] + b"J" + (2**31 - 1).to_bytes(4, "little")
+                                        + data[i + 3:])
+    with zipfile.ZipFile(d / "legit.pth") as zi, \
+            zipfile.ZipFile(d / "compressed.pth", "w", zipfile.ZIP_DEFLATED) as zo:
+        for info in zi.infolist():               # the same, deflated, one record 64 MiB
+            body = bytes(64 * 2**20) if info.filename.endswith("data/0") else zi.read(info)
+            zo.writestr(info.filename, body, compress_type=zipfile.ZIP_DEFLATED)
+    (d / "garbage.pth").write_bytes(os.urandom(4096))
+    (d / "empty.pth").write_bytes(b"")
+    return d
+
+
+@pytest.mark.parametrize("name,needle", [
+    ("compressed.pth", "zip members declare"),
+    ("stride0.pth", "1073741824 bytes"),
+    ("views.pth", "float32 arrays of 235000000 bytes"),
+    ("meta.pth", "4000000000000 bytes"),
+    ("sparse.pth", "sparse_coo tensor"),
+    ("complex.pth", "complex numbers"),
+    ("bigpickle.pth", "its pickle"),
+    ("legacy_huge.pth", "declares 1 storages of 8589934588 bytes"),
+    ("garbage.pth", "not a readable PyTorch checkpoint"),
+    ("empty.pth", "empty file"),
+])
+def test_hostile_checkpoints_are_refused_before_inflating(hostile_checkpoints, name, needle):
+    import resource
+    from engine.convert.checkpoint import load_state_dict
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(engine.errors.ConversionError, match=needle):
+        load_state_dict(hostile_checkpoints / name)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mib < 100
+
+
+def test_legit_checkpoints_still_load(hostile_checkpoints):
+    from engine.convert.checkpoint import load_state_dict
+    sd = load_state_dict(hostile_checkpoints / "legit.pth")
+    assert sd["w"].shape == (8, 3) and sd["h"].dtype == np.float32
+    assert load_state_dict(hostile_checkpoints / "legacy.pth")["w"].shape == (12345,)
+
+
+def test_convert_refuses_hostile_checkpoint_in_one_line(hostile_checkpoints, tmp_path, capsys):
+    for name in ("stride0.pth", "compressed.pth"):
+        fails(capsys, ["convert", hostile_checkpoints / name, "--arch", "lenet5", "-o",
+                       tmp_path / "x.safetensors"], "refused before")
+    assert not (tmp_path / "x.safetensors").exists()
