@@ -100,6 +100,14 @@ def _load_model(path):
     return load(path)
 
 
+def _input_shape(model):
+    """The shape of the model's first input (the one the command line feeds)."""
+    if not model.inputs:
+        raise ModelFormatError("the model has no inputs; the command line feeds the first "
+                               "input")
+    return tuple(model.inputs[0].shape)
+
+
 def _shape_text(shape):
     return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
 
@@ -111,7 +119,7 @@ NPY_MAGIC = b"\x93NUMPY"
 def _read_inputs(paths, model):
     """Arrays from .npy files, or images (needs Pillow) preprocessed per the model metadata;
     each checked against the model's first input (rank, sizes), one batch in all."""
-    want = tuple(model.inputs[0].shape)
+    want = _input_shape(model)
     arrays, total = [], 0
     for p in paths:
         size = _user_file(p, "input file")
@@ -349,7 +357,7 @@ def _evaluate(model, model_path, args):
     """Accuracy on the bundled held-out digits, compared with PyTorch's at training."""
     from .data import load_heldout, preprocess_digits
     from .runtime import Session
-    shape = tuple(model.inputs[0].shape)
+    shape = _input_shape(model)
     if shape[1:] != (1, 32, 32):
         raise InputError(f"--eval uses the bundled held-out MNIST digits (1x32x32 inputs); "
                          f"this model takes {_shape_text(shape)}")
@@ -393,7 +401,7 @@ def cmd_run(args):
         x = np.load(_data_path(DEFAULT_SAMPLES), allow_pickle=False)
         names = [f"sample {i}" for i in range(len(x))]
     else:
-        shape = tuple(1 if d is None else d for d in model.inputs[0].shape)
+        shape = tuple(1 if d is None else d for d in _input_shape(model))
         x = _random_input(shape, "the model's input")
         names = ["random input"]
     sess = Session(model, threads=args.threads, backend=args.backend)
@@ -465,7 +473,7 @@ def cmd_bench(args):
     from .runtime import Session
     wanted = _peers_wanted(args.vs) if args.vs else None
     model = _load_model(args.model)
-    shape = tuple(args.batch if d is None else d for d in model.inputs[0].shape)
+    shape = tuple(args.batch if d is None else d for d in _input_shape(model))
     check_shape(shape, f"the input at --batch {args.batch}")
     sess = Session(model, threads=args.threads, backend=args.backend)
     t0 = time.perf_counter()
@@ -612,7 +620,7 @@ def _convert_options(args):
 def _conversion_metadata(args, opts, model):
     """Labels and preprocessing from the command line, merged into the model's metadata."""
     meta = model.metadata
-    shape = model.inputs[0].shape
+    shape = _input_shape(model)
     labels = opts["labels"]
     if labels is not None:
         out = model.values.get(model.outputs[0])

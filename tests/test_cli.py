@@ -507,6 +507,20 @@ def test_image_preprocessing_from_metadata_is_checked(tmp_path, capsys):
     fails(capsys, ["run", tmp_path / "m.safetensors", tmp_path / "a.png"], "input_size")
 
 
+def test_model_without_inputs(tmp_path, capsys, monkeypatch):
+    model = engine.load(DEFAULT)
+    g = model.graph_dict()
+    g.update(inputs=[], outputs=["y"],
+             nodes=[{"op": "relu", "name": "r", "inputs": ["0.bias"], "outputs": ["y"],
+                     "attrs": {}}])
+    monkeypatch.setattr(model, "graph_dict", lambda: g)
+    engine.save(model, tmp_path / "m.safetensors")
+    np.save(tmp_path / "x.npy", np.ones((1, 1, 32, 32), np.float32))
+    for argv in (["run", tmp_path / "m.safetensors"], ["bench", tmp_path / "m.safetensors"],
+                 ["run", tmp_path / "m.safetensors", tmp_path / "x.npy"]):
+        fails(capsys, argv)
+
+
 def test_npy_inputs_of_any_real_dtype_are_read(tmp_path):
     x = np.load(engine.cli._data_path(engine.cli.DEFAULT_SAMPLES))[:2]
     for dtype in ("<f2", ">f4", "<f8", "<i8", "<u1"):
