@@ -20,6 +20,7 @@ import stat
 import struct
 import sys
 import time
+import tokenize
 import warnings
 from importlib import resources
 
@@ -175,7 +176,8 @@ def _read_npy(path, size):
                     shape, fortran, dtype = npf.read_array_header_2_0(f)
                 else:
                     raise ValueError(f"unsupported .npy format version {version}")
-            except (ValueError, EOFError, SyntaxError, TypeError, struct.error) as e:
+            except (ValueError, EOFError, SyntaxError, TypeError, struct.error,
+                    tokenize.TokenError, RecursionError) as e:   # numpy parsing the header
                 raise EngineError(f"{path} is not a valid .npy file: "
                                   f"{_first_line(e)}") from None
             start = f.tell()

@@ -368,6 +368,8 @@ def bad(tmp_path_factory):
                 "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 1, 32, 32), }", b"\0" * 64)
     _npy_header(d / "code.npy", "{'descr': '<f4', 'fortran_order': False, "
                                 "'shape': (__import__('os').getpid(),), }")
+    _npy_header(d / "unbalanced.npy", "{'descr': '<f4', 'fortran_order': False, "
+                                      "'shape': ((1, 32, 32), }")   # tokenize.TokenError
     _npy_header(d / "v3.npy", "{'descr': '<f4', 'fortran_order': False, 'shape': (1, 32, 32), }",
                 b"\0" * 4096, b"\x03\x00")
     (d / "adir.npy").mkdir()
@@ -408,6 +410,7 @@ def bad(tmp_path_factory):
     (["run", DEFAULT, "{d}/hugeshape.npy"], ["more than the", "bytes"]),
     (["run", DEFAULT, "{d}/negative.npy"], ["negative dimension"]),
     (["run", DEFAULT, "{d}/code.npy"], ["not a valid .npy file"]),
+    (["run", DEFAULT, "{d}/unbalanced.npy"], ["not a valid .npy file"]),
     (["run", DEFAULT, "{d}/v3.npy"], ["unsupported .npy format version (3, 0)"]),
     (["run", DEFAULT, "{d}/adir.npy"], ["is a directory"]),
     (["run", DEFAULT, "{d}/missing.npy"], ["does not exist"]),
