@@ -257,18 +257,23 @@ def _preprocessing(prep, shape):
     if not isinstance(order, str) or order.lower() not in ("rgb", "bgr", "grayscale"):
         bad("channels", "rgb, bgr or grayscale", order)
     scale = prep.get("scale", 1 / 255)
-    if not _is_number(scale) or scale == 0:
-        bad("scale", "a finite non-zero number", scale)
+    with np.errstate(all="ignore"):
+        scale32 = np.float32(scale) if _is_number(scale) else np.float32(0)
+    if not np.isfinite(scale32) or scale32 == 0:
+        bad("scale", "a finite non-zero number (in float32)", scale)
     vals = {}
     for key, default in (("mean", 0.0), ("std", 1.0)):
         v = prep.get(key, [default] * channels)
         if (not isinstance(v, (list, tuple)) or len(v) not in (1, channels)
                 or not all(_is_number(x) for x in v)):
             bad(key, f"a list of 1 or {channels} finite numbers", v)
-        if key == "std" and any(x == 0 for x in v):
-            bad(key, "non-zero (inputs are divided by it)", v)
-        vals[key] = np.asarray(v, np.float32).reshape(-1, 1, 1)
-    return h, w, int(pad), order.lower(), float(scale), vals["mean"], vals["std"]
+        with np.errstate(all="ignore"):
+            vals[key] = np.asarray(v, np.float32).reshape(-1, 1, 1)
+        if not np.isfinite(vals[key]).all():
+            bad(key, "finite in float32", v)
+        if key == "std" and not vals[key].all():
+            bad(key, "non-zero in float32 (inputs are divided by it)", v)
+    return h, w, int(pad), order.lower(), scale32, vals["mean"], vals["std"]
 
 
 def _is_int(v):
@@ -320,7 +325,7 @@ def _read_image(path, shape, prep):
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
         # what Pillow raises for unidentified, truncated or corrupt files
         raise EngineError(f"cannot read image {path!r}: {_first_line(e)}") from None
-    a = np.asarray(img, dtype=np.float32) * np.float32(scale)
+    a = np.asarray(img, dtype=np.float32) * scale
     a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
     if order == "bgr" and a.shape[0] == 3:
         a = a[::-1]
@@ -725,6 +730,10 @@ def cmd_config(args):
     return 0
 
 
+THREADS_HELP = f"threads (1 to {MAX_THREADS}; default: the physical cores)"
+BATCH_HELP = "batch size (its buffers must fit engine's byte cap, engine.get_limits())"
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="engine", description="CPU inference engine for CNNs.")
     p.add_argument("--version", action="store_true", help="print version and configuration")
@@ -733,30 +742,31 @@ def build_parser():
     r = sub.add_parser("run", help="run a model (the bundled demo if none is given)")
     r.add_argument("model", nargs="?", help="model file (.safetensors) or zoo name")
     r.add_argument("inputs", nargs="*", help="input .npy arrays or images")
-    r.add_argument("--threads", type=int, default=None)
+    r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     r.add_argument("--top", type=int, default=3, help="classes to show per input")
     r.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"])
-    r.add_argument("--repeat", type=int, default=20, help="timed runs for the latency")
+    r.add_argument("--repeat", type=int, default=20,
+                   help=f"timed runs for the latency (1 to {MAX_REPEAT})")
     r.add_argument("--eval", action="store_true",
                    help="accuracy on the bundled held-out digits (the bundled LeNet-5)")
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("summary", help="per-layer table: shapes, params, MACs, memory")
     s.add_argument("model", help="model file or zoo name")
-    s.add_argument("--batch", type=int, default=1)
+    s.add_argument("--batch", type=int, default=1, help=BATCH_HELP)
     s.add_argument("--plan", action="store_true",
                    help="also show per layer the kernel chosen, its layout and time share")
     s.add_argument("--repeat", type=int, default=3,
                    help="--plan timing: runs per layer, the minimum is shown (default 3)")
-    s.add_argument("--threads", type=int, default=None)
+    s.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     s.set_defaults(fn=cmd_summary)
 
     b = sub.add_parser("bench", help="latency (min/median/p90) and memory")
     b.add_argument("model", help="model file or zoo name")
-    b.add_argument("--batch", type=int, default=1)
-    b.add_argument("--threads", type=int, default=None)
-    b.add_argument("--warmup", type=int, default=5)
-    b.add_argument("--repeat", type=int, default=50)
+    b.add_argument("--batch", type=int, default=1, help=BATCH_HELP)
+    b.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    b.add_argument("--warmup", type=int, default=5, help=f"untimed runs first (0 to {MAX_REPEAT})")
+    b.add_argument("--repeat", type=int, default=50, help=f"timed runs (1 to {MAX_REPEAT})")
     b.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"])
     b.add_argument("--vs", default="", metavar="PEERS",
                    help="also time peers on the same input and threads: a comma list of "
@@ -776,17 +786,18 @@ def build_parser():
     v.add_argument("--arch", help="zoo architecture the state dict belongs to (engine.zoo)")
     v.add_argument("--module", help="'package.module:Class' built with no arguments")
     v.add_argument("--input-shape", help="example input shape N,C,H,W (--module, TorchScript)")
-    v.add_argument("--num-classes", type=int, help="classifier size (--arch)")
-    v.add_argument("--labels", help="text file with one class label per line")
+    v.add_argument("--num-classes", type=int,
+                   help=f"classifier size (--arch; 1 to {MAX_CLASSES})")
+    v.add_argument("--labels", help="UTF-8 text file with one class label per line")
     v.add_argument("--mean",
                    help="per-channel mean after scaling to [0, 1], e.g. 0.485,0.456,0.406")
-    v.add_argument("--std", help="per-channel std, e.g. 0.229,0.224,0.225")
-    v.add_argument("--input-size", help="H,W images are resized to")
+    v.add_argument("--std", help="per-channel std (positive), e.g. 0.229,0.224,0.225")
+    v.add_argument("--input-size", help="H,W images are resized to (--arch: also C,H,W)")
     v.add_argument("--channel-order", choices=["rgb", "bgr", "grayscale"],
                    help="channel order the model expects")
     v.add_argument("--description", help="free text stored in the metadata")
     v.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
-    v.add_argument("--threads", type=int, default=None)
+    v.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     v.add_argument("--quiet", action="store_true", help="only the final verification line")
     v.set_defaults(fn=cmd_convert)
 

@@ -500,7 +500,10 @@ def test_image_preprocessing_from_metadata_is_checked(tmp_path, capsys):
     for bad_prep, needle in [({"input_size": [60000, 60000]}, "model's input size 32x32"),
                              ({"pad": 16}, "preprocessing.pad"),
                              ({"mean": [0.1, 0.2]}, "preprocessing.mean"),
-                             ({"std": [0.0]}, "preprocessing.std")]:
+                             ({"std": [0.0]}, "preprocessing.std"),
+                             ({"std": [1e-300]}, "preprocessing.std"),
+                             ({"mean": [1e300]}, "preprocessing.mean"),
+                             ({"scale": 1e-300}, "preprocessing.scale")]:
         with pytest.raises(engine.EngineError, match=needle):
             engine.cli._read_image(str(tmp_path / "a.png"), (None, 1, 32, 32),
                                    {**prep, **bad_prep})
