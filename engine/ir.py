@@ -77,14 +77,21 @@ class Model:
 
     def copy(self):
         """Deep copy of the structure; constant arrays are shared (passes replace, never mutate)."""
-        m = Model(self.inputs, self.outputs, copy.deepcopy(self.nodes), dict(self.constants),
+        m = Model(self.inputs, self.outputs, _copy_nodes(self.nodes), dict(self.constants),
                   copy.deepcopy(self.metadata), validate=False)
         m.values = dict(self.values)
         return m
 
     def toposort(self):
-        """Order nodes so each runs after the producers of its inputs (Kahn, stable, O(n))."""
+        """Order nodes so each runs after the producers of its inputs (Kahn, stable, O(n)).
+
+        Stable: nodes already in order keep it (checked first in one pass, the common
+        case); otherwise the earliest ready node in the given order goes next.
+        """
         known = set(self.input_names) | set(self.constants)
+        if self._in_order(known):
+            self.nodes = list(self.nodes)
+            return
         producer = {o: i for i, n in enumerate(self.nodes) for o in n.outputs}
         waiting = [0] * len(self.nodes)
         readers = {}
@@ -111,6 +118,21 @@ class Model:
             stuck = next(n for i, n in enumerate(self.nodes) if waiting[i])
             raise node_error(stuck, "is part of a cycle")
         self.nodes = order
+
+    def _in_order(self, known):
+        """Whether every input is a known value or an output of an earlier node, and no
+        value is produced twice (then toposort's result is the current order)."""
+        defined = set()
+        add = defined.add
+        for n in self.nodes:
+            for v in n.inputs:
+                if v and v not in known and v not in defined:
+                    return False
+            for o in n.outputs:
+                if o in defined:
+                    return False
+                add(o)
+        return True
 
     # -- validation and shape inference ----------------------------------------------------
     def validate(self):
@@ -183,6 +205,44 @@ class Model:
 
     def num_parameters(self):
         return int(sum(a.size for a in self.constants.values()))
+
+
+_ATOMS = (str, int, float, bool, type(None))
+
+
+def _copy_nodes(nodes):
+    """``copy.deepcopy(nodes)``, several times faster on the JSON-like node structure.
+
+    Nodes and their lists and dicts are copied here, with the memo deepcopy keeps (so
+    shared objects stay shared); anything else goes to deepcopy with that memo.
+    """
+    memo = {}
+    atoms = _ATOMS
+    new = object.__new__
+
+    def value(v):
+        t = type(v)
+        if t in atoms:
+            return v
+        c = memo.get(id(v))
+        if c is not None:
+            return c
+        if t is list:
+            c = memo[id(v)] = []
+            c += [x if type(x) in atoms else value(x) for x in v]
+        elif t is dict:
+            c = memo[id(v)] = {}
+            c.update({k if type(k) in atoms else value(k): x if type(x) in atoms else value(x)
+                      for k, x in v.items()})
+        elif t is Node:
+            c = memo[id(v)] = new(Node)
+            c.__dict__.update({k: x if type(x) in atoms else value(x)
+                               for k, x in v.__dict__.items()})
+        else:
+            c = copy.deepcopy(v, memo)
+        return c
+
+    return value(nodes)
 
 
 def _jsonable(obj):

@@ -88,10 +88,11 @@ def _params_constant(model, layer):
 
 
 def fold_batchnorm(model, keep=frozenset()):
-    if not any(n.op == "batch_norm" for n in model.nodes):
+    bns = [n for n in model.nodes if n.op == "batch_norm"]
+    if not bns:
         return False
     changed = False
-    g = GraphIndex(model, keep)
+    g = GraphIndex(model, keep, track={v for n in bns for v in n.inputs[:1] + n.outputs[:1]})
     try:
         for bn in list(model.nodes):
             if bn.op != "batch_norm" or not _bn_constant(model, bn):

@@ -17,9 +17,10 @@ def _candidate(node):
 
 
 def fuse_activation(model, keep=frozenset()):
-    if not any(_candidate(n) for n in model.nodes):
+    layers = [n for n in model.nodes if _candidate(n)]
+    if not layers:
         return False
-    g = GraphIndex(model, keep)
+    g = GraphIndex(model, keep, track={n.outputs[0] for n in layers if n.outputs})
     changed = False
     try:
         for layer in list(model.nodes):

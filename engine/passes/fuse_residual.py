@@ -28,7 +28,8 @@ def _fusable_conv(model, g, value):
 
 
 def fuse_residual(model, keep=frozenset(), shapes=None):
-    if not any(n.op == "add" for n in model.nodes):
+    adds = [n for n in model.nodes if n.op == "add"]
+    if not adds:
         return False
     changed = False
     if shapes is None:
@@ -42,7 +43,7 @@ def fuse_residual(model, keep=frozenset(), shapes=None):
             if add.op != "add" or len(add.inputs) != 2 or add.inputs[0] == add.inputs[1]:
                 continue
             if g is None:
-                g = GraphIndex(model, keep)
+                g = GraphIndex(model, keep, track={v for n in adds for v in n.inputs})
             for k in (0, 1):
                 value, other = add.inputs[k], add.inputs[1 - k]
                 if other in model.constants or not other:

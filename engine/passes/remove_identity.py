@@ -12,9 +12,11 @@ IDENTITY_OPS = {"dropout", "identity"}
 
 
 def remove_identity(model, keep=frozenset()):
-    if not any(n.op in IDENTITY_OPS for n in model.nodes):
+    identities = [n for n in model.nodes if n.op in IDENTITY_OPS]
+    if not identities:
         return False
-    g = GraphIndex(model, keep)
+    track = {v for n in identities for v in n.inputs[:1] + n.outputs[:1]}
+    g = GraphIndex(model, keep, track=track)
     changed = False
     try:
         for node in list(model.nodes):
@@ -27,7 +29,7 @@ def remove_identity(model, keep=frozenset()):
                 changed = True
                 continue
             producer = g.producer.get(src)
-            readers = g.readers.get(src, {})
+            readers = g.reader_counts(src)
             if (producer is not None and src not in keep and src not in g.outputs
                     and len(readers) == 1 and readers.get(id(node), (None, 0))[1] == 1):
                 g.remove(node)

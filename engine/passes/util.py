@@ -38,56 +38,77 @@ class GraphIndex:
     ``move``, ``replace_uses``); ``commit`` then writes the node list back to the model in
     one go (removed nodes dropped, moved nodes at their new places).  Queries answer what
     the scanning helpers above would answer on the edited graph.
+
+    ``track``: the values whose readers a pass will ask about (None: all).  Readers of
+    other values are not indexed (that is most of the cost of building the index); asking
+    about one anyway scans the nodes, so answers stay right either way.
     """
 
-    def __init__(self, model, keep=frozenset()):
+    def __init__(self, model, keep=frozenset(), track=None):
         self.model = model
         self.keep = keep
         self.outputs = set(model.outputs)
-        self.producer = {}              # value -> node (the last one, like Model.producers)
-        self.readers = {}               # value -> {id(node): (node, occurrences)}
-        self.slot = {}                  # id(node) -> its position in the committed order
-        self.order = list(model.nodes)  # positions; None where a node was removed / moved
-        self.removed = 0
+        self.order = list(model.nodes)  # committed order; None where a node moved away
+        # value -> node (the last one, like Model.producers)
+        self.producer = {o: n for n in self.order for o in n.outputs}
+        self.track = track
+        self.readers = {}               # tracked value -> {id(node): (node, occurrences)}
+        self._gone = set()              # ids of removed nodes
+        self._pos = None                # id(node) -> index in order, built by move()
         self._hints = {}                # constant-name stem -> first suffix not known taken
-        for k, n in enumerate(self.order):
-            self.slot[id(n)] = k
-            for o in n.outputs:
-                self.producer[o] = n
-            self._read(n, n.inputs, 1)
+        self._inputs = None
+        readers = self.readers
+        if track is None:
+            pairs = [(n, v) for n in self.order for v in n.inputs if v]
+        else:
+            pairs = [(n, v) for n in self.order for v in n.inputs if v in track]
+        for n, v in pairs:
+            r = readers.get(v)
+            if r is None:
+                readers[v] = {id(n): (n, 1)}
+            else:
+                entry = r.get(id(n))
+                r[id(n)] = (n, entry[1] + 1 if entry else 1)
 
     # -- queries ---------------------------------------------------------------------------
+    def reader_counts(self, value):
+        """{id(node): (node, times it reads value)} for the current readers of ``value``."""
+        if self.track is None or value in self.track:
+            return self.readers.get(value, {})
+        found = {}
+        for n in self.order:
+            if n is not None and id(n) not in self._gone:
+                k = sum(1 for i in n.inputs if i and i == value)
+                if k:
+                    found[id(n)] = (n, k)
+        return found
+
     def consumers(self, value):
         """Nodes reading ``value``, one entry per read (like ``Model.consumers()[value]``)."""
-        return [n for n, c in self.readers.get(value, {}).values() for _ in range(c)]
+        return [n for n, c in self.reader_counts(value).values() for _ in range(c)]
 
     def single_consumer(self, value):
         """``single_consumer(model, value, keep)`` on the current graph."""
         if value in self.keep or value in self.outputs:
             return None
-        r = self.readers.get(value)
-        if not r or len(r) != 1:
+        r = self.reader_counts(value)
+        if len(r) != 1:
             return None
         (node, count), = r.values()
         return node if count == 1 else None
 
     def unique_constant_name(self, stem):
         """``unique_constant_name(model, stem)`` on the current graph."""
-        model = self.model
+        constants, producer = self.model.constants, self.producer
+        if self._inputs is None:
+            self._inputs = set(self.model.input_names)
         k = self._hints.get(stem, 0)
         name = stem if k == 0 else f"{stem}#{k}"
-        while (name in model.constants or name in self.producer
-               or name in self._input_names()):
+        while name in constants or name in producer or name in self._inputs:
             k += 1
             name = f"{stem}#{k}"
         self._hints[stem] = k
         return name
-
-    def _input_names(self):
-        names = getattr(self, "_inputs", None)
-        if names is None:
-            names = self._inputs = set(self.model.input_names)
-        return names
 
     # -- edits -----------------------------------------------------------------------------
     def set_inputs(self, node, inputs):
@@ -109,44 +130,45 @@ class GraphIndex:
         for o in node.outputs:
             if self.producer.get(o) is node:
                 self._unproduce(o)
-        k = self.slot.pop(id(node))
-        self.order[k] = None
-        self.removed += 1
+        self._gone.add(id(node))
 
     def move(self, node, to):
         """Put ``node`` at the position of node ``to``, which is removed."""
-        k = self.slot[id(to)]
+        if self._pos is None:
+            self._pos = {id(n): k for k, n in enumerate(self.order) if n is not None}
+        k = self._pos[id(to)]
         self.remove(to)
-        self.order[self.slot[id(node)]] = None
+        self.order[self._pos[id(node)]] = None
         self.order[k] = node
-        self.slot[id(node)] = k
+        self._pos[id(node)] = k
 
     def replace_uses(self, old, new):
         """``replace_uses(model, old, new)``: readers of ``old`` read ``new`` instead."""
         if old == new:
             return
-        moved = self.readers.pop(old, None)
-        if moved:
-            for node, count in moved.values():
-                node.inputs = [new if i == old else i for i in node.inputs]
-                self._read(node, [new] * count, 1)
+        moved = self.reader_counts(old)
+        for node, count in list(moved.values()):
+            self._read(node, [old] * count, -1)
+            node.inputs = [new if i == old else i for i in node.inputs]
+            self._read(node, [new] * count, 1)
         if old in self.outputs:
             self.model.outputs = [new if o == old else o for o in self.model.outputs]
             self.outputs = set(self.model.outputs)
 
     def commit(self):
-        """Write the edited node list back to the model."""
-        if self.removed:
-            self.model.nodes[:] = [n for n in self.order if n is not None]
+        """Write the edited node list back to the model (the same list object)."""
+        if self._gone:
+            gone = self._gone
+            self.model.nodes[:] = [n for n in self.order if n is not None and id(n) not in gone]
             self.order = list(self.model.nodes)
-            self.slot = {id(n): k for k, n in enumerate(self.order)}
-            self.removed = 0
+            self._gone = set()
+            self._pos = None
 
     # -- internals -------------------------------------------------------------------------
     def _read(self, node, values, delta):
-        readers, key = self.readers, id(node)
+        readers, key, track = self.readers, id(node), self.track
         for v in values:
-            if not v:
+            if not v or (track is not None and v not in track):
                 continue
             r = readers.get(v)
             if r is None:
