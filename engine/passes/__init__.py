@@ -6,6 +6,7 @@ rename.  Each pass preserves the model's outputs exactly (up to float rounding f
 folding passes); ``tests/test_passes.py`` checks that on random graphs.
 """
 
+from ..ir import gc_paused
 from .constant_folding import fold_constants
 from .dead_code import remove_dead_code
 from .fold_batchnorm import fold_batchnorm
@@ -20,15 +21,16 @@ PIPELINE = (remove_identity, fold_constants, fold_batchnorm, fuse_residual, fuse
 
 def optimize(model, keep=frozenset(), passes=PIPELINE, max_rounds=10):
     """An optimised copy of ``model``; the original is left untouched."""
-    m = model.copy()
-    keep = frozenset(keep)
-    for _ in range(max_rounds):
-        changed = False
-        for p in passes:
-            changed |= bool(p(m, keep))
-        if not changed:
-            break
-    m.validate()
+    with gc_paused():           # O(n) garbage-free rewriting: see ir.gc_paused
+        m = model.copy()
+        keep = frozenset(keep)
+        for _ in range(max_rounds):
+            changed = False
+            for p in passes:
+                changed |= bool(p(m, keep))
+            if not changed:
+                break
+        m.validate()
     return m
 
 
