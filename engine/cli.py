@@ -570,7 +570,7 @@ def _read_labels(path):
     except UnicodeDecodeError as e:
         raise EngineError(f"labels file {path!r} is not UTF-8 text (invalid byte at offset "
                           f"{e.start}); expected one class label per line") from None
-    if any(c < " " and c not in "\t\r\n" or c == "\x7f" for c in text):
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", text):
         raise EngineError(f"labels file {path!r} holds control characters (a binary file?); "
                           f"expected one class label per line")
     labels = [line.strip() for line in re.split(r"\r\n|\r|\n", text) if line.strip()]
