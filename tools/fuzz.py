@@ -8,11 +8,12 @@ edits, graph edits, extreme attributes, input-shape and metadata edits, ...); ea
 written to a file and run in a worker subprocess:
 
     engine.load(path) -> engine.Session(model, threads=1) -> prepare(1) -> run(input)
+        -> run(input, outputs=<every node output>) -> prepare(2) -> run (symbolic batch)
 
 with a wall-clock timeout, an address-space limit (RLIMIT_AS; under a sanitizer, which
 needs RLIMIT_AS unlimited, ASan's hard_rss_limit_mb / max_allocation_size and a watchdog
 on the worker's RSS instead), a per-case peak-RSS check and ENGINE_MAX_BUFFER_BYTES set to
-a small cap.  Each case is classified:
+a small cap (256 MiB).  Each case is classified:
 
     ok               loaded and ran
     engine_error     refused with an engine.EngineError subclass (the desired outcome)
@@ -26,25 +27,34 @@ saved under OUT/cases/; OUT/summary.md and OUT/summary.json hold the counts per 
 kind x class and the findings grouped by cause; OUT/results.jsonl has one line per case.
 Exit status 1 if any case was other_exception, crash, hang or memory.
 
-    python tools/fuzz.py --cases 300 --seed 1 --jobs 2            # the CI slice
+    python tools/fuzz.py --cases 300 --seed 20240601 --jobs 2    # the CI slice (test_fuzz.py)
     python tools/fuzz.py --cases 100000 --seed 7 --jobs 2          # the long run
     python tools/fuzz.py --replay /tmp/engine-fuzz/7/cases/0001234-attr_extreme-crash.safetensors
     python tools/fuzz.py --dump-case 1234 --seed 7 -o case.safetensors   # regenerate a case
 
 A case is a function of (seed, index) alone, so any case can be regenerated.
 
-Sanitizer builds (see tools/asan.sh for the build flags): build a copy of the tree with the
-kernels instrumented, then point the fuzzer at it; ``--sanitizer`` sets the sanitizer's
-options, preloads its runtime into the (uninstrumented) Python and replaces RLIMIT_AS:
+Sanitizer builds.  Either run the test module under tools/asan.sh, whose preloaded runtime
+the workers inherit (the sanitizer is detected from LD_PRELOAD):
 
-    work=/tmp/engine-asan; mkdir -p $work && git ls-files -z | xargs -0 cp --parents -t $work
-    (cd $work && ENGINE_DEBUG_BUILD=1 CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \\
+    FUZZ_SLICE_CASES=100000 FUZZ_OUT=/tmp/engine-fuzz/asan bash tools/asan.sh tests/test_fuzz.py -k slice
+    FUZZ_SLICE_CASES=100000 FUZZ_OUT=/tmp/engine-fuzz/ubsan bash tools/asan.sh --ubsan tests/test_fuzz.py -k slice
+
+or build an instrumented copy once (tools/asan.sh's flags) and point the workers at it;
+``--sanitizer`` then preloads the runtime into the uninstrumented Python, sets the
+sanitizer's options (abort on the first report; allocator_may_return_null,
+max_allocation_size = cap + 64 MiB and hard_rss_limit_mb in place of RLIMIT_AS) and a 30 s
+timeout:
+
+    w=/tmp/engine-asan; mkdir -p $w && git archive HEAD | tar -x -C $w
+    (cd $w && ENGINE_DEBUG_BUILD=1 CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
         LDFLAGS="-fsanitize=address" python setup.py build_ext --inplace -q)
-    python tools/fuzz.py --cases 100000 --seed 7 --jobs 2 --sanitizer asan --engine-root $work
+    python tools/fuzz.py --cases 100000 --seed 7 --jobs 2 --sanitizer asan --engine-root $w
 
-(UBSan alike with ``-fsanitize=undefined -fno-sanitize-recover=undefined`` and
-``--sanitizer ubsan``.)  ``--python``, ``--env KEY=VALUE`` and ``--engine-root`` choose the
-interpreter, extra environment and engine tree the workers use.
+UBSan alike, built with CFLAGS="-fsanitize=undefined -fno-sanitize-recover=all -fno-wrapv
+-fno-omit-frame-pointer" (CPython's -fwrapv would hide signed overflow) and run with
+``--sanitizer ubsan``.  ``--python``, ``--env KEY=VALUE`` and ``--engine-root`` choose the
+interpreter, extra environment and engine tree of the workers.
 """
 
 import argparse
@@ -1562,6 +1572,10 @@ def worker_main():
     import faulthandler
     if os.environ.get("FUZZ_FAULTHANDLER", "1") == "1":
         faulthandler.enable(all_threads=True)
+    # the parent sends SIGUSR1 when a case runs out of time: the traceback says where it hung
+    # (a signal handler in the running thread, unlike dump_traceback_later's watchdog thread,
+    # which reads the frames of a running thread and can crash it)
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     engine_root = os.environ.get("FUZZ_ENGINE_ROOT") or ROOT
     if engine_root not in sys.path:
         sys.path.insert(0, engine_root)
@@ -1573,7 +1587,6 @@ def worker_main():
                           "engine": os.path.dirname(engine.__file__)}) + "\n")
     for line in sys.stdin:
         req = json.loads(line)
-        faulthandler.dump_traceback_later(max(0.5, req.get("timeout", 10) * 0.9), exit=False)
         can_measure = _reset_peak_rss()
         rss0 = _read_status_kb("VmRSS")
         t0 = time.perf_counter()
@@ -1582,7 +1595,6 @@ def worker_main():
         else:
             fn = lambda: execute(req["path"], cap, engine, threads=threads)  # noqa: E731
         cls, info = classify_call(fn, engine_root)
-        faulthandler.cancel_dump_traceback_later()
         info["elapsed"] = round(time.perf_counter() - t0, 4)
         if can_measure:
             info["peak_rss_delta"] = max(0, _read_status_kb("VmHWM") - rss0) * 1024
@@ -1720,6 +1732,21 @@ class Worker:
             self.stderr.close()
             self.proc = None
 
+    def _dump_traceback(self, pos, wait=2.0):
+        """SIGUSR1 (faulthandler in the worker prints every thread's traceback), then wait
+        until the dump stops growing."""
+        try:
+            os.kill(self.proc.pid, signal.SIGUSR1)
+        except OSError:
+            return
+        deadline, size = time.monotonic() + wait, -1
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now = os.path.getsize(self.stderr_path)
+            if now == size and now > pos:
+                return
+            size = now
+
     def _stderr_tail(self, pos):
         try:
             with open(self.stderr_path, "rb") as f:
@@ -1767,6 +1794,7 @@ class Worker:
         res = self._readline(self.cfg.timeout, watch_rss=self.cfg.memory_limit)
         elapsed = round(time.monotonic() - t0, 4)
         if res == "timeout":
+            self._dump_traceback(pos)
             self.stop()
             tail = self._stderr_tail(pos)
             return {"class": "hang", "elapsed": elapsed,
