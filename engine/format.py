@@ -90,10 +90,14 @@ def load(path):
     """Read and validate a model file; raises ModelFormatError on any problem."""
     path = _path(path)
     try:
-        with open(path, "rb") as f:
-            info = os.fstat(f.fileno())
+        # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer.
+        flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
+        fd = os.open(path, flags)
+        with os.fdopen(fd, "rb") as f:
+            info = os.fstat(fd)
             if not stat.S_ISREG(info.st_mode):
                 raise ModelFormatError(f"{path!r} is not a regular file")
+            os.set_blocking(fd, True)
             cap = get_limits().max_buffer_bytes
             if info.st_size > cap:
                 raise ModelFormatError(f"{path!r} has {info.st_size} bytes, more than the "
@@ -267,7 +271,7 @@ def _graph(g):
     for key in ("inputs", "outputs", "nodes", "constants"):
         _expect(key in g, f"graph lacks {key!r}")
     inputs = []
-    _expect(isinstance(g["inputs"], list), "graph inputs must be a list")
+    _expect(isinstance(g["inputs"], list) and g["inputs"], "graph inputs must be a non-empty list")
     for v in g["inputs"]:
         _expect(isinstance(v, dict) and isinstance(v.get("name"), str)
                 and isinstance(v.get("shape"), list) and len(v["shape"]) <= MAX_RANK

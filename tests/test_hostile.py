@@ -234,3 +234,26 @@ def test_attribute_values_are_bounded():
     b, x = _x()
     with pytest.raises(engine.LimitError, match="attribute 'stride'"):
         b.max_pool2d(x, 2, stride=2**40)
+
+
+def test_load_refuses_fifos_and_devices_without_blocking(tmp_path):
+    import os
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)                          # opening it for reading used to wait for ever
+    for path in (fifo, "/dev/zero"):
+        with pytest.raises(engine.ModelFormatError, match="not a regular file"):
+            engine.load(path)
+
+
+def test_model_file_without_inputs_is_refused(tmp_path):
+    data = _file_with_graph_edit(tmp_path, lambda b, x: b.output(b.relu(x), "y"),
+                                 lambda g: g.update(inputs=[]))
+    with pytest.raises(engine.ModelFormatError, match="inputs"):
+        loads(data)
+
+
+@pytest.mark.parametrize("num_classes", [-5, 0, 2.5, 10**9])
+def test_zoo_num_classes_is_checked(num_classes):
+    import engine.zoo
+    with pytest.raises(engine.GraphError, match="num_classes"):
+        engine.zoo.get("lenet5", num_classes=num_classes)

@@ -30,7 +30,9 @@ from .trace import BATCH_A, BATCH_B, GraphConverter, _aligned, _at_batch, _short
 
 def load_torchscript(path):
     import torch
+    from .checkpoint import check_checkpoint_file
     path = os.fspath(path)
+    check_checkpoint_file(path)       # size guard before torch reads the archive
     try:
         m = torch.jit.load(path, map_location="cpu")
     except Exception as e:  # RuntimeError with the C++ message

@@ -87,6 +87,9 @@ def _load_weights(weights, arch):
     return normalize_state_dict(weights, arch.ignore_prefixes)
 
 
+MAX_CLASSES = 1_000_000
+
+
 def get(name, weights=None, num_classes=None, input_size=None, **options):
     """Build the zoo model ``name`` as an ``engine.Model`` (see the module docstring)."""
     arch = info(name)
@@ -102,6 +105,10 @@ def get(name, weights=None, num_classes=None, input_size=None, **options):
             num_classes = int(tuple(sd[arch.head].shape)[0])
     elif arch.num_classes is None:
         raise GraphError(f"{name} has no classifier; num_classes does not apply")
+    elif (not isinstance(num_classes, int) or isinstance(num_classes, bool)
+          or not 1 <= num_classes <= MAX_CLASSES):
+        raise GraphError(f"num_classes must be an int from 1 to {MAX_CLASSES}, got "
+                         f"{num_classes!r}")
     hw, channels = _input_hw(arch, input_size)
     params = Params(name, sd)
     net = Net(name, params, hw, num_classes)
