@@ -29,8 +29,8 @@ def _fusable_conv(model, g, value):
 
 def fuse_residual(model, keep=frozenset(), shapes=None):
     adds = [n for n in model.nodes if n.op == "add"]
-    if not adds:
-        return False
+    if not adds or not any(n.op == "conv" for n in model.nodes):
+        return False                # nothing to fuse: spare the shape inference
     changed = False
     if shapes is None:
         try:
