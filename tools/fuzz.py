@@ -1486,7 +1486,32 @@ STAGE = ["-"]     # where the current case is: load, session, prepare, run, run_
 ALL_OUTPUTS_MAX_NODES = 300
 
 
-def _feeds(np, inputs, batch, cap):
+FILLS = ["normal"] * 8 + ["nan", "inf", "-inf", "huge", "zeros", "denormal", "mixed"]
+
+
+def input_fill(path):
+    """How a case's input is filled: standard normal mostly, special values for some files
+    (a function of the file's bytes, so --replay feeds the same)."""
+    import zlib
+    with open(path, "rb") as f:
+        return FILLS[zlib.crc32(f.read()) % len(FILLS)]
+
+
+def _fill(np, shape, fill):
+    x = np.random.default_rng(12345).standard_normal(shape).astype(np.float32)
+    special = {"nan": np.nan, "inf": np.inf, "-inf": -np.inf, "huge": 3e38, "zeros": 0.0,
+               "denormal": 1e-45}
+    if fill in special:
+        x[...] = special[fill]
+    elif fill == "mixed":
+        flat = x.reshape(-1)
+        flat[0::5] = np.nan
+        flat[1::5] = np.inf
+        flat[2::5] = -3e38
+    return x
+
+
+def _feeds(np, inputs, batch, cap, fill="normal"):
     feeds = {}
     for v in inputs:
         shape = tuple(batch if d is None else d for d in v.shape)
@@ -1497,18 +1522,18 @@ def _feeds(np, inputs, batch, cap):
             # prepare accepted a declared input above the cap: do not allocate it ourselves.
             return None, (f"prepare({batch}) accepted input {v.name!r} of shape {shape} "
                           f"({n * 4} bytes) above the {cap}-byte cap")
-        feeds[v.name] = (np.random.default_rng(12345).standard_normal(shape)
-                         .astype(np.float32))
+        feeds[v.name] = _fill(np, shape, fill)
     return feeds, None
 
 
 def execute(path, cap, engine_mod=None, batches=(1, 2), threads=1):
     """load + Session + prepare(1) + run on one file, then run with every node output
-    requested, then prepare(2) + run when the model has a symbolic batch; returns (class,
-    info dict).  Exceptions other than EngineError /
+    requested, then prepare(2) + run when the model has a symbolic batch; the input is
+    filled as ``input_fill`` says.  Returns (class, info dict).  Exceptions other than EngineError /
     MemoryError propagate to the caller; STAGE[0] says where."""
     import numpy as np
     engine = engine_mod or _engine()
+    fill = input_fill(path)
     STAGE[0] = "load"
     model = engine.load(path)
     STAGE[0] = "session"
@@ -1520,7 +1545,7 @@ def execute(path, cap, engine_mod=None, batches=(1, 2), threads=1):
         suffix = "" if k == 0 else str(k + 1)
         STAGE[0] = "prepare" + suffix
         sess.prepare(batch)
-        feeds, problem = _feeds(np, model.inputs, batch, cap)
+        feeds, problem = _feeds(np, model.inputs, batch, cap, fill)
         if problem:
             return "memory", {"message": problem}
         STAGE[0] = "run" + suffix
@@ -1532,7 +1557,7 @@ def execute(path, cap, engine_mod=None, batches=(1, 2), threads=1):
             names = [o for n in model.nodes for o in n.outputs]
             sess.run(feeds, outputs=names)
     STAGE[0] = "done"
-    return "ok", {"outputs": outputs}
+    return "ok", {"outputs": outputs, "fill": fill}
 
 
 def classify_call(fn, engine_root=None):
@@ -2097,7 +2122,7 @@ def replay(path, cap=DEFAULT_CAP, memory_limit=DEFAULT_MEMORY, engine_root=None)
     finally:
         engine.set_limits(max_buffer_bytes=old.max_buffer_bytes)
     print(f"class: {cls}")
-    for k in ("exc_type", "message", "origin", "raise_site", "outputs"):
+    for k in ("exc_type", "message", "origin", "raise_site", "outputs", "fill"):
         if k in info:
             print(f"{k}: {info[k]}")
     if "traceback" in info:
