@@ -7,11 +7,14 @@ nodes with that at 10,000 (linear is 10x, quadratic 100x), which a loaded machin
 alike, plus a generous absolute bound on the wall clock.
 """
 
+import random
 import time
 
 import numpy as np
 
 import engine
+from engine.runtime import memory
+from engine.runtime.memory import ALIGN, Buffer, peak_live_bytes, plan_arena
 
 SMALL, LARGE = 10_000, 100_000
 MAX_RATIO = 25          # linear: 10, n log n: ~12.5, quadratic: 100
@@ -65,3 +68,34 @@ def test_100k_node_chain_prepares_in_linear_time(tmp_path):
     assert wall < MAX_SECONDS, f"{LARGE} nodes took {wall:.1f} s"
     assert ratio < MAX_RATIO, (f"{LARGE} nodes took {large:.2f} s of CPU, {ratio:.1f}x "
                                f"{SMALL} nodes ({small:.2f} s): super-linear")
+
+
+def test_arena_planner_stays_fast_when_thousands_of_values_are_alive_at_once():
+    # Every buffer overlaps every other: the exact search would look at all placed ones
+    # for each (quadratic); past its work budget the planner stacks them, in O(n log n).
+    n = 20_000
+    bufs = [Buffer(f"v{i}", 100, i, n + i) for i in range(n)]
+    t = time.process_time()
+    total = plan_arena(bufs)
+    assert time.process_time() - t < 10
+    assert total == n * 128 == peak_live_bytes(bufs)
+    assert sorted(b.offset for b in bufs) == [i * 128 for i in range(n)]
+
+
+def test_arena_planner_fallback_never_overlaps_live_buffers(monkeypatch):
+    monkeypatch.setattr(memory, "WORK_PER_BUFFER", 0)     # the fallback from the start
+    monkeypatch.setattr(memory, "WORK_BASE", 0)
+    rng = random.Random(0)
+    for _ in range(300):
+        bufs = []
+        for i in range(rng.randint(1, 50)):
+            first = rng.randint(-1, 30)
+            last = first + rng.choice([0, 1, 2, rng.randint(0, 30)])
+            bufs.append(Buffer(f"b{i}", rng.randint(1, 5000), first, last))
+        total = plan_arena(bufs)
+        assert total >= peak_live_bytes(bufs)
+        for i, a in enumerate(bufs):
+            assert a.offset % ALIGN == 0 and a.offset + a.size <= total
+            for b in bufs[i + 1:]:
+                if a.first <= b.last and b.first <= a.last:
+                    assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 ALIGN = 64  # bytes: a cache line, and the widest vector register (AVX-512)
 SHORT = 8   # steps: lifetimes up to this long are found by their first step alone
+WORK_PER_BUFFER = 128    # exact placement while it looks at fewer buffers than this per
+WORK_BASE = 1 << 17      # buffer on average, plus this many (see plan_arena)
 
 
 @dataclass
@@ -37,6 +39,12 @@ def plan_arena(buffers):
 
     Each buffer, largest first, goes to the lowest offset at which it overlaps no
     already-placed buffer whose lifetime overlaps its own.
+
+    That search costs about the number of buffers alive alongside each one, which a
+    hostile graph can make quadratic (thousands of values alive at once).  Past a work
+    budget far beyond any real network (``WORK_PER_BUFFER`` per buffer), the remaining
+    buffers go on top of the placed buffers alive alongside them instead: still a valid
+    plan, found in O(log n) each.
     """
     order = sorted(buffers, key=lambda b: (-b.size, b.first, b.key))
     n = len(order)
@@ -65,21 +73,25 @@ def plan_arena(buffers):
     cover = [None] * (2 * width)            # tree node -> placed long buffers covering it
     any_long = bool(long_)
     long_placed = False
+    budget = WORK_PER_BUFFER * n + WORK_BASE
+    work = 0
 
     total = 0
     for i in range(n):
         a, c = first[i], last[i]
-        live = [j for j in short[bisect_left(short_first, a - SHORT + 1):
-                                 bisect_right(short_first, c)]
-                if offset[j] >= 0 and last[j] >= a]
+        lo, hi = bisect_left(short_first, a - SHORT + 1), bisect_right(short_first, c)
+        work += hi - lo
+        live = [j for j in short[lo:hi] if offset[j] >= 0 and last[j] >= a]
         if any_long:
-            live += [j for j in long_[bisect_left(long_first, a):bisect_right(long_first, c)]
-                     if offset[j] >= 0]
+            lo, hi = bisect_left(long_first, a), bisect_right(long_first, c)
+            work += hi - lo
+            live += [j for j in long_[lo:hi] if offset[j] >= 0]
             if long_placed:
                 node = a - t0 + width
                 while node:
                     hits = cover[node]
                     if hits:
+                        work += len(hits)
                         live += [j for j in hits if first[j] < a]
                     node >>= 1
         need = size[i]
@@ -95,6 +107,9 @@ def plan_arena(buffers):
         offset[i] = off
         if off + need > total:
             total = off + need
+        if work > budget:
+            total = max(total, _stack_rest(order, first, last, size, offset, i + 1, t0, width))
+            break
         if c - a >= SHORT:                  # index the placed long buffer
             long_placed = True
             lo, hi = a - t0 + width, c - t0 + width + 1
@@ -113,6 +128,69 @@ def plan_arena(buffers):
                 hi >>= 1
     for buf, off in zip(order, offset):
         buf.offset = off
+    return total
+
+
+def _stack_rest(order, first, last, size, offset, start, t0, width):
+    """Place buffers ``start:`` each right above the highest end among the placed buffers
+    alive alongside it; return the largest end.
+
+    A segment tree over the steps answers "highest end of a placed buffer whose lifetime
+    meets [a, c]": ``tag[v]`` is the highest end of a buffer covering all of node v's
+    steps, ``top[v]`` the highest end of one meeting v's steps anywhere.  Both are raised
+    along the O(log n) nodes of a lifetime; a query reads ``top`` of the nodes covering
+    [a, c] and ``tag`` on the paths above them.
+    """
+    tag = [0] * (2 * width)
+    top = [0] * (2 * width)
+
+    def span(a, c):
+        """The nodes covering steps [a, c], and the leaves at its two ends."""
+        lo, hi = a - t0 + width, c - t0 + width + 1
+        ends = (lo, hi - 1)
+        nodes = []
+        while lo < hi:
+            if lo & 1:
+                nodes.append(lo)
+                lo += 1
+            if hi & 1:
+                hi -= 1
+                nodes.append(hi)
+            lo >>= 1
+            hi >>= 1
+        return nodes, ends
+
+    def raise_to(a, c, end):
+        nodes, ends = span(a, c)
+        for v in nodes:
+            if end > tag[v]:
+                tag[v] = end
+            if end > top[v]:
+                top[v] = end
+        for v in ends:
+            while v:
+                if end > top[v]:
+                    top[v] = end
+                v >>= 1
+
+    def highest(a, c):
+        nodes, ends = span(a, c)
+        h = max(top[v] for v in nodes)
+        for v in ends:
+            while v:
+                if tag[v] > h:
+                    h = tag[v]
+                v >>= 1
+        return h
+
+    for j in range(start):
+        raise_to(first[j], last[j], offset[j] + size[j])
+    total = 0
+    for i in range(start, len(order)):
+        off = highest(first[i], last[i])
+        offset[i] = off
+        raise_to(first[i], last[i], off + size[i])
+        total = max(total, off + size[i])
     return total
 
 
