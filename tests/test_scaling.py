@@ -99,3 +99,20 @@ def test_arena_planner_fallback_never_overlaps_live_buffers(monkeypatch):
             for b in bufs[i + 1:]:
                 if a.first <= b.last and b.first <= a.last:
                     assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset
+
+
+def test_removing_identities_into_a_wide_concat_is_linear():
+    # Each removed identity rewrites one input of the concat, not all of them.
+    def fan(k):
+        b = engine.Builder()
+        x = b.input("x", (None, 4))
+        b.output(b.cat([b.identity(x) for _ in range(k)], 1), "out")
+        return b.build()
+    times = []
+    for k in (2_000, 20_000):
+        model = fan(k)
+        t = time.process_time()
+        graph = engine.passes.optimize(model)
+        times.append(time.process_time() - t)
+        assert [n.op for n in graph.nodes] == ["concat"] and graph.nodes[0].inputs == ["x"] * k
+    assert times[1] < MAX_RATIO * max(times[0], 0.01), times

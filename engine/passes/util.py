@@ -57,6 +57,7 @@ class GraphIndex:
         self._pos = None                # id(node) -> index in order, built by move()
         self._hints = {}                # constant-name stem -> first suffix not known taken
         self._inputs = None
+        self._where = {}                # id(node) -> {value: positions in node.inputs}
         readers = self.readers
         if track is None:
             pairs = [(n, v) for n in self.order for v in n.inputs if v]
@@ -112,6 +113,7 @@ class GraphIndex:
 
     # -- edits -----------------------------------------------------------------------------
     def set_inputs(self, node, inputs):
+        self._where.pop(id(node), None)
         self._read(node, node.inputs, -1)
         node.inputs = inputs
         self._read(node, inputs, 1)
@@ -143,13 +145,30 @@ class GraphIndex:
         self._pos[id(node)] = k
 
     def replace_uses(self, old, new):
-        """``replace_uses(model, old, new)``: readers of ``old`` read ``new`` instead."""
+        """``replace_uses(model, old, new)``: readers of ``old`` read ``new`` instead.
+
+        Only the positions holding ``old`` are rewritten (a node reading thousands of
+        values costs O(1) per replaced value, not a pass over its inputs each time); a
+        node's input list is copied once before its first such edit, as the original
+        built a new list.
+        """
         if old == new:
             return
         moved = self.reader_counts(old)
         for node, count in list(moved.values()):
             self._read(node, [old] * count, -1)
-            node.inputs = [new if i == old else i for i in node.inputs]
+            where = self._where.get(id(node))
+            spots = where.get(old) if where and node.inputs is where[None] else None
+            if (spots is None or len(spots) != count
+                    or any(node.inputs[k] != old for k in spots)):
+                node.inputs = list(node.inputs)
+                where = self._where[id(node)] = {None: node.inputs}
+                for k, v in enumerate(node.inputs):
+                    where.setdefault(v, []).append(k)
+            spots = where.pop(old, [])
+            for k in spots:
+                node.inputs[k] = new
+            where.setdefault(new, []).extend(spots)
             self._read(node, [new] * count, 1)
         if old in self.outputs:
             self.model.outputs = [new if o == old else o for o in self.model.outputs]
