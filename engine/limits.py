@@ -71,6 +71,9 @@ _current = None
 def get_limits():
     """The limits in force (from ``set_limits``, else the environment, else the defaults)."""
     global _current
+    current = _current          # one atomic read: this runs once per value and buffer
+    if current is not None:
+        return current
     with _lock:
         if _current is None:
             _current = _from_env()
