@@ -15,6 +15,7 @@ each take their own ``Instance`` (arena + bound calls) of the shared prepared ke
 """
 
 import functools
+import math
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -126,7 +127,7 @@ class Instance:
         self.arena = arena[base:base + plan.arena_bytes // F32]
         self.views = {}
         for key, (offset, shape) in plan.layout.items():
-            n = int(np.prod(shape, dtype=np.int64))
+            n = math.prod(shape)
             self.views[key] = self.arena[offset // F32: offset // F32 + n].reshape(shape)
         empty = np.empty(0, dtype=np.float32)
         consts = plan.model.constants
@@ -402,7 +403,7 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
             return
         b = buffers.get(key)
         if b is None:
-            size = int(np.prod(shapes[key], dtype=np.int64)) * F32
+            size = math.prod(shapes[key]) * F32
             buffers[key] = Buffer(key, size, step, step)
         else:
             b.first, b.last = min(b.first, step), max(b.last, step)

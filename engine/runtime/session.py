@@ -41,7 +41,7 @@ import numpy as np
 from ..backends.base import load_backend
 from ..errors import ArgumentError, InputError
 from ..limits import MAX_THREADS, check_shape
-from ..ir import Model
+from ..ir import Model, gc_paused
 from ..passes import optimize
 from .plan import build_plan
 
@@ -182,9 +182,10 @@ class Session:
                 options["tuner"] = self.tuner
             if self.device is not None:
                 options["device"] = self.device
-            plan = self._build_plan(graph, {k: tuple(a.shape) for k, a in feeds.items()},
-                                    self.backend, self.threads, keep=sorted(keep),
-                                    options=options)
+            with gc_paused():         # allocation-heavy, garbage-free: see ir.gc_paused
+                plan = self._build_plan(graph, {k: tuple(a.shape) for k, a in feeds.items()},
+                                        self.backend, self.threads, keep=sorted(keep),
+                                        options=options)
             if len(self._plans) >= MAX_PLANS:     # each plan holds an arena: bound them
                 del self._plans[next(iter(self._plans))]
             self._plans[key] = plan
