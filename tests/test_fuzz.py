@@ -174,8 +174,10 @@ def test_fixed_seed_slice(tmp_path, seeds):
     ASan: FUZZ_SLICE_CASES=100000 FUZZ_OUT=/tmp/engine-fuzz/asan bash tools/asan.sh
     tests/test_fuzz.py -k slice (the workers inherit the preloaded sanitizer)."""
     out = os.environ.get("FUZZ_OUT") or str(tmp_path / "out")
-    c = fuzz.Campaign(SLICE_SEED, SLICE_CASES, 2, out, fuzz.Config(), progress=False,
-                      seeds=seeds).run()
+    # A hang is a case that never ends; 30 s leaves room for the graph-size cases (tens of
+    # thousands of nodes, prepared at two batch sizes) on a busy 2-core CI machine.
+    c = fuzz.Campaign(SLICE_SEED, SLICE_CASES, 2, out, fuzz.Config(timeout=30.0),
+                      progress=False, seeds=seeds).run()
     totals = c.totals()
     assert sum(totals.values()) == SLICE_CASES
     with open(os.path.join(out, "summary.json")) as f:
