@@ -28,7 +28,7 @@ kind x class and the findings grouped by cause; OUT/results.jsonl has one line p
 Exit status 1 if any case was other_exception, crash, hang or memory.
 
     python tools/fuzz.py --cases 300 --seed 20240601 --jobs 2    # the CI slice (test_fuzz.py)
-    python tools/fuzz.py --cases 100000 --seed 7 --jobs 2          # the long run
+    python tools/fuzz.py --cases 100000 --seed 7 --jobs 2 --timeout 30   # the long run
     python tools/fuzz.py --replay /tmp/engine-fuzz/7/cases/0001234-attr_extreme-crash.safetensors
     python tools/fuzz.py --dump-case 1234 --seed 7 -o case.safetensors   # regenerate a case
 
