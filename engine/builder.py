@@ -60,7 +60,10 @@ def _ntuple(v, n, what):
 def _to_numpy(a):
     if hasattr(a, "detach"):          # a torch tensor, without importing torch
         a = a.detach().cpu().numpy()
-    kind = getattr(np.asarray(a) if not isinstance(a, np.ndarray) else a, "dtype", None)
+    try:
+        kind = (a if isinstance(a, np.ndarray) else np.asarray(a)).dtype
+    except ValueError:                # ragged nested lists
+        kind = None
     if kind is None or kind.kind not in "biuf":
         raise GraphError(f"weights must be real numbers (a NumPy array, a torch tensor or "
                          f"nested lists), got {type(a).__name__} of dtype {kind}")

@@ -36,7 +36,7 @@ FORMAT = "engine-model"
 VERSION = 1
 MAX_HEADER = 100 * 2**20          # bytes of JSON header we are willing to parse
 MAX_JSON_DEPTH = 64
-MAX_NAME = 4096                   # characters of a tensor, value or node name
+MAX_NAME = 4096                   # characters of a tensor name
 
 
 def save(model, path):

@@ -257,3 +257,40 @@ def test_zoo_num_classes_is_checked(num_classes):
     import engine.zoo
     with pytest.raises(engine.GraphError, match="num_classes"):
         engine.zoo.get("lenet5", num_classes=num_classes)
+
+
+def test_pooling_an_empty_spatial_dim_is_a_graph_error():
+    # A file can make a split produce an empty piece; pooling it must not reach the kernel.
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 8, 6))
+    try:
+        parts = b.split(x, [6, 0], dim=3)
+    except engine.GraphError:
+        pytest.skip("the Builder refuses empty split sections")
+    with pytest.raises(engine.GraphError, match="empty"):
+        b.max_pool2d(parts[1], 2, padding=1)
+
+
+def test_ceil_mode_window_span_is_bounded():
+    b = engine.Builder()
+    x = b.input("x", (None, 1, 2**31 - 1))
+    with pytest.raises(engine.LimitError, match="window span"):
+        b.max_pool1d(x, 2**30, stride=2**30, ceil_mode=True)
+
+
+def test_outputs_may_be_any_iterable_of_names_but_nothing_else():
+    b, x = _x()
+    b.output(b.relu(x), "y")
+    s = engine.Session(b.build(), threads=1)
+    xin = np.ones((1, 3, 8, 8), np.float32)
+    assert s.run(xin, outputs={"y"})[0].shape == (1, 3, 8, 8)
+    assert s.run(xin, outputs="y")[0].shape == (1, 3, 8, 8)
+    for bad in (5, [], [["y"]]):
+        with pytest.raises(engine.ArgumentError, match="outputs"):
+            s.run(xin, outputs=bad)
+
+
+def test_ragged_weights_are_a_graph_error():
+    b, x = _x()
+    with pytest.raises(engine.GraphError, match="real numbers"):
+        b.conv2d(x, [[1.0, 2.0], [3.0]])

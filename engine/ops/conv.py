@@ -208,7 +208,7 @@ def _infer_conv_transpose(x, weight, bias=None, *, stride, padding, output_paddi
               f"{padding[i]} is too large for input {size}, kernel {kernel[i]}, stride "
               f"{stride[i]}, dilation {dilation[i]}")
         out.append(o)
-    # The kernels scatter into the uncropped output before cropping the padding away.
+    # The reference scatters into the uncropped output before cropping the padding away.
     check_buffer(batch_or_one(x[0]) * cout * full_volume,
                  "conv_transpose's uncropped output")
     return tuple(out)

@@ -42,6 +42,7 @@ def _pool_shape(op, x, kernel_size, stride, padding, dilation, ceil_mode):
               f"{op} padding {padding[i]} in spatial dim {i} must be at most half the kernel "
               f"size {kernel_size[i]}")
         size = known(x[2 + i], f"{op} spatial dim {i}")
+        check(size >= 1, f"{op} input spatial dim {i} is empty")
         check_extent(size + 2 * padding[i], f"{op} padded input size in spatial dim {i}")
         check_extent(dilation[i] * (kernel_size[i] - 1) + 1,
                      f"{op} effective kernel size in spatial dim {i}")
@@ -50,6 +51,8 @@ def _pool_shape(op, x, kernel_size, stride, padding, dilation, ceil_mode):
         check(o >= 1,
               f"{op} kernel (effective size {eff}) is larger than the padded input "
               f"({size} + 2 x {padding[i]}) in spatial dim {i}")
+        # With ceil_mode the last window may reach past the padded input: its span too.
+        check_extent((o - 1) * stride[i] + eff, f"{op} window span in spatial dim {i}")
         out.append(o)
     return tuple(out), (kernel_size, stride, padding, dilation)
 

@@ -150,7 +150,11 @@ class Instance:
                 program = Program(pending)
                 segments.append((first, end, program.run, program))
         for i, (s, (ins, outs, scr)) in enumerate(zip(self.plan.steps, self.io)):
-            bound = s.kernel.bind(ins, outs, scr) if native else None
+            try:
+                bound = s.kernel.bind(ins, outs, scr) if native else None
+            except ValueError as e:     # the kernels' own geometry checks: a second line
+                raise node_error(s.node, f"kernel {s.variant} refuses this geometry: {e}") \
+                    from None
             if bound is not None:
                 caps = bound if isinstance(bound, list) else [bound]
                 if not pending:

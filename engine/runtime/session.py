@@ -196,11 +196,14 @@ class Session:
             return self.output_names
         if isinstance(outputs, str):
             return [outputs]
-        if (not isinstance(outputs, (list, tuple)) or not outputs
-                or not all(isinstance(o, str) for o in outputs)):
+        try:
+            names = list(outputs)
+        except TypeError:
+            names = None
+        if not names or not all(isinstance(o, str) for o in names):
             raise ArgumentError(f"outputs must be a value name or a non-empty list of names, "
                                 f"got {outputs!r}")
-        return list(outputs)
+        return names
 
     def _concrete(self, value, batch):
         if not isinstance(batch, (int, np.integer)) or isinstance(batch, bool) or batch < 1:
