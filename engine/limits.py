@@ -36,6 +36,7 @@ MAX_RANK = 8                   # dims of any value
 MAX_THREADS = 1024             # threads of one session (and concurrent runs)
 MAX_ATTR_ITEMS = 4096          # entries of one attribute list / dict, characters of a string
 MAX_ATTR_DEPTH = 8             # nesting of attribute lists / dicts
+MAX_WINDOW_WORK = 2**36         # window taps one pooling node may visit (~1 min of work)
 DEFAULT_MAX_BUFFER_BYTES = 8 * 2**30
 ENV_MAX_BUFFER_BYTES = "ENGINE_MAX_BUFFER_BYTES"
 F32 = 4
@@ -142,6 +143,15 @@ def check_buffer(elements, what, itemsize=F32):
     return nbytes
 
 
+def check_work(taps, what):
+    """LimitError if a windowed op would visit more than MAX_WINDOW_WORK taps in all."""
+    if taps > MAX_WINDOW_WORK:
+        raise LimitError(f"{what} would visit {taps} window taps, more than the "
+                         f"{MAX_WINDOW_WORK} (2**36) one node may; windows this large over "
+                         f"this input are not supported")
+    return taps
+
+
 def check_shape(shape, what):
     """LimitError unless ``shape`` is at most MAX_RANK dims, each None (the symbolic batch,
     counted as 1) or an int in [0, MAX_DIM], and its float32 buffer is within the byte cap."""
@@ -197,4 +207,4 @@ def check_attrs(attrs):
 
 
 __all__ = ["MAX_DIM", "MAX_RANK", "MAX_THREADS", "Limits", "LimitError", "get_limits", "set_limits",
-           "override", "check_extent", "check_buffer", "check_shape", "check_attrs"]
+           "override", "check_extent", "check_work", "check_buffer", "check_shape", "check_attrs"]

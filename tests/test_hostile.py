@@ -294,3 +294,13 @@ def test_ragged_weights_are_a_graph_error():
     b, x = _x()
     with pytest.raises(engine.GraphError, match="real numbers"):
         b.conv2d(x, [[1.0, 2.0], [3.0]])
+
+
+def test_pooling_whose_windows_cover_a_large_input_many_times_is_refused():
+    # Found by tools/fuzz.py (100,000-case run): a 3-D max pool with windows far wider than
+    # a 65536-wide input, stride 1: every output visits the whole row (~3e12 taps).
+    b = engine.Builder()
+    x = b.input("x", (None, 4, 1, 7, 65536))
+    with pytest.raises(engine.LimitError, match="window taps"):
+        b.max_pool3d(x, (524288, 8192, 8388608), stride=(524288, 1, 1),
+                     padding=(262144, 4096, 4194304), ceil_mode=True)

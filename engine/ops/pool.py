@@ -8,11 +8,12 @@ counts, the ceil_mode overhang past the right padding never does).
 """
 
 import itertools
+import math
 
 import numpy as np
 
-from .conv import int_list, is_int, known, spatial_rank
-from ..limits import check_extent
+from ..limits import check_extent, check_work
+from .conv import batch_or_one, int_list, is_int, known, spatial_rank
 from .registry import check, register_op
 
 
@@ -37,6 +38,7 @@ def _pool_shape(op, x, kernel_size, stride, padding, dilation, ceil_mode):
     dilation = int_list(dilation, r, "dilation", minimum=1)
     check(isinstance(ceil_mode, bool), f"ceil_mode must be a bool, got {ceil_mode!r}")
     out = [x[0], x[1]]
+    taps = 1                      # window taps inside the input, per output (at most)
     for i in range(r):
         check(2 * padding[i] <= kernel_size[i],
               f"{op} padding {padding[i]} in spatial dim {i} must be at most half the kernel "
@@ -54,6 +56,10 @@ def _pool_shape(op, x, kernel_size, stride, padding, dilation, ceil_mode):
         # With ceil_mode the last window may reach past the padded input: its span too.
         check_extent((o - 1) * stride[i] + eff, f"{op} window span in spatial dim {i}")
         out.append(o)
+        taps *= min(kernel_size[i], -(-size // dilation[i]))
+    # Windows overlapping most of a large input make the work grow with input x output.
+    check_work(batch_or_one(x[0]) * (x[1] or 1) * math.prod(out[2:]) * taps,
+               f"{op} (output {tuple(out)}, up to {taps} window taps each)")
     return tuple(out), (kernel_size, stride, padding, dilation)
 
 
