@@ -105,12 +105,13 @@ def set_limits(max_buffer_bytes=None):
 def override(**changes):
     """``with engine.limits.override(max_buffer_bytes=...):`` the limits changed for a block
     (process-wide while it lasts)."""
+    global _current
     old = set_limits(**changes)
     try:
         yield get_limits()
     finally:
         with _lock:
-            globals()["_current"] = old
+            _current = old
 
 
 # -- checks ---------------------------------------------------------------------------------

@@ -820,22 +820,23 @@ def _mutate_weight_shape(rng, doc):
     return f"tensor {name!r} shape {shape} -> {doc.tensors[name][0]}"
 
 
+def _set_meta(doc, key, v):
+    """__metadata__[key] = v, or the key removed when v is None."""
+    if v is None:
+        doc.meta.pop(key, None)
+    else:
+        doc.meta[key] = v
+    return f"__metadata__.{key} = {_fmt(v)}"
+
+
 def _mutate_metadata(rng, doc):
     r = rng.randrange(9)
     if r == 0:
-        v = rng.choice(["engine-modell", "", "ENGINE-MODEL", "engine-model\x00", None])
-        if v is None:
-            doc.meta.pop("format", None)
-        else:
-            doc.meta["format"] = v
-        return f"__metadata__.format = {_fmt(v)}"
+        return _set_meta(doc, "format", rng.choice(
+            ["engine-modell", "", "ENGINE-MODEL", "engine-model\x00", None]))
     if r == 1:
-        v = rng.choice(["0", "2", "01", " 1", "1.0", "1 ", "", "999999999999999999999", None])
-        if v is None:
-            doc.meta.pop("format_version", None)
-        else:
-            doc.meta["format_version"] = v
-        return f"__metadata__.format_version = {_fmt(v)}"
+        return _set_meta(doc, "format_version", rng.choice(
+            ["0", "2", "01", " 1", "1.0", "1 ", "", "999999999999999999999", None]))
     if r == 2:
         doc.meta[rng.choice(["extra", "graph2", "", "__metadata__"])] = rng.choice(
             ["", "x" * 100000, "{}", "\ud800"])

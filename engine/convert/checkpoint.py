@@ -49,7 +49,7 @@ import zipfile
 import numpy as np
 
 from ..errors import ConversionError
-from ..limits import ENV_MAX_BUFFER_BYTES, get_limits
+from ..limits import LimitError, check_buffer
 
 MAX_INFLATION = 2          # declared storage bytes per byte of file (zip members, storages)
 MAX_GROWTH = 4             # bytes of float32 arrays per byte of file
@@ -89,12 +89,11 @@ def _mib(n):
 
 
 def _over_cap(path, what, nbytes):
-    cap = get_limits().max_buffer_bytes
-    if nbytes > cap:
-        raise ConversionError(f"{path}: {what} {nbytes} bytes ({_mib(nbytes)}), more than the "
-                              f"{cap} bytes ({_mib(cap)}) engine allows; raise the cap with "
-                              f"engine.set_limits(max_buffer_bytes=...) or "
-                              f"{ENV_MAX_BUFFER_BYTES} if this is intended")
+    """engine's byte cap (engine.limits.check_buffer), as a ConversionError."""
+    try:
+        check_buffer(nbytes, f"{path}: {what}", itemsize=1)
+    except LimitError as e:
+        raise ConversionError(str(e)) from None
 
 
 def _is_zip(path):
@@ -129,7 +128,7 @@ def check_checkpoint_file(path):
     if size == 0:
         raise ConversionError(f"{path}: empty file, not a PyTorch checkpoint")
     if not _is_zip(path):                      # legacy torch.save format: data stored raw
-        _over_cap(path, "a legacy (non-zip) checkpoint of", size)
+        _over_cap(path, "a legacy (non-zip) checkpoint", size)
         return size
     try:
         with zipfile.ZipFile(path) as z:
@@ -151,7 +150,7 @@ def check_checkpoint_file(path):
             f"of {size} bytes ({_mib(size)}): compressed or corrupt, refused before inflating "
             f"(torch.save stores tensors uncompressed; save the checkpoint again with "
             f"torch.save)")
-    _over_cap(path, "its zip members declare", declared)
+    _over_cap(path, "its zip content", declared)
     return size
 
 
@@ -298,7 +297,7 @@ def _declared_storages(path, size):
             f"{path}: it declares {len(out)} storages of {stored} bytes ({_mib(stored)}) in "
             f"a file of {size} bytes ({_mib(size)}): hostile or corrupt, refused before "
             f"allocating")
-    _over_cap(path, "it declares storages of", stored)
+    _over_cap(path, "its storage data", stored)
     return out
 
 
@@ -344,8 +343,9 @@ def _check_tensors(shadow, sd, path, size):
                                   f"({t.dtype}); engine computes with real numbers")
         arrays += t.numel() * (4 if t.is_floating_point() else t.element_size())
     allowed = MAX_GROWTH * size + SLACK
-    for what, n in (("its tensors would take", every),
-                    ("its state dict would become float32 arrays of", arrays)):
+    for what, noun, n in (("its tensors would take", "its tensor data", every),
+                          ("its state dict would become float32 arrays of",
+                           "its state dict, as float32 arrays,", arrays)):
         if n > allowed:
             raise ConversionError(
                 f"{path}: {what} {n} bytes ({_mib(n)}), from a file of {size} bytes "
@@ -353,7 +353,7 @@ def _check_tensors(shadow, sd, path, size):
                 f"storage, stride 0, 'meta' tensors); hostile or corrupt, refused before "
                 f"allocating; a state dict saved with torch.save(model.state_dict(), path) "
                 f"holds each value once")
-        _over_cap(path, what, n)
+        _over_cap(path, noun, n)
 
 
 def load_torch_state_dict(path):
