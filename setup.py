@@ -4,20 +4,15 @@ The kernels are C headers (include/engine/*.h) compiled into Cython extension mo
 (pyx/_*.pyx -> engine._kernels.<name>).  Flags: -O3, no -ffast-math (NaN / Inf behave as
 IEEE), no -march=native (the wheel must run on any x86-64: include/engine/ek_dispatch.h
 compiles every kernel for the baseline, AVX2+FMA and AVX-512 through target pragmas in the
-same translation unit and picks one by CPUID at import).  OpenMP is used when the
-compiler accepts -fopenmp (probed with a tiny program); otherwise the kernels build
-single-threaded and a message says so.
+same translation unit and picks one by CPUID at import).  Threads: the kernels' own pool
+(include/engine/ek_threadpool.h, pthreads; OpenMP with MSVC), compiled once into
+engine._kernels.executor.
 
     pip install .                       # or: pip install -e . --no-build-isolation
     python setup.py build_ext --inplace
 """
 
 import os
-import shutil
-import subprocess
-import sys
-import sysconfig
-import tempfile
 
 from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
@@ -25,62 +20,9 @@ from setuptools.command.build_ext import build_ext
 ROOT = os.path.dirname(os.path.abspath(__file__))
 KERNEL_MODULES = ("gemm", "conv", "pool", "eltwise", "norm", "spatial", "executor")
 
-OPENMP_TEST = r"""
-#include <omp.h>
-#include <stdio.h>
-int main(void) {
-    int n = 0;
-#pragma omp parallel for reduction(+:n) num_threads(2)
-    for (int i = 0; i < 4; i++) n += omp_get_thread_num() >= 0;
-    printf("%d\n", n);
-    return n == 4 ? 0 : 1;
-}
-"""
-
-
-def _compiler_cmd(build):
-    """The C compiler command line distutils will use (list), for probing."""
-    cc = build.compiler
-    cmd = getattr(cc, "compiler_so", None) or getattr(cc, "compiler", None)
-    if cmd:
-        return list(cmd)
-    return [os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc"]
-
-
-def probe_openmp(build):
-    """(compile_args, link_args) for OpenMP, or None when the compiler cannot do it."""
-    if os.environ.get("ENGINE_NO_OPENMP"):
-        return None
-    if build.compiler.compiler_type == "msvc":
-        return (["/openmp"], [])
-    cmd = _compiler_cmd(build)
-    candidates = [(["-fopenmp"], ["-fopenmp"])]
-    if sys.platform == "darwin":
-        candidates.append((["-Xpreprocessor", "-fopenmp"], ["-lomp"]))
-    tmp = tempfile.mkdtemp(prefix="engine-omp-")
-    try:
-        src = os.path.join(tmp, "t.c")
-        exe = os.path.join(tmp, "t.out")
-        with open(src, "w") as f:
-            f.write(OPENMP_TEST)
-        for cflags, lflags in candidates:
-            # compiler_so may carry -fPIC -shared-ish flags; linking an executable is fine.
-            args = [a for a in cmd if a not in ("-shared",)]
-            try:
-                r = subprocess.run(args + cflags + [src, "-o", exe] + lflags,
-                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
-                if r.returncode == 0 and subprocess.run([exe], stdout=subprocess.PIPE,
-                                                        timeout=30).returncode == 0:
-                    return (cflags, lflags)
-            except (OSError, subprocess.SubprocessError):
-                continue
-        return None
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
 
 class BuildExt(build_ext):
-    """build_ext with an OpenMP probe, portable optimisation flags and a parallel build."""
+    """build_ext with portable optimisation flags and a parallel build."""
 
     def finalize_options(self):
         super().finalize_options()
@@ -88,23 +30,20 @@ class BuildExt(build_ext):
             self.parallel = os.cpu_count() or 1
 
     def build_extensions(self):
-        omp = probe_openmp(self)
-        if omp is None:
-            print("*" * 72 + "\nengine: building without OpenMP: kernels run single-threaded\n"
-                  + "*" * 72, flush=True)
-        else:
-            print(f"engine: building with OpenMP ({' '.join(omp[0])})", flush=True)
         msvc = self.compiler.compiler_type == "msvc"
         if msvc:
-            cflags = ["/O2", "/fp:precise"]
+            # no pthreads: the thread pool falls back to OpenMP (ek_threadpool.h)
+            cflags, lflags = ["/O2", "/fp:precise", "/openmp"], []
         else:
             cflags = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-Wno-unused-function",
-                      "-Wno-unknown-pragmas"]
+                      "-Wno-unknown-pragmas", "-pthread"]
+            lflags = ["-pthread"]
             if os.environ.get("ENGINE_DEBUG_BUILD"):
-                cflags = ["-O1", "-g", "-fno-omit-frame-pointer", "-Wno-unused-function"]
+                cflags = ["-O1", "-g", "-fno-omit-frame-pointer", "-Wno-unused-function",
+                          "-pthread"]
         for ext in self.extensions:
-            ext.extra_compile_args = cflags + (omp[0] if omp else []) + ext.extra_compile_args
-            ext.extra_link_args = (omp[1] if omp else []) + ext.extra_link_args
+            ext.extra_compile_args = cflags + ext.extra_compile_args
+            ext.extra_link_args = lflags + ext.extra_link_args
         super().build_extensions()
 
 

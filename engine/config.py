@@ -45,7 +45,8 @@ def _cgroup_cpu_quota():
 
 def build_info():
     """What the compiled kernels were built with and run on: the instruction set chosen
-    (and how: auto / ENGINE_ISA / set_isa), the ones available, OpenMP, the GEMM tile."""
+    (and how: auto / ENGINE_ISA / set_isa), the ones available, the thread pool, the GEMM
+    tile."""
     try:
         from ._kernels import build_config
         return dict(build_config())
@@ -70,7 +71,7 @@ def config_dict():
 
 
 def show_config(file=None):
-    """Print the build and runtime configuration (instruction set, OpenMP, threads)."""
+    """Print the build and runtime configuration (instruction set, thread pool, threads)."""
     for k, v in config_dict().items():
         if isinstance(v, (list, tuple)):
             v = ", ".join(str(x) for x in v)

@@ -12,7 +12,6 @@ from libc.stdint cimport uintptr_t
 cnp.import_array()
 
 cdef extern from "engine/ek_dispatch.h":
-    int EK_OPENMP
     int EK_MULTI_ISA
     int EK_ISA_COMPILED_MAX
     int ek_isa_cur
@@ -21,9 +20,25 @@ cdef extern from "engine/ek_dispatch.h":
     int ek_cpu_best_isa()
 
 
-def openmp_enabled():
-    """True when the kernels of this module were compiled with OpenMP (threads honoured)."""
-    return bool(EK_OPENMP)
+# -- threads: the process's pool, compiled once in engine._kernels.executor ----------------
+from cpython.pycapsule cimport PyCapsule_GetPointer as _capsule_ptr
+
+cdef extern from *:
+    """
+    static void ek_parallel_set_impl_ptr(void *p) { ek_parallel_set_impl((ek_parallelize_fn)p); }
+    static int ek_parallel_wired(void) { return ek_parallel_impl != NULL; }
+    """
+    void ek_parallel_set_impl_ptr(void* p)
+    int ek_parallel_wired()
+
+from engine._kernels.executor import PARALLELIZE as _PARALLELIZE
+if _PARALLELIZE is not None:
+    ek_parallel_set_impl_ptr(_capsule_ptr(_PARALLELIZE, b"engine.parallelize"))
+
+
+def threads_enabled():
+    """True when this module's kernels run their tiles on the process's thread pool."""
+    return bool(ek_parallel_wired())
 
 
 # -- run-time instruction-set dispatch (include/engine/ek_dispatch.h) -----------------------

@@ -25,6 +25,41 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdlib cimport free, malloc
 
+# The process's thread pool (include/engine/ek_threadpool.h) is compiled here, once; every
+# kernel module receives its entry point at import (PARALLELIZE, see _common.pxi).
+cdef extern from *:
+    """
+    #define EK_THREADPOOL_IMPL 1
+    #include "engine/ek_threadpool.h"
+    static void *ek_threadpool_entry_ptr(void) { return (void *)ek_threadpool_entry(); }
+    static const char *ek_threadpool_kind(void)
+    {
+    #if EK_POOL_PTHREADS
+        return "pthreads";
+    #elif defined(EK_POOL_OPENMP)
+        return "openmp";
+    #else
+        return "none";
+    #endif
+    }
+    """
+    void* ek_threadpool_entry_ptr()
+    const char* ek_threadpool_kind()
+
+from cpython.pycapsule cimport PyCapsule_New
+
+# "engine.parallelize" capsule of the pool's entry point; None when this build has no threads.
+PARALLELIZE = (PyCapsule_New(ek_threadpool_entry_ptr(), b"engine.parallelize", NULL)
+               if ek_threadpool_entry_ptr() != NULL else None)
+
+
+def threads_backend():
+    """How the kernels run on several threads: "pthreads" (the pool of
+    include/engine/ek_threadpool.h), "openmp" (its fallback where there are no pthreads) or
+    "none" (single-threaded build)."""
+    return ek_threadpool_kind().decode()
+
+
 cdef extern from "engine/ek_step.h" nogil:
     ctypedef void (*ek_step_fn)(const void* args) noexcept nogil
     ctypedef struct ek_step:

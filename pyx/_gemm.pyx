@@ -55,20 +55,6 @@ cdef extern from *:
         return "unknown";
     #endif
     }
-    static long ek_build_openmp_version(void) {
-    #ifdef _OPENMP
-        return (long)_OPENMP;
-    #else
-        return 0L;
-    #endif
-    }
-    static int ek_build_omp_max_threads(void) {
-    #ifdef _OPENMP
-        return omp_get_max_threads();
-    #else
-        return 1;
-    #endif
-    }
     """
     void ek_gemm_run_at(int isa, const ek_gemm_args* g, float* work, int nthreads) nogil
     Py_ssize_t ek_gemm_workspace_at(int isa, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
@@ -82,8 +68,6 @@ cdef extern from *:
     void ek_gemm_blocking_at(int isa, Py_ssize_t* out)
     const char* ek_gemm_kind_at(int isa)
     const char* ek_build_compiler()
-    long ek_build_openmp_version()
-    int ek_build_omp_max_threads()
 
 # Prebound calls (bind=True), see _common.pxi.
 cdef extern from *:
@@ -131,13 +115,14 @@ BIAS_ROW = 1
 BIAS_COL = 2
 
 
+from engine._kernels.executor import threads_backend as _threads_backend
+
+
 def build_config():
     """What these kernels were compiled with, and the CPU they run on."""
     cdef int lv = ek_isa_cur
     return {
-        "openmp": bool(EK_OPENMP),
-        "openmp_version": int(ek_build_openmp_version()) or None,
-        "omp_max_threads": int(ek_build_omp_max_threads()),
+        "threads": _threads_backend() if threads_enabled() else "none",
         "isa": _ISA_NAMES[lv],
         "isa_compiled": list(_ISA_NAMES[:EK_ISA_COMPILED_MAX + 1]),
         "isa_cpu": _ISA_NAMES[ek_cpu_best_isa()],

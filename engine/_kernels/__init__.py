@@ -122,17 +122,17 @@ _DETECTED = gemm._cache_sizes()
 
 
 def build_config():
-    """dict: isa (current), isa_available, isa_cpu, isa_compiled, isa_source, openmp,
-    openmp_version, omp_max_threads, compiler, gemm_tile, cache sizes."""
+    """dict: isa (current), isa_source, isa_available, isa_cpu, isa_compiled, threads (the
+    pool: "pthreads", "openmp" or "none"), compiler, gemm_tile, cache sizes."""
     cfg = gemm.build_config()
     cfg["isa_available"] = available_isas()
     cfg["isa_source"] = _SOURCE
-    order = ["isa", "isa_source", "isa_available", "isa_cpu", "isa_compiled", "openmp",
-             "openmp_version", "omp_max_threads", "compiler", "gemm_tile", "cache_l1d_kib",
-             "cache_l2_kib"]
+    order = ["isa", "isa_source", "isa_available", "isa_cpu", "isa_compiled", "threads",
+             "compiler", "gemm_tile", "cache_l1d_kib", "cache_l2_kib"]
     return {k: cfg[k] for k in order if k in cfg}
 
 
-def openmp_enabled():
-    """True when the compiled kernels were built with OpenMP (multi-threaded)."""
-    return gemm.openmp_enabled()
+def threads_enabled():
+    """True when the kernels run their tiles on the thread pool (include/engine/
+    ek_threadpool.h); False for a single-threaded build."""
+    return gemm.threads_enabled()

@@ -1,5 +1,5 @@
 /*
- * ek_common.h - shared definitions of the engine's C kernels (portable C99 + OpenMP).
+ * ek_common.h - shared definitions of the engine's C kernels (portable C99).
  *
  * Multi-compilation ("ISA variants")
  * ----------------------------------
@@ -43,9 +43,7 @@
 #include <math.h>
 #include <float.h>
 
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "ek_threadpool.h"
 
 #if defined(__x86_64__) || defined(_M_X64) || defined(__i386__) || defined(_M_IX86)
 #include <immintrin.h>
@@ -88,13 +86,6 @@
 #define EK_CAT2_(a, b) a##b
 #define EK_CAT_(a, b) EK_CAT2_(a, b)
 #define EK_FN(name) EK_CAT_(name, EK_SUFFIX)
-
-/* 1 when the kernels were compiled with OpenMP (threads honoured), else 0. */
-#ifdef _OPENMP
-#define EK_OPENMP 1
-#else
-#define EK_OPENMP 0
-#endif
 
 /* Fused activation codes (the `act` argument of every kernel with an epilogue). */
 enum ek_act_code {
@@ -153,20 +144,61 @@ static inline int ek_nthreads(int nthreads, ptrdiff_t work)
 {
     if (nthreads < 1) nthreads = 1;
     if (work < (ptrdiff_t)nthreads) nthreads = work < 1 ? 1 : (int)work;
-#ifndef _OPENMP
-    nthreads = 1;
-#endif
     return nthreads;
 }
 
-/* Thread id inside a parallel region (0 without OpenMP). */
-static inline int ek_thread_id(void)
+/* Tiles per thread of a grid of equal items: more than one, so that a thread slowed down
+   (another process on its core) hands its share to the others. */
+#define EK_TILES_PER_THREAD 4
+
+/* Tiles to cut `items` equal items into for `threads` threads (1 when threads == 1). */
+static inline ptrdiff_t ek_tile_count(int threads, ptrdiff_t items)
 {
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
+    const ptrdiff_t want = threads <= 1 ? 1 : (ptrdiff_t)threads * EK_TILES_PER_THREAD;
+    return items < want ? (items < 1 ? 1 : items) : want;
+}
+
+/* Items [*i0, *i1) of tile t when `items` items are cut into `ntiles` tiles. */
+static inline void ek_tile_span(ptrdiff_t t, ptrdiff_t ntiles, ptrdiff_t items, ptrdiff_t *i0,
+                                ptrdiff_t *i1)
+{
+    *i0 = items / ntiles * t + EK_MIN(t, items % ntiles);
+    *i1 = *i0 + items / ntiles + (t < items % ntiles);
+}
+
+/* A grid over `items` equal items (rows, channels, planes): rows(args, i0, i1) computes
+   items [i0, i1); ek_parallel_rows cuts them into ek_tile_count tiles. */
+typedef void (*ek_rows_fn)(const void *args, ptrdiff_t i0, ptrdiff_t i1);
+
+typedef struct {
+    ek_rows_fn rows;
+    const void *args;
+    ptrdiff_t items, ntiles;
+} ek_rows_grid;
+
+static void ek_rows_tile(void *ctx, ptrdiff_t t, int worker)
+{
+    const ek_rows_grid *g = (const ek_rows_grid *)ctx;
+    ptrdiff_t i0, i1;
+    (void)worker;
+    ek_tile_span(t, g->ntiles, g->items, &i0, &i1);
+    g->rows(g->args, i0, i1);
+}
+
+static inline void ek_parallel_rows(int threads, ptrdiff_t items, ek_rows_fn rows,
+                                    const void *args)
+{
+    ek_rows_grid g;
+    if (items <= 0) return;
+    g.rows = rows;
+    g.args = args;
+    g.items = items;
+    g.ntiles = ek_tile_count(threads, items);
+    if (g.ntiles <= 1) {
+        rows(args, 0, items);
+        return;
+    }
+    ek_parallelize(threads, g.ntiles, ek_rows_tile, &g);
 }
 
 /* ------------------------------------------------------- checked size arithmetic -- */

@@ -627,27 +627,69 @@ EKX_DW_DEF(2, 3, 1)
 #endif
 #undef EKX_DW_DEF
 
+typedef struct {
+    const EK_FN(ekx_dw_ctx) *cx;
+    const float *x, *w, *bias;
+    float *y;
+    ptrdiff_t C, Cout;
+    int act, fused;
+    float p0, p1, lo, hi;
+} EK_FN(ekx_dw_job);
+
+/* Planes [p0, p1) (image, output channel) of the x86 depthwise path. */
+static void EK_FN(ekx_dw_rows)(const void *args, ptrdiff_t q0, ptrdiff_t q1)
+{
+    const EK_FN(ekx_dw_job) *j = (const EK_FN(ekx_dw_job) *)args;
+    const EK_FN(ekx_dw_ctx) *cxp = j->cx;
+    const ek_dwx_geom *d = cxp->d;
+    const ek_geom3 *g = cxp->g;
+    const ptrdiff_t C = j->C, Cout = j->Cout, mult = Cout / C;
+    const ptrdiff_t inL = g->H * g->W, L = g->OH * g->OW, KK = d->K * d->K;
+    const float *x = j->x, *w = j->w, *bias = j->bias;
+    float *y = j->y;
+    const float lo = j->lo, hi = j->hi, p0 = j->p0, p1 = j->p1;
+    const int act = j->act, fused = j->fused;
+    ptrdiff_t pl;
+    for (pl = q0; pl < q1; pl++) {
+        const ptrdiff_t co = pl % Cout;
+        const float *xin = x + ((pl / Cout) * C + co / mult) * inL, *wp = w + co * KK;
+        const float b = bias ? bias[co] : 0.0f;
+        float *yp = y + pl * L;
+        if (d->K == 3) {
+            if (d->S == 1) EK_FN(ekx_dw_plane_1_3_0)(cxp, xin, wp, b, lo, hi, yp);
+#if EK_ISA_LEVEL >= 2
+            else if (d->A) EK_FN(ekx_dw_plane_2_3_1)(cxp, xin, wp, b, lo, hi, yp);
+#endif
+            else EK_FN(ekx_dw_plane_2_3_0)(cxp, xin, wp, b, lo, hi, yp);
+        } else {
+            if (d->S == 1) EK_FN(ekx_dw_plane_1_5_0)(cxp, xin, wp, b, lo, hi, yp);
+            else EK_FN(ekx_dw_plane_2_5_0)(cxp, xin, wp, b, lo, hi, yp);
+        }
+        if (!fused) EK_FN(ek_act_inplace)(yp, L, act, p0, p1);
+    }
+}
+
 /* The whole depthwise op on this path (see ek_conv3d_depthwise); ws: d->zlen floats. */
 static void EK_FN(ekx_dw_run)(const float *x, const float *w, const float *bias, float *y,
                               ptrdiff_t N, ptrdiff_t C, ptrdiff_t Cout, const ek_geom3 *g,
                               const ek_dwx_geom *d, int act, float p0, float p1, float *ws,
                               int threads)
 {
-    const ptrdiff_t mult = Cout / C, planes = N * Cout;
-    const ptrdiff_t inL = g->H * g->W, L = g->OH * g->OW, KK = d->K * d->K;
+    const ptrdiff_t planes = N * Cout, L = g->OH * g->OW;
     const int fused = act == EK_ACT_NONE || act == EK_ACT_RELU || act == EK_ACT_RELU6 ||
                       act == EK_ACT_CLIP;
     const float lo = act == EK_ACT_RELU || act == EK_ACT_RELU6 ? 0.0f
                      : act == EK_ACT_CLIP                     ? p0 : -INFINITY;
     const float hi = act == EK_ACT_RELU6 ? 6.0f : act == EK_ACT_CLIP ? p1 : INFINITY;
-    const ptrdiff_t chunk = EK_MAX(1, (planes + threads * 4 - 1) / (threads * 4));
+    EK_FN(ekx_dw_job) job;
     EK_FN(ekx_dw_ctx) cx;
     EKX_M cm[EKX_MAXCH * 6];
     unsigned char edge[EKX_MAXCH];
 #if EK_ISA_LEVEL >= 2
     __mmask16 fmk[(EKX_FLAT_MAX + 4) * 25];
 #endif
-    ptrdiff_t ci, t, pl;
+    ptrdiff_t ci, t;
+    (void)L;  /* (the AVX-512 lane masks only) */
     /* load t of chunk ci reads columns c + off_t + [0, VW), c = S ci VW - pw */
     for (ci = 0; ci < d->cpr; ci++) {
         const ptrdiff_t c = d->S * ci * EKX_VW - g->pw;
@@ -691,27 +733,10 @@ static void EK_FN(ekx_dw_run)(const float *x, const float *w, const float *bias,
     cx.cm = cm;
     cx.edge = edge;
     cx.sm = EK_FN(ekx_mask)(0, g->OW - (d->cpr - 1) * EKX_VW);
-    (void)threads; (void)chunk;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(dynamic, chunk) if (threads > 1)
-#endif
-    for (pl = 0; pl < planes; pl++) {
-        const ptrdiff_t co = pl % Cout;
-        const float *xin = x + ((pl / Cout) * C + co / mult) * inL, *wp = w + co * KK;
-        const float b = bias ? bias[co] : 0.0f;
-        float *yp = y + pl * L;
-        if (d->K == 3) {
-            if (d->S == 1) EK_FN(ekx_dw_plane_1_3_0)(&cx, xin, wp, b, lo, hi, yp);
-#if EK_ISA_LEVEL >= 2
-            else if (d->A) EK_FN(ekx_dw_plane_2_3_1)(&cx, xin, wp, b, lo, hi, yp);
-#endif
-            else EK_FN(ekx_dw_plane_2_3_0)(&cx, xin, wp, b, lo, hi, yp);
-        } else {
-            if (d->S == 1) EK_FN(ekx_dw_plane_1_5_0)(&cx, xin, wp, b, lo, hi, yp);
-            else EK_FN(ekx_dw_plane_2_5_0)(&cx, xin, wp, b, lo, hi, yp);
-        }
-        if (!fused) EK_FN(ek_act_inplace)(yp, L, act, p0, p1);
-    }
+    job.cx = &cx; job.x = x; job.w = w; job.bias = bias; job.y = y; job.C = C;
+    job.Cout = Cout; job.act = act; job.fused = fused; job.p0 = p0; job.p1 = p1;
+    job.lo = lo; job.hi = hi;
+    ek_parallel_rows(threads, planes, EK_FN(ekx_dw_rows), &job);
 }
 #undef ekx_ld
 #undef ekx_st
@@ -1051,46 +1076,33 @@ static EK_NOINLINE void EK_FN(ek_dw_pairs_s2)(const float *xp, const float *wp, 
 }
 #endif
 
-/*
- * Depthwise convolution: groups == C, Cout = mult * C; output channel co reads input
- * channel co / mult with filter w[co] (1 x KD x KH x KW).  Same layouts and
- * preconditions as ek_conv3d; work has ek_conv_depthwise_workspace(N, Cout, g, nthreads)
- * floats (may be NULL: then every case takes the general path).
- *
- * Direct kernel, parallel over (image, channel) planes (dynamic schedule).  x86 (AVX2 /
- * AVX-512), 2-D 3x3 / 5x5, equal strides 1 or 2, no dilation: ekx_dw_run above.  Other
- * 2-D / 1-D with width stride 1 or 2: the padded-plane kernel above.  Otherwise (3-D, other
- * strides): output rows accumulated tap by tap in vectorised loops over the valid range.
- */
-EK_API void EK_FN(ek_conv3d_depthwise)(const float *x, const float *w, const float *bias,
-                                       float *y, ptrdiff_t N, ptrdiff_t C, ptrdiff_t Cout,
-                                       const ek_geom3 *g, int act, float p0, float p1,
-                                       float *work, int nthreads)
+typedef struct {
+    const float *x, *w, *bias;
+    float *y;
+    float *ws;                  /* one padded plane per worker (fast path), else NULL */
+    const ek_geom3 *g;
+    const ek_dw_geom *d;
+    ptrdiff_t C, Cout, planes, ntiles;
+    int act;
+    float p0, p1;
+} EK_FN(ek_dw_job);
+
+/* Planes of tile t (image, output channel) of ek_conv3d_depthwise's portable paths. */
+static void EK_FN(ek_dw_tile)(void *ctx, ptrdiff_t t, int worker)
 {
-    const ptrdiff_t mult = Cout / C;
+    const EK_FN(ek_dw_job) *j = (const EK_FN(ek_dw_job) *)ctx;
+    const ek_geom3 *g = j->g;
+    const ek_dw_geom *d = j->d;
+    const ptrdiff_t C = j->C, Cout = j->Cout, mult = Cout / C;
     const ptrdiff_t kvol = g->KD * g->KH * g->KW;
     const ptrdiff_t inL = g->D * g->H * g->W, L = g->OD * g->OH * g->OW;
-    const ptrdiff_t planes = N * Cout;
-    const int threads = ek_nthreads_work(nthreads, planes,
-                                         ek_mul_sat(ek_mul_sat(planes, L),
-                                                    ek_mul_sat(ek_mul_sat(g->KD, g->KH), g->KW)));
-    ek_dw_geom d;
-    const int fast = EK_FN(ek_dw_fast)(g, &d) && work != NULL;
-    float *ws = fast ? ek_align64(work) : NULL;
-    ptrdiff_t pl;
-#if EK_DWX
-    ek_dwx_geom dx;
-    if (work != NULL && EK_FN(ek_dwx_fast)(g, &dx)) {
-        EK_FN(ekx_dw_run)(x, w, bias, y, N, C, Cout, g, &dx, act, p0, p1, ek_align64(work),
-                          threads);
-        return;
-    }
-#endif
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 4) if (threads > 1)
-#endif
-    for (pl = 0; pl < planes; pl++) {
+    const float *x = j->x, *w = j->w, *bias = j->bias;
+    float *y = j->y, *ws = j->ws;
+    const int act = j->act, fast = ws != NULL;
+    const float p0 = j->p0, p1 = j->p1;
+    ptrdiff_t pl, q0, q1;
+    ek_tile_span(t, j->ntiles, j->planes, &q0, &q1);
+    for (pl = q0; pl < q1; pl++) {
         const ptrdiff_t n = pl / Cout, co = pl % Cout, c = co / mult;
         const float *xin = x + (n * C + c) * inL;
         const float *wp = w + co * kvol;
@@ -1098,27 +1110,27 @@ EK_API void EK_FN(ek_conv3d_depthwise)(const float *x, const float *w, const flo
         float *yp = y + pl * L;
         ptrdiff_t od, oh, ow, kd, kh, kw;
         if (fast) {
-            float *xp = ws + (ptrdiff_t)ek_thread_id() * EK_ROUND16(d.xsize);
+            float *xp = ws + (ptrdiff_t)worker * EK_ROUND16(d->xsize);
             ptrdiff_t r;
             /* zero-padded copy: buffer row r is input row r - ph, column q is q - pw */
-            EK_FN(ek_dw_zero)(xp, g->ph * d.P);
-            for (r = 0; r < g->H && r + g->ph < d.Hp; r++) {
-                float *dr = xp + (r + g->ph) * d.P;
+            EK_FN(ek_dw_zero)(xp, g->ph * d->P);
+            for (r = 0; r < g->H && r + g->ph < d->Hp; r++) {
+                float *dr = xp + (r + g->ph) * d->P;
                 EK_FN(ek_dw_zero)(dr, g->pw);
                 EK_FN(ek_dw_copy)(dr + g->pw, xin + r * g->W, g->W);
-                EK_FN(ek_dw_zero)(dr + g->pw + g->W, d.P - g->pw - g->W);
+                EK_FN(ek_dw_zero)(dr + g->pw + g->W, d->P - g->pw - g->W);
             }
-            EK_FN(ek_dw_zero)(xp + (g->ph + r) * d.P, d.xsize - (g->ph + r) * d.P);
+            EK_FN(ek_dw_zero)(xp + (g->ph + r) * d->P, d->xsize - (g->ph + r) * d->P);
 #if EK_NEON
             if (g->OH > 1) {
-                if (g->sw == 1) EK_FN(ek_dw_pairs_s1)(xp, wp, b, yp, g, &d, act, p0, p1);
-                else EK_FN(ek_dw_pairs_s2)(xp, wp, b, yp, g, &d, act, p0, p1);
+                if (g->sw == 1) EK_FN(ek_dw_pairs_s1)(xp, wp, b, yp, g, d, act, p0, p1);
+                else EK_FN(ek_dw_pairs_s2)(xp, wp, b, yp, g, d, act, p0, p1);
                 if (!EK_ACT_IS_SIMPLE(act)) EK_FN(ek_act_inplace)(yp, L, act, p0, p1);
                 continue;
             }
 #endif
-            if (g->sw == 1) EK_FN(ek_dw_plane_s1)(xp, wp, b, yp, g, &d, act);
-            else EK_FN(ek_dw_plane_s2)(xp, wp, b, yp, g, &d, act);
+            if (g->sw == 1) EK_FN(ek_dw_plane_s1)(xp, wp, b, yp, g, d, act);
+            else EK_FN(ek_dw_plane_s2)(xp, wp, b, yp, g, d, act);
             if (!EK_DW_FUSED_ACT(act)) EK_FN(ek_act_inplace)(yp, L, act, p0, p1);
             continue;
         }
@@ -1154,6 +1166,45 @@ EK_API void EK_FN(ek_conv3d_depthwise)(const float *x, const float *w, const flo
         }
     }
 }
+
+/*
+ * Depthwise convolution: groups == C, Cout = mult * C; output channel co reads input
+ * channel co / mult with filter w[co] (1 x KD x KH x KW).  Same layouts and
+ * preconditions as ek_conv3d; work has ek_conv_depthwise_workspace(N, Cout, g, nthreads)
+ * floats (may be NULL: then every case takes the general path).
+ *
+ * Direct kernel, parallel over (image, channel) planes (dynamic schedule).  x86 (AVX2 /
+ * AVX-512), 2-D 3x3 / 5x5, equal strides 1 or 2, no dilation: ekx_dw_run above.  Other
+ * 2-D / 1-D with width stride 1 or 2: the padded-plane kernel above.  Otherwise (3-D, other
+ * strides): output rows accumulated tap by tap in vectorised loops over the valid range.
+ */
+EK_API void EK_FN(ek_conv3d_depthwise)(const float *x, const float *w, const float *bias,
+                                       float *y, ptrdiff_t N, ptrdiff_t C, ptrdiff_t Cout,
+                                       const ek_geom3 *g, int act, float p0, float p1,
+                                       float *work, int nthreads)
+{
+    const ptrdiff_t L = g->OD * g->OH * g->OW;
+    const ptrdiff_t planes = N * Cout;
+    const int threads = ek_nthreads_work(nthreads, planes,
+                                         ek_mul_sat(ek_mul_sat(planes, L),
+                                                    ek_mul_sat(ek_mul_sat(g->KD, g->KH), g->KW)));
+    ek_dw_geom d;
+    const int fast = EK_FN(ek_dw_fast)(g, &d) && work != NULL;
+    float *ws = fast ? ek_align64(work) : NULL;
+    EK_FN(ek_dw_job) j;
+#if EK_DWX
+    ek_dwx_geom dx;
+    if (work != NULL && EK_FN(ek_dwx_fast)(g, &dx)) {
+        EK_FN(ekx_dw_run)(x, w, bias, y, N, C, Cout, g, &dx, act, p0, p1, ek_align64(work),
+                          threads);
+        return;
+    }
+#endif
+    j.x = x; j.w = w; j.bias = bias; j.y = y; j.ws = ws; j.g = g; j.d = &d; j.C = C;
+    j.Cout = Cout; j.planes = planes; j.act = act; j.p0 = p0; j.p1 = p1;
+    j.ntiles = ek_tile_count(threads, planes);
+    ek_parallelize(threads, j.ntiles, EK_FN(ek_dw_tile), &j);
+}
 #undef EK_DW_FUSED_ACT
 #undef EK_DWX
 #undef EKX_VW
@@ -1186,6 +1237,34 @@ EK_API ptrdiff_t EK_FN(ek_conv_transpose_workspace)(ptrdiff_t C, ptrdiff_t Cout,
                     EK_FN(ek_sgemm_workspace)(M, inL, Cg, 0, nthreads));
 }
 
+typedef struct {
+    const float *col, *bias;
+    float *y;
+    const ek_geom3 *back;
+    ptrdiff_t kvol, inL, L;
+    int act;
+    float p0, p1;
+} EK_FN(ek_convt_job);
+
+/* Output channels [c0, c1) of one (image, group) of ek_conv_transpose3d: scatter-add of
+   their column rows, bias, activation. */
+static void EK_FN(ek_convt_rows)(const void *args, ptrdiff_t c0, ptrdiff_t c1)
+{
+    const EK_FN(ek_convt_job) *j = (const EK_FN(ek_convt_job) *)args;
+    const ptrdiff_t L = j->L;
+    ptrdiff_t co;
+    for (co = c0; co < c1; co++) {
+        float *yp = j->y + co * L;
+        const float b = j->bias ? j->bias[co] : 0.0f;
+        ptrdiff_t i;
+        for (i = 0; i < L; i++) yp[i] = 0.0f;
+        EK_FN(ek_col2im3d_plane)(j->col + co * j->kvol * j->inL, j->back, yp);
+        if (b != 0.0f)
+            for (i = 0; i < L; i++) yp[i] += b;
+        EK_FN(ek_act_inplace)(yp, L, j->act, j->p0, j->p1);
+    }
+}
+
 /*
  * y = act(conv_transpose(x, w) + bias).
  *   x: N x C x D x H x W (the transposed conv's input);  w: C x (Cout/groups) x KD x KH x KW
@@ -1206,6 +1285,7 @@ EK_API void EK_FN(ek_conv_transpose3d)(const float *x, const float *w, const flo
     const ptrdiff_t inL = g->D * g->H * g->W, L = g->OD * g->OH * g->OW;
     const ptrdiff_t M = Coutg * kvol;
     ek_geom3 back;   /* col2im view: "input" grid = x positions, "output" plane = y */
+    EK_FN(ek_convt_job) j;
     ptrdiff_t n, gi;
     if (EK_FN(ek_convt_is_pointwise)(g)) {
         /* y_g = W_g^T . x_g: a GEMM straight into the output. */
@@ -1221,30 +1301,19 @@ EK_API void EK_FN(ek_conv_transpose3d)(const float *x, const float *w, const flo
     back = *g;
     back.D = g->OD; back.H = g->OH; back.W = g->OW;
     back.OD = g->D; back.OH = g->H; back.OW = g->W;
+    j.back = &back; j.kvol = kvol; j.inL = inL; j.L = L; j.act = act; j.p0 = p0; j.p1 = p1;
     for (n = 0; n < N; n++) {
         for (gi = 0; gi < groups; gi++) {
             float *col = work;
             float *gemm_ws = work + EK_ROUND16(M * inL);
             const int threads = ek_nthreads_work(nthreads, Coutg, Coutg * (L + kvol * inL));
-            ptrdiff_t co;
             /* col (M x inL) = W_g^T (M x Cg) . x_g (Cg x inL); W_g is stored Cg x M. */
             EK_FN(ek_sgemm)(M, inL, Cg, w + gi * Cg * M, M, 1, x + (n * C + gi * Cg) * inL,
                             inL, 0, col, inL, NULL, EK_BIAS_NONE, 0, EK_ACT_NONE, 0.0f, 0.0f,
                             gemm_ws, nthreads);
-            (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-            for (co = 0; co < Coutg; co++) {
-                float *yp = y + (n * Cout + gi * Coutg + co) * L;
-                const float b = bias ? bias[gi * Coutg + co] : 0.0f;
-                ptrdiff_t i;
-                for (i = 0; i < L; i++) yp[i] = 0.0f;
-                EK_FN(ek_col2im3d_plane)(col + co * kvol * inL, &back, yp);
-                if (b != 0.0f)
-                    for (i = 0; i < L; i++) yp[i] += b;
-                EK_FN(ek_act_inplace)(yp, L, act, p0, p1);
-            }
+            j.col = col; j.y = y + (n * Cout + gi * Coutg) * L;
+            j.bias = bias ? bias + gi * Coutg : NULL;
+            ek_parallel_rows(threads, Coutg, EK_FN(ek_convt_rows), &j);
         }
     }
 }

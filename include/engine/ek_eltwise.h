@@ -13,22 +13,32 @@
  * y[i] = act(x[i]) for i < n (ek_common.h activation codes).  x == y (in place) allowed;
  * otherwise x and y must not overlap.  Preconditions: x and y have n floats.
  */
+typedef struct {
+    const float *x;
+    float *y;
+    ptrdiff_t n;
+    int act;
+    float p0, p1;
+} EK_FN(ek_unary_job);
+
+static void EK_FN(ek_unary_tile)(void *ctx, ptrdiff_t c, int worker)
+{
+    const EK_FN(ek_unary_job) *j = (const EK_FN(ek_unary_job) *)ctx;
+    const ptrdiff_t i0 = c * EK_ELT_CHUNK;
+    (void)worker;
+    EK_FN(ek_act_row)(j->x + i0, j->y + i0, EK_MIN(EK_ELT_CHUNK, j->n - i0), j->act, j->p0,
+                      j->p1);
+}
+
 EK_API void EK_FN(ek_unary)(const float *x, float *y, ptrdiff_t n, int act, float p0,
                             float p1, int nthreads)
 {
     const ptrdiff_t nch = (n + EK_ELT_CHUNK - 1) / EK_ELT_CHUNK;
     const int cost = (act >= EK_ACT_SIGMOID && act != EK_ACT_HARDSWISH &&
                       act != EK_ACT_HARDSIGMOID) ? 8 : 1;
-    const int threads = ek_nthreads_work(nthreads, nch, n * cost);
-    ptrdiff_t c;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (c = 0; c < nch; c++) {
-        const ptrdiff_t i0 = c * EK_ELT_CHUNK;
-        EK_FN(ek_act_row)(x + i0, y + i0, EK_MIN(EK_ELT_CHUNK, n - i0), act, p0, p1);
-    }
+    EK_FN(ek_unary_job) j;
+    j.x = x; j.y = y; j.n = n; j.act = act; j.p0 = p0; j.p1 = p1;
+    ek_parallelize(ek_nthreads_work(nthreads, nch, n * cost), nch, EK_FN(ek_unary_tile), &j);
 }
 
 /*
@@ -38,26 +48,50 @@ EK_API void EK_FN(ek_unary)(const float *x, float *y, ptrdiff_t n, int act, floa
  * scale or shift may be NULL (1 / 0).  x == y allowed.
  * Preconditions: x, y have outer*C*inner floats; scale, shift have C floats.
  */
+typedef struct {
+    const float *x, *scale, *shift, *w;
+    float *y;
+    ptrdiff_t planes, C, inner, nw, ntiles;
+    int act;
+    float p0, p1;
+} EK_FN(ek_plane_job);
+
+static void EK_FN(ek_channel_affine_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_plane_job) *j = (const EK_FN(ek_plane_job) *)ctx;
+    ptrdiff_t pl, p0, p1;
+    (void)worker;
+    ek_tile_span(t, j->ntiles, j->planes, &p0, &p1);
+    for (pl = p0; pl < p1; pl++) {
+        const ptrdiff_t c = pl % j->C, inner = j->inner;
+        const float s = j->scale ? j->scale[c] : 1.0f, b = j->shift ? j->shift[c] : 0.0f;
+        const float *xs = j->x + pl * inner;
+        float *ys = j->y + pl * inner;
+        ptrdiff_t i;
+        for (i = 0; i < inner; i++) ys[i] = xs[i] * s + b;
+        EK_FN(ek_act_inplace)(ys, inner, j->act, j->p0, j->p1);
+    }
+}
+
+/* Runs `tile` over the (outer * C) planes of j, cut into tiles for the threads. */
+static void EK_FN(ek_planes_run)(EK_FN(ek_plane_job) *j, ptrdiff_t outer, int nthreads,
+                                 ek_tile_fn tile)
+{
+    const int threads = ek_nthreads_work(nthreads, outer * j->C, outer * j->C * j->inner);
+    j->planes = outer * j->C;
+    j->ntiles = ek_tile_count(threads, j->planes);
+    ek_parallelize(threads, j->ntiles, tile, j);
+}
+
 EK_API void EK_FN(ek_channel_affine)(const float *x, const float *scale, const float *shift,
                                      float *y, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                      int act, float p0, float p1, int nthreads)
 {
-    const ptrdiff_t planes = outer * C;
-    const int threads = ek_nthreads_work(nthreads, planes, planes * inner);
-    ptrdiff_t pl;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (pl = 0; pl < planes; pl++) {
-        const ptrdiff_t c = pl % C;
-        const float s = scale ? scale[c] : 1.0f, b = shift ? shift[c] : 0.0f;
-        const float *xs = x + pl * inner;
-        float *ys = y + pl * inner;
-        ptrdiff_t i;
-        for (i = 0; i < inner; i++) ys[i] = xs[i] * s + b;
-        EK_FN(ek_act_inplace)(ys, inner, act, p0, p1);
-    }
+    EK_FN(ek_plane_job) j;
+    memset(&j, 0, sizeof(j));
+    j.x = x; j.scale = scale; j.shift = shift; j.y = y; j.C = C; j.inner = inner;
+    j.act = act; j.p0 = p0; j.p1 = p1;
+    EK_FN(ek_planes_run)(&j, outer, nthreads, EK_FN(ek_channel_affine_tile));
 }
 
 /*
@@ -65,26 +99,31 @@ EK_API void EK_FN(ek_channel_affine)(const float *x, const float *scale, const f
  * nw == 1: one weight for all channels; else nw == C.  x == y allowed.
  * Preconditions: x, y have outer*C*inner floats; w has nw floats.
  */
-EK_API void EK_FN(ek_prelu)(const float *x, const float *w, ptrdiff_t nw, float *y,
-                            ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int nthreads)
+static void EK_FN(ek_prelu_tile)(void *ctx, ptrdiff_t t, int worker)
 {
-    const ptrdiff_t planes = outer * C;
-    const int threads = ek_nthreads_work(nthreads, planes, planes * inner);
-    ptrdiff_t pl;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (pl = 0; pl < planes; pl++) {
-        const float a = nw == 1 ? w[0] : w[pl % C];
-        const float *xs = x + pl * inner;
-        float *ys = y + pl * inner;
+    const EK_FN(ek_plane_job) *j = (const EK_FN(ek_plane_job) *)ctx;
+    ptrdiff_t pl, p0, p1;
+    (void)worker;
+    ek_tile_span(t, j->ntiles, j->planes, &p0, &p1);
+    for (pl = p0; pl < p1; pl++) {
+        const float a = j->nw == 1 ? j->w[0] : j->w[pl % j->C];
+        const float *xs = j->x + pl * j->inner;
+        float *ys = j->y + pl * j->inner;
         ptrdiff_t i;
-        for (i = 0; i < inner; i++) {
+        for (i = 0; i < j->inner; i++) {
             const float v = xs[i];
             ys[i] = v < 0.0f ? v * a : v;
         }
     }
+}
+
+EK_API void EK_FN(ek_prelu)(const float *x, const float *w, ptrdiff_t nw, float *y,
+                            ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int nthreads)
+{
+    EK_FN(ek_plane_job) j;
+    memset(&j, 0, sizeof(j));
+    j.x = x; j.w = w; j.nw = nw; j.y = y; j.C = C; j.inner = inner;
+    EK_FN(ek_planes_run)(&j, outer, nthreads, EK_FN(ek_prelu_tile));
 }
 
 #define EK_BIN_LOOP(EXPR)                                                              \
@@ -129,62 +168,77 @@ EK_API void EK_FN(ek_binary_row)(int op, const float *a, ptrdiff_t sa, const flo
  * Preconditions: shape[d] >= 0; for every index the offsets lie inside a and b:
  *   sum_d (shape[d]-1) * stride[d] < size of the operand (strides >= 0).
  */
+typedef struct {
+    int op, ndim;
+    const ptrdiff_t *shape, *a_strides, *b_strides;
+    const float *a, *b;
+    float *out;
+    ptrdiff_t rows, inner, rpc, ncol;
+} EK_FN(ek_binary_job);
+
+/* Work item c: a column chunk of a long row, or a group of whole short rows. */
+static void EK_FN(ek_binary_tile)(void *ctx, ptrdiff_t c, int worker)
+{
+    const EK_FN(ek_binary_job) *j = (const EK_FN(ek_binary_job) *)ctx;
+    const int ndim = j->ndim;
+    const ptrdiff_t *shape = j->shape, *as = j->a_strides, *bs = j->b_strides;
+    const ptrdiff_t inner = j->inner, sa = as[ndim - 1], sb = bs[ndim - 1];
+    const ptrdiff_t rg = c / j->ncol, cc = c % j->ncol;
+    const ptrdiff_t r0 = rg * j->rpc, r1 = EK_MIN(j->rows, r0 + j->rpc);
+    const ptrdiff_t j0 = cc * EK_ELT_CHUNK;
+    const ptrdiff_t nj = j->ncol == 1 ? inner : EK_MIN(EK_ELT_CHUNK, inner - j0);
+    ptrdiff_t idx[EK_BIN_MAXDIM];
+    ptrdiff_t offa = 0, offb = 0, r, rem = r0;
+    int k;
+    (void)worker;
+    /* multi-index of row r0 over dims 0..ndim-2 */
+    for (k = ndim - 2; k >= 0; k--) {
+        idx[k] = rem % shape[k];
+        rem /= shape[k];
+        offa += idx[k] * as[k];
+        offb += idx[k] * bs[k];
+    }
+    for (r = r0; r < r1; r++) {
+        EK_FN(ek_binary_row)(j->op, j->a + offa + j0 * sa, sa, j->b + offb + j0 * sb, sb,
+                             j->out + r * inner + j0, nj);
+        /* increment the multi-index */
+        for (k = ndim - 2; k >= 0; k--) {
+            idx[k]++;
+            offa += as[k];
+            offb += bs[k];
+            if (idx[k] < shape[k]) break;
+            offa -= idx[k] * as[k];
+            offb -= idx[k] * bs[k];
+            idx[k] = 0;
+        }
+    }
+}
+
 EK_API void EK_FN(ek_binary_nd)(int op, int ndim, const ptrdiff_t *shape, const float *a,
                                 const ptrdiff_t *a_strides, const float *b,
                                 const ptrdiff_t *b_strides, float *out, int nthreads)
 {
-    const ptrdiff_t inner = shape[ndim - 1];
-    const ptrdiff_t sa = a_strides[ndim - 1], sb = b_strides[ndim - 1];
-    ptrdiff_t rows = 1, total, rpc, ncol, nch, c;
-    int d, threads;
-    for (d = 0; d < ndim - 1; d++) rows *= shape[d];
-    total = rows * inner;
+    EK_FN(ek_binary_job) j;
+    ptrdiff_t total, nch;
+    int d;
+    j.op = op; j.ndim = ndim; j.shape = shape; j.a = a; j.a_strides = a_strides;
+    j.b = b; j.b_strides = b_strides; j.out = out;
+    j.inner = shape[ndim - 1];
+    j.rows = 1;
+    for (d = 0; d < ndim - 1; d++) j.rows *= shape[d];
+    total = j.rows * j.inner;
     if (total <= 0) return;
     /* Work items of about EK_ELT_CHUNK elements: column chunks of long rows, or groups of
        whole short rows. */
-    if (inner >= EK_ELT_CHUNK) {
-        rpc = 1;
-        ncol = (inner + EK_ELT_CHUNK - 1) / EK_ELT_CHUNK;
+    if (j.inner >= EK_ELT_CHUNK) {
+        j.rpc = 1;
+        j.ncol = (j.inner + EK_ELT_CHUNK - 1) / EK_ELT_CHUNK;
     } else {
-        rpc = EK_ELT_CHUNK / inner;
-        ncol = 1;
+        j.rpc = EK_ELT_CHUNK / j.inner;
+        j.ncol = 1;
     }
-    nch = ((rows + rpc - 1) / rpc) * ncol;
-    threads = ek_nthreads_work(nthreads, nch, total);
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (c = 0; c < nch; c++) {
-        const ptrdiff_t rg = c / ncol, cc = c % ncol;
-        const ptrdiff_t r0 = rg * rpc, r1 = EK_MIN(rows, r0 + rpc);
-        const ptrdiff_t j0 = cc * EK_ELT_CHUNK;
-        const ptrdiff_t nj = ncol == 1 ? inner : EK_MIN(EK_ELT_CHUNK, inner - j0);
-        ptrdiff_t idx[EK_BIN_MAXDIM];
-        ptrdiff_t offa = 0, offb = 0, r, rem = r0;
-        int k;
-        /* multi-index of row r0 over dims 0..ndim-2 */
-        for (k = ndim - 2; k >= 0; k--) {
-            idx[k] = rem % shape[k];
-            rem /= shape[k];
-            offa += idx[k] * a_strides[k];
-            offb += idx[k] * b_strides[k];
-        }
-        for (r = r0; r < r1; r++) {
-            EK_FN(ek_binary_row)(op, a + offa + j0 * sa, sa, b + offb + j0 * sb, sb,
-                                 out + r * inner + j0, nj);
-            /* increment the multi-index */
-            for (k = ndim - 2; k >= 0; k--) {
-                idx[k]++;
-                offa += a_strides[k];
-                offb += b_strides[k];
-                if (idx[k] < shape[k]) break;
-                offa -= idx[k] * a_strides[k];
-                offb -= idx[k] * b_strides[k];
-                idx[k] = 0;
-            }
-        }
-    }
+    nch = ((j.rows + j.rpc - 1) / j.rpc) * j.ncol;
+    ek_parallelize(ek_nthreads_work(nthreads, nch, total), nch, EK_FN(ek_binary_tile), &j);
 }
 
 #endif /* EK_ELTWISE_ISA */

@@ -1182,9 +1182,6 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     p.threads = 1;
     if (M <= 0 || N <= 0) return p;
     if (nthreads < 1) nthreads = 1;
-#ifndef _OPENMP
-    nthreads = 1;
-#endif
     if (K <= 0 || (M < EK_GEMM_SMALL_M && !a_packed && b_mode == EK_GEMM_B_MATRIX)) {
         p.small = 1;
         p.threads = ek_nthreads(nthreads, (N + 255) / 256);
@@ -1404,50 +1401,52 @@ EK_INLINE void EK_FN(ek_small_store)(const ek_gemm_args *g, ptrdiff_t i, ptrdiff
     EK_FN(ek_act_inplace)(c, n, g->act, g->p0, g->p1);
 }
 
+/* Column chunk t (EK_GEMM_SMALL_CH columns) of ek_gemm_small. */
+#define EK_GEMM_SMALL_CH 256
+static void EK_FN(ek_gemm_small_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    enum { CH = EK_GEMM_SMALL_CH };
+    const ek_gemm_args *g = (const ek_gemm_args *)ctx;
+    const ptrdiff_t M = g->M, N = g->N, K = g->K;
+    const int gemv = K > 0 && g->trans_b && !g->trans_a && M <= 3;
+    const ptrdiff_t j0 = t * CH, n = EK_MIN(CH, N - j0);
+    const float *A = g->A, *B = g->B;
+    const ptrdiff_t lda = g->lda, ldb = g->ldb;
+    ptrdiff_t i, j, k;
+    (void)worker;
+    if (gemv) {
+        float accm[3][CH];
+        EK_FN(ek_gemv_t_block)(M, n, K, A, lda, B + j0 * ldb, ldb, &accm[0][0], CH);
+        for (i = 0; i < M; i++) EK_FN(ek_small_store)(g, i, j0, n, accm[i]);
+        return;
+    }
+    for (i = 0; i < M; i++) {
+        float acc[CH];
+        for (j = 0; j < n; j++) acc[j] = 0.0f;
+        if (K > 0 && !g->trans_b) {
+            for (k = 0; k < K; k++) {
+                const float a = g->trans_a ? A[k * lda + i] : A[i * lda + k];
+                const float *EK_RESTRICT b = B + k * ldb + j0;
+                for (j = 0; j < n; j++) acc[j] += a * b[j];
+            }
+        } else if (K > 0) {
+            for (j = 0; j < n; j++) {
+                const float *EK_RESTRICT b = B + (j0 + j) * ldb;
+                float s = 0.0f;
+                for (k = 0; k < K; k++)
+                    s += (g->trans_a ? A[k * lda + i] : A[i * lda + k]) * b[k];
+                acc[j] = s;
+            }
+        }
+        EK_FN(ek_small_store)(g, i, j0, n, acc);
+    }
+}
+
 /* K == 0 (C = act([C] + bias + R)) and the unpacked streaming path for tiny M (< 4). */
 EK_API void EK_FN(ek_gemm_small)(const ek_gemm_args *g, int threads)
 {
-    enum { CH = 256 };
-    const ptrdiff_t M = g->M, N = g->N, K = g->K;
-    const ptrdiff_t nch = (N + CH - 1) / CH;
-    const int gemv = K > 0 && g->trans_b && !g->trans_a && M <= 3;
-    ptrdiff_t t;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(dynamic, 1) if (threads > 1)
-#endif
-    for (t = 0; t < nch; t++) {
-        const ptrdiff_t j0 = t * CH, n = EK_MIN(CH, N - j0);
-        const float *A = g->A, *B = g->B;
-        const ptrdiff_t lda = g->lda, ldb = g->ldb;
-        ptrdiff_t i, j, k;
-        if (gemv) {
-            float accm[3][CH];
-            EK_FN(ek_gemv_t_block)(M, n, K, A, lda, B + j0 * ldb, ldb, &accm[0][0], CH);
-            for (i = 0; i < M; i++) EK_FN(ek_small_store)(g, i, j0, n, accm[i]);
-            continue;
-        }
-        for (i = 0; i < M; i++) {
-            float acc[CH];
-            for (j = 0; j < n; j++) acc[j] = 0.0f;
-            if (K > 0 && !g->trans_b) {
-                for (k = 0; k < K; k++) {
-                    const float a = g->trans_a ? A[k * lda + i] : A[i * lda + k];
-                    const float *EK_RESTRICT b = B + k * ldb + j0;
-                    for (j = 0; j < n; j++) acc[j] += a * b[j];
-                }
-            } else if (K > 0) {
-                for (j = 0; j < n; j++) {
-                    const float *EK_RESTRICT b = B + (j0 + j) * ldb;
-                    float s = 0.0f;
-                    for (k = 0; k < K; k++)
-                        s += (g->trans_a ? A[k * lda + i] : A[i * lda + k]) * b[k];
-                    acc[j] = s;
-                }
-            }
-            EK_FN(ek_small_store)(g, i, j0, n, acc);
-        }
-    }
+    const ptrdiff_t nch = (g->N + EK_GEMM_SMALL_CH - 1) / EK_GEMM_SMALL_CH;
+    ek_parallelize(threads, nch, EK_FN(ek_gemm_small_tile), (void *)g);
 }
 #undef EK_GV_VW
 
@@ -1498,137 +1497,161 @@ static void EK_FN(ek_gemm_direct_block)(const ek_gemm_args *g, ptrdiff_t mc, ptr
 }
 #endif
 
+/* One ek_gemm_run call, shared by its tile functions. */
+typedef struct {
+    const ek_gemm_args *g;
+    EK_FN(ek_gemm_plan_t) p;
+    const float *bias, *Apk, *Bpk;
+    float *ws, *pre;
+    ptrdiff_t a_sz, per, Np, nkb;
+    int bias_mode, direct_b;
+} EK_FN(ek_gemm_job);
+
+/* Task t of the B prefill: K block t % nkb of N block t / nkb, packed (or im2col-filled)
+   once into the shared buffer. */
+static void EK_FN(ek_gemm_prefill_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_gemm_job) *job = (const EK_FN(ek_gemm_job) *)ctx;
+    const ek_gemm_args *g = job->g;
+    const EK_FN(ek_gemm_plan_t) p = job->p;
+    const ptrdiff_t K = g->K, N = g->N, Np = job->Np, nkb = job->nkb;
+    const ptrdiff_t k0 = (t % nkb) * p.kc, j0 = (t / nkb) * p.nc;
+    const ptrdiff_t kc = EK_MIN(p.kc, K - k0), nc = EK_MIN(p.nc, N - j0);
+    float *dst = job->pre + k0 * Np + (j0 / EK_GEMM_NR) * kc * EK_GEMM_NR;
+    if (g->fill_b) {
+        g->fill_b(g->fill_ctx, k0, kc, j0, nc, dst);
+    } else {
+        const float *b_blk = g->trans_b ? g->B + j0 * g->ldb + k0
+                                        : g->B + k0 * g->ldb + j0;
+        EK_FN(ek_gemm_pack_b_blk)(kc, nc, b_blk, g->ldb, g->trans_b, dst,
+                                  kc * EK_GEMM_NR);
+    }
+    (void)worker;
+}
+
+/* Task t: the mc x nc block (t % mt, t / mt) of C over all of K (N-major: the M blocks of
+   one N block run back to back and share its B). */
+static void EK_FN(ek_gemm_block_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_gemm_job) *job = (const EK_FN(ek_gemm_job) *)ctx;
+    const ek_gemm_args *g = job->g;
+    const EK_FN(ek_gemm_plan_t) p = job->p;
+    const ptrdiff_t M = g->M, N = g->N, K = g->K;
+    const float *bias = job->bias;
+    const int bias_mode = job->bias_mode;
+    const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
+    const ptrdiff_t ib = t % p.mt, jb = t / p.mt;   /* N-major: M blocks share B */
+    const ptrdiff_t i0 = ib * p.mc, j0 = jb * p.nc;
+    const ptrdiff_t mc = EK_MIN(p.mc, M - i0), nc = EK_MIN(p.nc, N - j0);
+    float *ap = job->ws ? job->ws + (ptrdiff_t)worker * job->per : NULL;
+    float *bp = ap ? ap + job->a_sz : NULL;
+    ek_gemm_epi e;
+    ptrdiff_t k0, ir, jr;
+    e.act = g->act;
+    e.p0 = g->p0;
+    e.p1 = g->p1;
+    e.ldr = g->ldr;
+    for (k0 = 0; k0 < K; k0 += p.kc) {
+        const ptrdiff_t kc = EK_MIN(p.kc, K - k0);
+        const int first = (k0 == 0), last = (k0 + kc >= K);
+        const int load_c = !first || g->accumulate;
+        const float *abase, *bbase;
+        ptrdiff_t aps, bps;
+        if (g->a_packed) {
+            abase = job->Apk + (i0 / p.mr) * K * MR + k0 * MR;
+            aps = K * MR;
+        } else {
+            const float *a_blk = g->trans_a ? g->A + k0 * g->lda + i0
+                                            : g->A + i0 * g->lda + k0;
+            EK_FN(ek_gemm_pack_a_blk)(mc, kc, a_blk, g->lda, g->trans_a, ap, kc * MR,
+                                      p.mr);
+            abase = ap;
+            aps = kc * MR;
+        }
+#if EK_ISA_LEVEL >= 2
+        if (job->direct_b) {
+            EK_FN(ek_gemm_direct_block)(g, mc, nc, kc, i0, j0, k0, abase, aps, p.mr, bp,
+                                        load_c, last,
+                                        bias_mode == EK_BIAS_ROW ? bias : NULL, &e);
+            continue;
+        }
+#endif
+        if (g->b_packed) {
+            bbase = job->Bpk + (j0 / NR) * K * NR + k0 * NR;
+            bps = K * NR;
+        } else if (p.prefill) {
+            bbase = job->pre + k0 * job->Np + (j0 / NR) * kc * NR;
+            bps = kc * NR;
+        } else if (g->fill_b) {
+            g->fill_b(g->fill_ctx, k0, kc, j0, nc, bp);
+            bbase = bp;
+            bps = kc * NR;
+        } else {
+            const float *b_blk = g->trans_b ? g->B + j0 * g->ldb + k0
+                                            : g->B + k0 * g->ldb + j0;
+            EK_FN(ek_gemm_pack_b_blk)(kc, nc, b_blk, g->ldb, g->trans_b, bp, kc * NR);
+            bbase = bp;
+            bps = kc * NR;
+        }
+        for (ir = 0; ir < mc; ir += p.mr) {
+            const ptrdiff_t m = EK_MIN(p.mr, mc - ir);
+            const float *a = abase + (ir / p.mr) * aps;
+            e.rb = (last && bias_mode == EK_BIAS_ROW) ? bias + i0 + ir : NULL;
+            for (jr = 0; jr < nc; jr += NR) {
+                const ptrdiff_t n = EK_MIN(NR, nc - jr);
+                float *c = g->C + (i0 + ir) * g->ldc + j0 + jr;
+                e.cb = (last && bias_mode == EK_BIAS_COL) ? bias + j0 + jr : NULL;
+                e.R = (last && g->R) ? g->R + (i0 + ir) * g->ldr + j0 + jr : NULL;
+                EK_FN(ek_gemm_tile)(m, n, kc, a, bbase + (jr / NR) * bps, c, g->ldc, load_c,
+                                    last, &e);
+            }
+        }
+    }
+}
+
 EK_API void EK_FN(ek_gemm_run)(const ek_gemm_args *g, float *work, int nthreads)
 {
+    EK_FN(ek_gemm_job) job;
     EK_FN(ek_gemm_plan_t) p;
-    ptrdiff_t ntasks, t, a_sz, b_sz, per;
+    ptrdiff_t b_sz;
     const ptrdiff_t M = g->M, N = g->N, K = g->K;
-    const float *bias = g->bias_mode != EK_BIAS_NONE ? g->bias : NULL;
-    const int bias_mode = bias ? g->bias_mode : EK_BIAS_NONE;
-    const float *Apk = g->a_packed ? ek_align64((float *)g->A) : NULL;
-    const float *Bpk = g->b_packed ? ek_align64((float *)g->B) : NULL;
-    const ptrdiff_t Np = (N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR;
-    float *ws, *pre = NULL;
-#if EK_ISA_LEVEL >= 2
-    int direct_b;
-#endif
     if (M <= 0 || N <= 0) return;
+    memset(&job, 0, sizeof(job));
+    job.g = g;
+    job.bias = g->bias_mode != EK_BIAS_NONE ? g->bias : NULL;
+    job.bias_mode = job.bias ? g->bias_mode : EK_BIAS_NONE;
+    job.Apk = g->a_packed ? ek_align64((float *)g->A) : NULL;
+    job.Bpk = g->b_packed ? ek_align64((float *)g->B) : NULL;
+    job.Np = (N + EK_GEMM_NR - 1) / EK_GEMM_NR * EK_GEMM_NR;
     p = EK_FN(ek_gemm_plan)(M, N, K, g->a_packed,
                             g->b_packed ? EK_GEMM_B_PACKED
                                         : g->fill_b ? EK_GEMM_B_FILL : EK_GEMM_B_MATRIX,
                             nthreads);
     if (p.small) {
         ek_gemm_args h = *g;
-        h.bias = bias;
-        h.bias_mode = bias_mode;
+        h.bias = job.bias;
+        h.bias_mode = job.bias_mode;
         EK_FN(ek_gemm_small)(&h, p.threads);
         return;
     }
-    ntasks = p.mt * p.nt;
+    job.p = p;
 #if EK_ISA_LEVEL >= 2
     /* few row tiles per block (M <= 42): reading B in place beats packing it (M = 16..32
        pointwise convs at 1 thread: 15-25 % faster; from M = 96 on packing wins) */
-    direct_b = !g->b_packed && !g->fill_b && !g->trans_b && p.mc <= 3 * EK_GEMM_MR;
+    job.direct_b = !g->b_packed && !g->fill_b && !g->trans_b && p.mc <= 3 * EK_GEMM_MR;
 #endif
-    a_sz = g->a_packed ? 0 : EK_ROUND16(p.mc / p.mr * EK_GEMM_MR * p.kc);
+    job.a_sz = g->a_packed ? 0 : EK_ROUND16(p.mc / p.mr * EK_GEMM_MR * p.kc);
     b_sz = g->b_packed || p.prefill ? 0 : EK_ROUND16(p.kc * p.nc);
-    per = a_sz + b_sz;
-    ws = per || p.prefill ? ek_align64(work) : NULL;
+    job.per = job.a_sz + b_sz;
+    job.ws = job.per || p.prefill ? ek_align64(work) : NULL;
     if (p.prefill) {
         /* B block (k0, j0) at pre + k0 Np + (j0 / NR) kc NR: the layout a task's own block
            would have, so the tasks below only change where they read it */
-        const ptrdiff_t nkb = (K + p.kc - 1) / p.kc;
-        pre = ws + (ptrdiff_t)p.threads * per;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
-#endif
-        for (t = 0; t < nkb * p.nt; t++) {
-            const ptrdiff_t k0 = (t % nkb) * p.kc, j0 = (t / nkb) * p.nc;
-            const ptrdiff_t kc = EK_MIN(p.kc, K - k0), nc = EK_MIN(p.nc, N - j0);
-            float *dst = pre + k0 * Np + (j0 / EK_GEMM_NR) * kc * EK_GEMM_NR;
-            if (g->fill_b) {
-                g->fill_b(g->fill_ctx, k0, kc, j0, nc, dst);
-            } else {
-                const float *b_blk = g->trans_b ? g->B + j0 * g->ldb + k0
-                                                : g->B + k0 * g->ldb + j0;
-                EK_FN(ek_gemm_pack_b_blk)(kc, nc, b_blk, g->ldb, g->trans_b, dst,
-                                          kc * EK_GEMM_NR);
-            }
-        }
+        job.nkb = (K + p.kc - 1) / p.kc;
+        job.pre = job.ws + (ptrdiff_t)p.threads * job.per;
+        ek_parallelize(p.threads, job.nkb * p.nt, EK_FN(ek_gemm_prefill_tile), &job);
     }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
-#endif
-    for (t = 0; t < ntasks; t++) {
-        const ptrdiff_t MR = EK_GEMM_MR, NR = EK_GEMM_NR;
-        const ptrdiff_t ib = t % p.mt, jb = t / p.mt;   /* N-major: M blocks share B */
-        const ptrdiff_t i0 = ib * p.mc, j0 = jb * p.nc;
-        const ptrdiff_t mc = EK_MIN(p.mc, M - i0), nc = EK_MIN(p.nc, N - j0);
-        float *ap = ws ? ws + (ptrdiff_t)ek_thread_id() * per : NULL;
-        float *bp = ap ? ap + a_sz : NULL;
-        ek_gemm_epi e;
-        ptrdiff_t k0, ir, jr;
-        e.act = g->act;
-        e.p0 = g->p0;
-        e.p1 = g->p1;
-        e.ldr = g->ldr;
-        for (k0 = 0; k0 < K; k0 += p.kc) {
-            const ptrdiff_t kc = EK_MIN(p.kc, K - k0);
-            const int first = (k0 == 0), last = (k0 + kc >= K);
-            const int load_c = !first || g->accumulate;
-            const float *abase, *bbase;
-            ptrdiff_t aps, bps;
-            if (g->a_packed) {
-                abase = Apk + (i0 / p.mr) * K * MR + k0 * MR;
-                aps = K * MR;
-            } else {
-                const float *a_blk = g->trans_a ? g->A + k0 * g->lda + i0
-                                                : g->A + i0 * g->lda + k0;
-                EK_FN(ek_gemm_pack_a_blk)(mc, kc, a_blk, g->lda, g->trans_a, ap, kc * MR,
-                                          p.mr);
-                abase = ap;
-                aps = kc * MR;
-            }
-#if EK_ISA_LEVEL >= 2
-            if (direct_b) {
-                EK_FN(ek_gemm_direct_block)(g, mc, nc, kc, i0, j0, k0, abase, aps, p.mr, bp,
-                                            load_c, last,
-                                            bias_mode == EK_BIAS_ROW ? bias : NULL, &e);
-                continue;
-            }
-#endif
-            if (g->b_packed) {
-                bbase = Bpk + (j0 / NR) * K * NR + k0 * NR;
-                bps = K * NR;
-            } else if (p.prefill) {
-                bbase = pre + k0 * Np + (j0 / NR) * kc * NR;
-                bps = kc * NR;
-            } else if (g->fill_b) {
-                g->fill_b(g->fill_ctx, k0, kc, j0, nc, bp);
-                bbase = bp;
-                bps = kc * NR;
-            } else {
-                const float *b_blk = g->trans_b ? g->B + j0 * g->ldb + k0
-                                                : g->B + k0 * g->ldb + j0;
-                EK_FN(ek_gemm_pack_b_blk)(kc, nc, b_blk, g->ldb, g->trans_b, bp, kc * NR);
-                bbase = bp;
-                bps = kc * NR;
-            }
-            for (ir = 0; ir < mc; ir += p.mr) {
-                const ptrdiff_t m = EK_MIN(p.mr, mc - ir);
-                const float *a = abase + (ir / p.mr) * aps;
-                e.rb = (last && bias_mode == EK_BIAS_ROW) ? bias + i0 + ir : NULL;
-                for (jr = 0; jr < nc; jr += NR) {
-                    const ptrdiff_t n = EK_MIN(NR, nc - jr);
-                    float *c = g->C + (i0 + ir) * g->ldc + j0 + jr;
-                    e.cb = (last && bias_mode == EK_BIAS_COL) ? bias + j0 + jr : NULL;
-                    e.R = (last && g->R) ? g->R + (i0 + ir) * g->ldr + j0 + jr : NULL;
-                    EK_FN(ek_gemm_tile)(m, n, kc, a, bbase + (jr / NR) * bps, c, g->ldc, load_c,
-                                        last, &e);
-                }
-            }
-        }
-    }
+    ek_parallelize(p.threads, p.mt * p.nt, EK_FN(ek_gemm_block_tile), &job);
 }
 
 /*

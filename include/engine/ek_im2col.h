@@ -11,29 +11,25 @@
 #ifndef EK_IM2COL_ISA
 #define EK_IM2COL_ISA
 
-/*
- * col[r][p] for r = ((c * KD + kd) * KH + kh) * KW + kw, p = (od * OH + oh) * OW + ow:
- *     x[c][od*sd - pd + kd*dd][oh*sh - ph + kh*dh][ow*sw - pw + kw*dw], 0 outside the input.
- * Preconditions: x has C * D * H * W floats; col has C * KD*KH*KW * OD*OH*OW floats;
- * every size >= 1 (C >= 0), strides and dilations >= 1.
- */
-EK_API void EK_FN(ek_im2col3d)(const float *EK_RESTRICT x, ptrdiff_t C, const ek_geom3 *g,
-                               float *EK_RESTRICT col, int nthreads)
+typedef struct {
+    const float *x;
+    float *out;
+    ptrdiff_t C;
+    const ek_geom3 *g;
+} EK_FN(ek_im2col_args);
+
+static void EK_FN(ek_im2col3d_rows)(const void *args, ptrdiff_t r0, ptrdiff_t r1)
 {
+    const EK_FN(ek_im2col_args) *a = (const EK_FN(ek_im2col_args) *)args;
+    const ek_geom3 *g = a->g;
     const ptrdiff_t kvol = g->KD * g->KH * g->KW;
-    const ptrdiff_t rows = C * kvol;
     const ptrdiff_t L = g->OD * g->OH * g->OW;
-    const int threads = ek_nthreads_work(nthreads, rows, rows * L);
     ptrdiff_t r;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (r = 0; r < rows; r++) {
+    for (r = r0; r < r1; r++) {
         const ptrdiff_t c = r / kvol, t = r % kvol;
         const ptrdiff_t kd = t / (g->KH * g->KW), kh = (t / g->KW) % g->KH, kw = t % g->KW;
-        const float *xc = x + c * g->D * g->H * g->W;
-        float *dst = col + r * L;
+        const float *xc = a->x + c * g->D * g->H * g->W;
+        float *dst = a->out + r * L;
         const ptrdiff_t offd = kd * g->dd - g->pd, offh = kh * g->dh - g->ph;
         const ptrdiff_t offw = kw * g->dw - g->pw;
         ptrdiff_t wlo, whi, od, oh, ow;
@@ -64,6 +60,23 @@ EK_API void EK_FN(ek_im2col3d)(const float *EK_RESTRICT x, ptrdiff_t C, const ek
             }
         }
     }
+}
+
+/*
+ * col[r][p] for r = ((c * KD + kd) * KH + kh) * KW + kw, p = (od * OH + oh) * OW + ow:
+ *     x[c][od*sd - pd + kd*dd][oh*sh - ph + kh*dh][ow*sw - pw + kw*dw], 0 outside the input.
+ * Preconditions: x has C * D * H * W floats; col has C * KD*KH*KW * OD*OH*OW floats;
+ * every size >= 1 (C >= 0), strides and dilations >= 1.
+ */
+EK_API void EK_FN(ek_im2col3d)(const float *EK_RESTRICT x, ptrdiff_t C, const ek_geom3 *g,
+                               float *EK_RESTRICT col, int nthreads)
+{
+    const ptrdiff_t rows = C * g->KD * g->KH * g->KW;
+    const ptrdiff_t L = g->OD * g->OH * g->OW;
+    EK_FN(ek_im2col_args) a;
+    a.x = x; a.out = col; a.C = C; a.g = g;
+    ek_parallel_rows(ek_nthreads_work(nthreads, rows, rows * L), rows,
+                     EK_FN(ek_im2col3d_rows), &a);
 }
 
 /*
@@ -113,21 +126,15 @@ EK_INLINE ptrdiff_t EK_FN(ek_im2col_pad_size)(ptrdiff_t C, const ek_geom3 *g)
     return ek_szround16(ek_szmul(ek_szmul(ek_szmul(C, Dp), Hp), Wp));
 }
 
-/* Copy C channels of x (C x D x H x W) into xp (C x Dp x Hp x Wp), zero outside. */
-EK_API void EK_FN(ek_im2col_pad)(const float *EK_RESTRICT x, ptrdiff_t C, const ek_geom3 *g,
-                                 float *EK_RESTRICT xp, int nthreads)
+static void EK_FN(ek_im2col_pad_rows)(const void *args, ptrdiff_t c0, ptrdiff_t c1)
 {
+    const EK_FN(ek_im2col_args) *a = (const EK_FN(ek_im2col_args) *)args;
+    const ek_geom3 *g = a->g;
     ptrdiff_t Dp, Hp, Wp, c;
-    int threads;
     EK_FN(ek_im2col_padded_dims)(g, &Dp, &Hp, &Wp);
-    threads = ek_nthreads_work(nthreads, C, ek_mul_sat(ek_mul_sat(C * Dp, Hp), Wp));
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (c = 0; c < C; c++) {
-        float *dst = xp + c * Dp * Hp * Wp;
-        const float *src = x + c * g->D * g->H * g->W;
+    for (c = c0; c < c1; c++) {
+        float *dst = a->out + c * Dp * Hp * Wp;
+        const float *src = a->x + c * g->D * g->H * g->W;
         const ptrdiff_t w0 = EK_MIN(g->pw, Wp), wn = EK_MAX(0, EK_MIN(g->W, Wp - g->pw));
         ptrdiff_t d, h, i;
         for (d = 0; d < Dp; d++) {
@@ -144,6 +151,18 @@ EK_API void EK_FN(ek_im2col_pad)(const float *EK_RESTRICT x, ptrdiff_t C, const 
             }
         }
     }
+}
+
+/* Copy C channels of x (C x D x H x W) into xp (C x Dp x Hp x Wp), zero outside. */
+EK_API void EK_FN(ek_im2col_pad)(const float *EK_RESTRICT x, ptrdiff_t C, const ek_geom3 *g,
+                                 float *EK_RESTRICT xp, int nthreads)
+{
+    ptrdiff_t Dp, Hp, Wp;
+    EK_FN(ek_im2col_args) a;
+    EK_FN(ek_im2col_padded_dims)(g, &Dp, &Hp, &Wp);
+    a.x = x; a.out = xp; a.C = C; a.g = g;
+    ek_parallel_rows(ek_nthreads_work(nthreads, C, ek_mul_sat(ek_mul_sat(C * Dp, Hp), Wp)), C,
+                     EK_FN(ek_im2col_pad_rows), &a);
 }
 
 /* lanes [l0, l1) of a virtual packed row (panel p at row + p * ps) = 0 */

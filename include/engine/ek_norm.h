@@ -34,26 +34,40 @@ EK_INLINE void EK_FN(ek_moments)(const float *x, ptrdiff_t n, double eps, double
  * gamma / beta may be NULL (1 / 0).  instance_norm is groups == C.  x == y allowed.
  * Preconditions: groups >= 1 divides C; x, y have N*C*inner floats; gamma, beta C floats.
  */
-EK_API void EK_FN(ek_group_norm)(const float *x, const float *gamma, const float *beta,
-                                 float *y, ptrdiff_t N, ptrdiff_t C, ptrdiff_t inner,
-                                 ptrdiff_t groups, float eps, int nthreads)
+/* Arguments of the normalisation kernels, shared by their tile functions. */
+typedef struct {
+    const float *x, *gamma, *beta;
+    float *y;
+    ptrdiff_t C, inner, groups, L, size;
+    ptrdiff_t items, ntiles, nblk;
+    float eps, alpha, beta_exp, k;
+} EK_FN(ek_norm_job);
+
+/* Cuts the job's items into tiles for the threads the work is worth and runs them. */
+static void EK_FN(ek_norm_run)(EK_FN(ek_norm_job) *j, ptrdiff_t work, int nthreads,
+                               ek_tile_fn tile)
 {
-    const ptrdiff_t Cg = C / groups;
-    const ptrdiff_t items = N * groups;
-    const int threads = ek_nthreads_work(nthreads, items, N * C * inner * 3);
-    ptrdiff_t it;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (it = 0; it < items; it++) {
+    const int threads = ek_nthreads_work(nthreads, j->items, work);
+    j->ntiles = ek_tile_count(threads, j->items);
+    ek_parallelize(threads, j->ntiles, tile, j);
+}
+
+static void EK_FN(ek_group_norm_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_norm_job) *jb = (const EK_FN(ek_norm_job) *)ctx;
+    const ptrdiff_t groups = jb->groups, inner = jb->inner, Cg = jb->C / groups;
+    const float *gamma = jb->gamma, *beta = jb->beta;
+    ptrdiff_t it, i0, i1;
+    (void)worker;
+    ek_tile_span(t, jb->ntiles, jb->items, &i0, &i1);
+    for (it = i0; it < i1; it++) {
         const ptrdiff_t g = it % groups;
-        const float *xs = x + it * Cg * inner;
-        float *ys = y + it * Cg * inner;
+        const float *xs = jb->x + it * Cg * inner;
+        float *ys = jb->y + it * Cg * inner;
         double mean, rstd;
         ptrdiff_t j, i;
         float mh, ml;
-        EK_FN(ek_moments)(xs, Cg * inner, (double)eps, &mean, &rstd);
+        EK_FN(ek_moments)(xs, Cg * inner, (double)jb->eps, &mean, &rstd);
         /* mean split in two floats: (x - mh) - ml keeps the centring accurate in float
            even when |mean| >> std. */
         mh = (float)mean;
@@ -70,28 +84,38 @@ EK_API void EK_FN(ek_group_norm)(const float *x, const float *gamma, const float
 }
 
 /*
- * Layer normalisation over the trailing L elements of each of `rows` rows:
- *     y[r][l] = (x[r][l] - mean_r) * rstd_r * gamma[l] + beta[l]
- * gamma / beta may be NULL.  x == y allowed.
- * Preconditions: x, y have rows*L floats; gamma, beta have L floats.
+ * Group normalisation of x viewed as (N, C, inner) with C split into `groups` contiguous
+ * groups of C/groups channels; statistics over each (n, group) = (C/groups) * inner values:
+ *     y[n][c][i] = (x[n][c][i] - mean) * rstd * gamma[c] + beta[c]
+ * gamma / beta may be NULL (1 / 0).  instance_norm is groups == C.  x == y allowed.
+ * Preconditions: groups >= 1 divides C; x, y have N*C*inner floats; gamma, beta C floats.
  */
-EK_API void EK_FN(ek_layer_norm)(const float *x, const float *gamma, const float *beta,
-                                 float *y, ptrdiff_t rows, ptrdiff_t L, float eps,
-                                 int nthreads)
+EK_API void EK_FN(ek_group_norm)(const float *x, const float *gamma, const float *beta,
+                                 float *y, ptrdiff_t N, ptrdiff_t C, ptrdiff_t inner,
+                                 ptrdiff_t groups, float eps, int nthreads)
 {
-    const int threads = ek_nthreads_work(nthreads, rows, rows * L * 3);
-    ptrdiff_t r;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (r = 0; r < rows; r++) {
-        const float *xs = x + r * L;
-        float *ys = y + r * L;
+    EK_FN(ek_norm_job) j;
+    memset(&j, 0, sizeof(j));
+    j.x = x; j.gamma = gamma; j.beta = beta; j.y = y; j.C = C; j.inner = inner;
+    j.groups = groups; j.eps = eps; j.items = N * groups;
+    EK_FN(ek_norm_run)(&j, N * C * inner * 3, nthreads, EK_FN(ek_group_norm_tile));
+}
+
+static void EK_FN(ek_layer_norm_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_norm_job) *j = (const EK_FN(ek_norm_job) *)ctx;
+    const ptrdiff_t L = j->L;
+    const float *gamma = j->gamma, *beta = j->beta;
+    ptrdiff_t r, r0, r1;
+    (void)worker;
+    ek_tile_span(t, j->ntiles, j->items, &r0, &r1);
+    for (r = r0; r < r1; r++) {
+        const float *xs = j->x + r * L;
+        float *ys = j->y + r * L;
         double mean, rstd;
         float mh, ml, s;
         ptrdiff_t l;
-        EK_FN(ek_moments)(xs, L, (double)eps, &mean, &rstd);
+        EK_FN(ek_moments)(xs, L, (double)j->eps, &mean, &rstd);
         mh = (float)mean;
         ml = (float)(mean - (double)mh);
         s = (float)rstd;
@@ -106,32 +130,37 @@ EK_API void EK_FN(ek_layer_norm)(const float *x, const float *gamma, const float
     }
 }
 
+/*
+ * Layer normalisation over the trailing L elements of each of `rows` rows:
+ *     y[r][l] = (x[r][l] - mean_r) * rstd_r * gamma[l] + beta[l]
+ * gamma / beta may be NULL.  x == y allowed.
+ * Preconditions: x, y have rows*L floats; gamma, beta have L floats.
+ */
+EK_API void EK_FN(ek_layer_norm)(const float *x, const float *gamma, const float *beta,
+                                 float *y, ptrdiff_t rows, ptrdiff_t L, float eps,
+                                 int nthreads)
+{
+    EK_FN(ek_norm_job) j;
+    memset(&j, 0, sizeof(j));
+    j.x = x; j.gamma = gamma; j.beta = beta; j.y = y; j.L = L; j.eps = eps; j.items = rows;
+    EK_FN(ek_norm_run)(&j, rows * L * 3, nthreads, EK_FN(ek_layer_norm_tile));
+}
+
 #define EK_LRN_BLOCK 256
 
-/*
- * Local response normalisation across channels of x viewed as (N, C, inner) (PyTorch):
- *     y = x / (k + alpha / size * sum_{c' = c - size/2 .. c + (size-1)/2, clipped} x[c']^2)^beta
- * Preconditions: size >= 1; x, y have N*C*inner floats and do not overlap.
- */
-EK_API void EK_FN(ek_lrn)(const float *EK_RESTRICT x, float *EK_RESTRICT y, ptrdiff_t N,
-                          ptrdiff_t C, ptrdiff_t inner, ptrdiff_t size, float alpha,
-                          float beta, float k, int nthreads)
+static void EK_FN(ek_lrn_tile)(void *ctx, ptrdiff_t t, int worker)
 {
-    const ptrdiff_t nblk = (inner + EK_LRN_BLOCK - 1) / EK_LRN_BLOCK;
-    const ptrdiff_t items = N * nblk;
-    const int threads = ek_nthreads_work(nthreads, items,
-                                         ek_mul_sat(N * C * inner, size + 4));
-    const float a = alpha / (float)size;
-    ptrdiff_t it;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (it = 0; it < items; it++) {
+    const EK_FN(ek_norm_job) *j = (const EK_FN(ek_norm_job) *)ctx;
+    const ptrdiff_t C = j->C, inner = j->inner, size = j->size, nblk = j->nblk;
+    const float a = j->alpha / (float)size, beta = j->beta_exp, k = j->k;
+    ptrdiff_t it, t0, t1;
+    (void)worker;
+    ek_tile_span(t, j->ntiles, j->items, &t0, &t1);
+    for (it = t0; it < t1; it++) {
         const ptrdiff_t n = it / nblk, i0 = (it % nblk) * EK_LRN_BLOCK;
         const ptrdiff_t nb = EK_MIN(EK_LRN_BLOCK, inner - i0);
-        const float *xs = x + n * C * inner + i0;
-        float *ys = y + n * C * inner + i0;
+        const float *EK_RESTRICT xs = j->x + n * C * inner + i0;
+        float *EK_RESTRICT ys = j->y + n * C * inner + i0;
         float acc[EK_LRN_BLOCK];
         ptrdiff_t c, cc, i;
         for (c = 0; c < C; c++) {
@@ -145,6 +174,25 @@ EK_API void EK_FN(ek_lrn)(const float *EK_RESTRICT x, float *EK_RESTRICT y, ptrd
                 ys[c * inner + i] = xs[c * inner + i] / powf(k + a * acc[i], beta);
         }
     }
+}
+
+/*
+ * Local response normalisation across channels of x viewed as (N, C, inner) (PyTorch):
+ *     y = x / (k + alpha / size * sum_{c' = c - size/2 .. c + (size-1)/2, clipped} x[c']^2)^beta
+ * Preconditions: size >= 1; x, y have N*C*inner floats and do not overlap.
+ */
+EK_API void EK_FN(ek_lrn)(const float *EK_RESTRICT x, float *EK_RESTRICT y, ptrdiff_t N,
+                          ptrdiff_t C, ptrdiff_t inner, ptrdiff_t size, float alpha,
+                          float beta, float k, int nthreads)
+{
+    EK_FN(ek_norm_job) j;
+    memset(&j, 0, sizeof(j));
+    j.x = x; j.y = y; j.C = C; j.inner = inner; j.size = size; j.alpha = alpha;
+    j.beta_exp = beta; j.k = k;
+    j.nblk = (inner + EK_LRN_BLOCK - 1) / EK_LRN_BLOCK;
+    j.items = N * j.nblk;
+    EK_FN(ek_norm_run)(&j, ek_mul_sat(N * C * inner, size + 4), nthreads,
+                       EK_FN(ek_lrn_tile));
 }
 
 #endif /* EK_NORM_ISA */

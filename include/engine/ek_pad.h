@@ -36,42 +36,41 @@ EK_INLINE ptrdiff_t EK_FN(ek_pad_src)(ptrdiff_t o, ptrdiff_t pb, ptrdiff_t n, in
  * Preconditions: 1 <= ndim <= 6; in_shape[d] >= 1 (when the output is non-empty);
  * out_shape[d] >= 0; x and y sizes are the products of the shapes; no overlap.
  */
-EK_API void EK_FN(ek_pad_nd)(const float *EK_RESTRICT x, float *EK_RESTRICT y, int ndim,
-                             const ptrdiff_t *in_shape, const ptrdiff_t *out_shape,
-                             const ptrdiff_t *pad_begin, int mode, float value, int nthreads)
+typedef struct {
+    const float *x;
+    float *y;
+    int ndim, mode;
+    const ptrdiff_t *in_shape, *out_shape, *pad_begin;
+    float value;
+    ptrdiff_t lo, hi;       /* interior of the last dim: output [lo, hi) copies input */
+} EK_FN(ek_pad_args);
+
+static void EK_FN(ek_pad_rows)(const void *args, ptrdiff_t r0, ptrdiff_t r1)
 {
-    const ptrdiff_t OW = out_shape[ndim - 1], W = in_shape[ndim - 1];
-    const ptrdiff_t pb = pad_begin[ndim - 1];
-    ptrdiff_t rows = 1, r, lo, hi;
-    int d, threads;
-    for (d = 0; d < ndim - 1; d++) rows *= out_shape[d];
-    if (rows <= 0 || OW <= 0) return;
-    /* interior of the last dim: output [lo, hi) copies input [lo - pb, hi - pb) */
-    lo = EK_MAX(0, EK_MIN(OW, pb));
-    hi = EK_MAX(lo, EK_MIN(OW, pb + W));
-    threads = ek_nthreads_work(nthreads, rows, rows * OW);
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (r = 0; r < rows; r++) {
-        float *dst = y + r * OW;
+    const EK_FN(ek_pad_args) *a = (const EK_FN(ek_pad_args) *)args;
+    const int ndim = a->ndim, mode = a->mode;
+    const ptrdiff_t OW = a->out_shape[ndim - 1], W = a->in_shape[ndim - 1];
+    const ptrdiff_t pb = a->pad_begin[ndim - 1], lo = a->lo, hi = a->hi;
+    const float value = a->value;
+    ptrdiff_t r;
+    for (r = r0; r < r1; r++) {
+        float *dst = a->y + r * OW;
         ptrdiff_t rem = r, off = 0, stride = W, o;
         int k, fill = 0;
         for (k = ndim - 2; k >= 0; k--) {
-            const ptrdiff_t ok = rem % out_shape[k];
-            const ptrdiff_t s = EK_FN(ek_pad_src)(ok, pad_begin[k], in_shape[k], mode);
-            rem /= out_shape[k];
+            const ptrdiff_t ok = rem % a->out_shape[k];
+            const ptrdiff_t s = EK_FN(ek_pad_src)(ok, a->pad_begin[k], a->in_shape[k], mode);
+            rem /= a->out_shape[k];
             if (s < 0) { fill = 1; break; }
             off += s * stride;
-            stride *= in_shape[k];
+            stride *= a->in_shape[k];
         }
         if (fill) {
             for (o = 0; o < OW; o++) dst[o] = value;
             continue;
         }
         {
-            const float *src = x + off;
+            const float *src = a->x + off;
             for (o = 0; o < lo; o++) {
                 const ptrdiff_t s = EK_FN(ek_pad_src)(o, pb, W, mode);
                 dst[o] = s < 0 ? value : src[s];
@@ -83,6 +82,24 @@ EK_API void EK_FN(ek_pad_nd)(const float *EK_RESTRICT x, float *EK_RESTRICT y, i
             }
         }
     }
+}
+
+EK_API void EK_FN(ek_pad_nd)(const float *EK_RESTRICT x, float *EK_RESTRICT y, int ndim,
+                             const ptrdiff_t *in_shape, const ptrdiff_t *out_shape,
+                             const ptrdiff_t *pad_begin, int mode, float value, int nthreads)
+{
+    const ptrdiff_t OW = out_shape[ndim - 1], W = in_shape[ndim - 1];
+    const ptrdiff_t pb = pad_begin[ndim - 1];
+    ptrdiff_t rows = 1;
+    EK_FN(ek_pad_args) a;
+    int d;
+    for (d = 0; d < ndim - 1; d++) rows *= out_shape[d];
+    if (rows <= 0 || OW <= 0) return;
+    a.x = x; a.y = y; a.ndim = ndim; a.mode = mode; a.in_shape = in_shape;
+    a.out_shape = out_shape; a.pad_begin = pad_begin; a.value = value;
+    a.lo = EK_MAX(0, EK_MIN(OW, pb));
+    a.hi = EK_MAX(a.lo, EK_MIN(OW, pb + W));
+    ek_parallel_rows(ek_nthreads_work(nthreads, rows, rows * OW), rows, EK_FN(ek_pad_rows), &a);
 }
 
 #endif /* EK_PAD_ISA */

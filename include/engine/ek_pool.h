@@ -175,60 +175,68 @@ EK_INLINE void EK_FN(ek_pool_plane)(const int S, const int is_max, const float *
 EK_PL_DEF(1, 1) EK_PL_DEF(1, 0) EK_PL_DEF(2, 1) EK_PL_DEF(2, 0)
 #undef EK_PL_DEF
 
+typedef struct {
+    const float *x;
+    float *y;
+    const ek_geom3 *g;
+    float *bufs;                /* one padded plane (Hp x P) per worker */
+    ptrdiff_t planes, P, Hp, cpr, ntiles;
+    int is_max;
+} EK_FN(ek_pool_fast_job);
+
+static void EK_FN(ek_pool_fast_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_pool_fast_job) *j = (const EK_FN(ek_pool_fast_job) *)ctx;
+    const ek_geom3 *g = j->g;
+    const ptrdiff_t P = j->P, Hp = j->Hp, cpr = j->cpr;
+    const ptrdiff_t inL = g->H * g->W, L = g->OH * g->OW;
+    const float init = j->is_max ? -INFINITY : INFINITY;
+    float *xp = j->bufs + (ptrdiff_t)worker * Hp * P;
+    ptrdiff_t pl, p0, p1;
+    ek_tile_span(t, j->ntiles, j->planes, &p0, &p1);
+    for (pl = p0; pl < p1; pl++) {
+        const float *xin = j->x + pl * inL;
+        float *y = j->y + pl * L;
+        ptrdiff_t r, i;
+        for (r = 0; r < Hp; r++) {
+            float *d = xp + r * P;
+            const ptrdiff_t ih = r - g->ph;
+            if (ih < 0 || ih >= g->H) {
+                for (i = 0; i < P; i++) d[i] = init;
+                continue;
+            }
+            for (i = 0; i < g->pw; i++) d[i] = init;
+            memcpy(d + g->pw, xin + ih * g->W, (size_t)g->W * sizeof(float));
+            for (i = g->pw + g->W; i < P; i++) d[i] = init;
+        }
+        if (g->sw == 1) {
+            if (j->is_max) EK_FN(ek_pool_plane_1_1)(xp, y, g, P, cpr);
+            else EK_FN(ek_pool_plane_1_0)(xp, y, g, P, cpr);
+        } else {
+            if (j->is_max) EK_FN(ek_pool_plane_2_1)(xp, y, g, P, cpr);
+            else EK_FN(ek_pool_plane_2_0)(xp, y, g, P, cpr);
+        }
+    }
+}
+
 /* The fast path over all planes; returns 0 (nothing done) when it does not apply or its
    buffers cannot be allocated. */
 static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const ek_geom3 *g,
                                int is_max, int nthreads)
 {
-    ptrdiff_t P, Hp, cpr, pl;
-    const ptrdiff_t inL = g->H * g->W, L = g->OH * g->OW;
-    int threads, failed = 0;
-    if (!EK_FN(ek_pool_fast_geom)(g, &P, &Hp, &cpr)) return 0;
+    EK_FN(ek_pool_fast_job) j;
+    const ptrdiff_t L = g->OH * g->OW;
+    int threads;
+    if (!EK_FN(ek_pool_fast_geom)(g, &j.P, &j.Hp, &j.cpr)) return 0;
     threads = ek_nthreads_work(nthreads, planes,
                                ek_mul_sat(ek_mul_sat(planes, L), g->KH * g->KW));
-    (void)threads;
-#ifdef _OPENMP
-#pragma omp parallel num_threads(threads) if (threads > 1)
-#endif
-    {
-        float *xp = (float *)malloc((size_t)(Hp * P) * sizeof(float));
-        const float init = is_max ? -INFINITY : INFINITY;
-        if (xp == NULL) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            failed = 1;
-        }
-#ifdef _OPENMP
-#pragma omp barrier
-#pragma omp for schedule(dynamic, 8)
-#endif
-        for (pl = 0; pl < planes; pl++) {
-            const float *xin = x + pl * inL;
-            ptrdiff_t r, i;
-            if (failed) continue;
-            for (r = 0; r < Hp; r++) {
-                float *d = xp + r * P;
-                const ptrdiff_t ih = r - g->ph;
-                if (ih < 0 || ih >= g->H) {
-                    for (i = 0; i < P; i++) d[i] = init;
-                    continue;
-                }
-                for (i = 0; i < g->pw; i++) d[i] = init;
-                memcpy(d + g->pw, xin + ih * g->W, (size_t)g->W * sizeof(float));
-                for (i = g->pw + g->W; i < P; i++) d[i] = init;
-            }
-            if (g->sw == 1) {
-                if (is_max) EK_FN(ek_pool_plane_1_1)(xp, y + pl * L, g, P, cpr);
-                else EK_FN(ek_pool_plane_1_0)(xp, y + pl * L, g, P, cpr);
-            } else {
-                if (is_max) EK_FN(ek_pool_plane_2_1)(xp, y + pl * L, g, P, cpr);
-                else EK_FN(ek_pool_plane_2_0)(xp, y + pl * L, g, P, cpr);
-            }
-        }
-        free(xp);
-    }
-    return !failed;
+    j.bufs = (float *)malloc((size_t)(threads * j.Hp * j.P) * sizeof(float));
+    if (j.bufs == NULL) return 0;
+    j.x = x; j.y = y; j.g = g; j.planes = planes; j.is_max = is_max;
+    j.ntiles = ek_tile_count(threads, planes);
+    ek_parallelize(threads, j.ntiles, EK_FN(ek_pool_fast_tile), &j);
+    free(j.bufs);
+    return 1;
 }
 #else
 static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const ek_geom3 *g,
@@ -521,6 +529,41 @@ EKP_DEF(1, 2, 1) EKP_DEF(1, 2, 0) EKP_DEF(2, 2, 1) EKP_DEF(2, 2, 0)
 EKP_DEF(1, 3, 2) EKP_DEF(2, 3, 2) EKP_DEF(1, 2, 2) EKP_DEF(2, 2, 2)
 #undef EKP_DEF
 
+typedef struct {
+    const EK_FN(ekp_ctx) *cx;
+    const float *x;
+    float *y;
+    ptrdiff_t inL, L, S, K;
+    int op;
+} EK_FN(ekp_job);
+
+static void EK_FN(ekp_rows)(const void *args, ptrdiff_t p0, ptrdiff_t p1)
+{
+    const EK_FN(ekp_job) *j = (const EK_FN(ekp_job) *)args;
+    const EK_FN(ekp_ctx) *cx = j->cx;
+    const ptrdiff_t S = j->S, K = j->K;
+    const int op = j->op;
+    ptrdiff_t pl;
+    for (pl = p0; pl < p1; pl++) {
+        const float *xin = j->x + pl * j->inL;
+        float *yp = j->y + pl * j->L;
+#define EKP_CALL(S_, K_)                                                                   \
+    do {                                                                                   \
+        if (op == 1) EK_FN(ekp_plane_##S_##_##K_##_1)(cx, xin, yp);                        \
+        else if (op == 0) EK_FN(ekp_plane_##S_##_##K_##_0)(cx, xin, yp);                   \
+        else EK_FN(ekp_plane_##S_##_##K_##_2)(cx, xin, yp);                                \
+    } while (0)
+        if (K == 3) {
+            if (S == 1) EKP_CALL(1, 3);
+            else EKP_CALL(2, 3);
+        } else {
+            if (S == 1) EKP_CALL(1, 2);
+            else EKP_CALL(2, 2);
+        }
+#undef EKP_CALL
+    }
+}
+
 /* The x86 path over all planes; 0 (nothing done) when the geometry is not one it takes.
    mode, count_include_pad, pe_h, pe_w as ek_pool3d. */
 static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_geom3 *g,
@@ -535,8 +578,8 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
     EKP_V cinv[EKP_MAXCH];
     float rinv[MAXROWS];
     unsigned char edge[EKP_MAXCH];
-    ptrdiff_t ci, t, pl, chunk;
-    int threads;
+    EK_FN(ekp_job) job;
+    ptrdiff_t ci, t;
     if (g->KD != 1 || g->OD != 1 || g->D != 1 || g->KH != K || (K != 2 && K != 3) ||
         g->sh != S || S > 2 || g->dh != 1 || g->dw != 1 || g->ph >= K || g->pw >= K)
         return 0;
@@ -580,30 +623,10 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
     cx.sm = EK_FN(ekx_mask)(0, g->OW - (cx.cpr - 1) * EKP_VW);
     cx.rinv = rinv;
     cx.cinv = cinv;
-    threads = ek_nthreads_work(nthreads, planes, planes * (inL + L));
-    chunk = EK_MAX(1, (planes + threads * 4 - 1) / (threads * 4));
-    (void)chunk;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(dynamic, chunk) if (threads > 1)
-#endif
-    for (pl = 0; pl < planes; pl++) {
-        const float *xin = x + pl * inL;
-        float *yp = y + pl * L;
-#define EKP_CALL(S_, K_)                                                                   \
-    do {                                                                                   \
-        if (op == 1) EK_FN(ekp_plane_##S_##_##K_##_1)(&cx, xin, yp);                       \
-        else if (op == 0) EK_FN(ekp_plane_##S_##_##K_##_0)(&cx, xin, yp);                  \
-        else EK_FN(ekp_plane_##S_##_##K_##_2)(&cx, xin, yp);                               \
-    } while (0)
-        if (K == 3) {
-            if (S == 1) EKP_CALL(1, 3);
-            else EKP_CALL(2, 3);
-        } else {
-            if (S == 1) EKP_CALL(1, 2);
-            else EKP_CALL(2, 2);
-        }
-#undef EKP_CALL
-    }
+    job.cx = &cx; job.x = x; job.y = y; job.inL = inL; job.L = L; job.S = S; job.K = K;
+    job.op = op;
+    ek_parallel_rows(ek_nthreads_work(nthreads, planes, planes * (inL + L)), planes,
+                     EK_FN(ekp_rows), &job);
     return 1;
 }
 #undef ekp_ld
@@ -628,58 +651,28 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
 #define EK_PLX 0
 #endif
 
-/*
- * y[p][od][oh][ow] = reduce over the window of x[p]:
- *   window taps kd < KD, kh < KH, kw < KW at input position o*s - pad_begin + k*dil;
- *   taps outside the input are skipped (max/min) or count as zeros (avg).
- * mode: EK_POOL_MAX, EK_POOL_MIN, EK_POOL_AVG.  Average divisor (PyTorch), per dim:
- *   start = o*s - pb; end = min(start + k, in + pe); size = end - start;
- *   clipped = min(end, in) - max(start, 0);
- *   divisor = product of `size` if count_include_pad else product of `clipped`.
- * Average pooling ignores dilation (it must be 1).  An empty max window yields -inf
- * (+inf for min), an empty avg window with divisor 0 yields NaN (0/0).
- * g: D/H/W input sizes, KD/KH/KW kernel, OD/OH/OW output, sd.. strides, pd.. pad begin,
- * dd.. dilation.  pe_d/pe_h/pe_w: padding at the end (avg divisor only).
- * Work: only the taps that hit the input are visited (per output row the kd / kh ranges
- * are clipped to the input, and the kw loop to the taps some output of the row reads, or,
- * when that range is much wider than the input row - a kernel far larger than the input,
- * with a large stride - each output's own clipped range), so a hostile kernel size costs
- * at most output size x input extent, never kernel-size iterations.
- * Preconditions: x has planes*D*H*W floats, y has planes*OD*OH*OW floats (no overlap);
- * the geometry passed ek_geom3_check (with pe_d, pe_h, pe_w as its pad_end).
- */
-EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
-                             ptrdiff_t planes, const ek_geom3 *g, ptrdiff_t pe_d,
-                             ptrdiff_t pe_h, ptrdiff_t pe_w, int mode, int count_include_pad,
-                             int nthreads)
+typedef struct {
+    const float *x;
+    float *y;
+    const ek_geom3 *g;
+    ptrdiff_t pe_d, pe_h, pe_w, kwlo, kwhi;
+    int mode, count_include_pad, per_output;
+} EK_FN(ek_pool3d_args);
+
+/* Output rows [r0, r1) of ek_pool3d's general path (r: plane, od, oh). */
+static void EK_FN(ek_pool3d_rows)(const void *args, ptrdiff_t r0, ptrdiff_t r1)
 {
+    const EK_FN(ek_pool3d_args) *a = (const EK_FN(ek_pool3d_args) *)args;
+    const float *EK_RESTRICT x = a->x;
+    float *EK_RESTRICT y = a->y;
+    const ek_geom3 *g = a->g;
     const ptrdiff_t inL = g->D * g->H * g->W;
-    const ptrdiff_t rows = planes * g->OD * g->OH;
-    /* (work estimate: the clipped taps, at most min(kernel, input) per dim) */
-    const ptrdiff_t taps = ek_mul_sat(ek_mul_sat(EK_MIN(g->KD, g->D), EK_MIN(g->KH, g->H)),
-                                      EK_MIN(g->KW, g->W));
-    const int threads = ek_nthreads_work(nthreads, rows,
-                                         ek_mul_sat(ek_mul_sat(rows, g->OW), taps));
-    /* kw taps some output of a row reads: kw dw - pw in [-(OW - 1) sw, W) */
-    const ptrdiff_t wspan = (g->OW - 1) * g->sw;
-    ptrdiff_t kwlo, kwhi;
-    int per_output;
+    const ptrdiff_t pe_d = a->pe_d, pe_h = a->pe_h, pe_w = a->pe_w;
+    const ptrdiff_t kwlo = a->kwlo, kwhi = a->kwhi;
+    const int mode = a->mode, count_include_pad = a->count_include_pad;
+    const int per_output = a->per_output;
     ptrdiff_t r;
-#if EK_PLX
-    if (EK_FN(ekp_pool)(x, y, planes, g, mode, count_include_pad, pe_h, pe_w, nthreads)) return;
-#endif
-    if (mode != EK_POOL_AVG && EK_FN(ek_pool_fast)(x, y, planes, g, mode == EK_POOL_MAX,
-                                                   nthreads))
-        return;
-    EK_FN(ek_valid_range)(g->KW, wspan + g->W, mode == EK_POOL_AVG ? 1 : g->dw,
-                          wspan - g->pw, &kwlo, &kwhi);
-    /* tap by tap over the row (vectorisable) unless that range is far wider than the row */
-    per_output = kwhi - kwlo > 2 * (g->W + g->OW) + 64;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (r = 0; r < rows; r++) {
+    for (r = r0; r < r1; r++) {
         const ptrdiff_t p = r / (g->OD * g->OH), od = (r / g->OH) % g->OD, oh = r % g->OH;
         const float *xp = x + p * inL;
         float *EK_RESTRICT yrow = y + r * g->OW;
@@ -802,6 +795,58 @@ EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
     }
 }
 
+/*
+ * y[p][od][oh][ow] = reduce over the window of x[p]:
+ *   window taps kd < KD, kh < KH, kw < KW at input position o*s - pad_begin + k*dil;
+ *   taps outside the input are skipped (max/min) or count as zeros (avg).
+ * mode: EK_POOL_MAX, EK_POOL_MIN, EK_POOL_AVG.  Average divisor (PyTorch), per dim:
+ *   start = o*s - pb; end = min(start + k, in + pe); size = end - start;
+ *   clipped = min(end, in) - max(start, 0);
+ *   divisor = product of `size` if count_include_pad else product of `clipped`.
+ * Average pooling ignores dilation (it must be 1).  An empty max window yields -inf
+ * (+inf for min), an empty avg window with divisor 0 yields NaN (0/0).
+ * g: D/H/W input sizes, KD/KH/KW kernel, OD/OH/OW output, sd.. strides, pd.. pad begin,
+ * dd.. dilation.  pe_d/pe_h/pe_w: padding at the end (avg divisor only).
+ * Work: only the taps that hit the input are visited (per output row the kd / kh ranges
+ * are clipped to the input, and the kw loop to the taps some output of the row reads, or,
+ * when that range is much wider than the input row - a kernel far larger than the input,
+ * with a large stride - each output's own clipped range), so a hostile kernel size costs
+ * at most output size x input extent, never kernel-size iterations.
+ * Preconditions: x has planes*D*H*W floats, y has planes*OD*OH*OW floats (no overlap);
+ * the geometry passed ek_geom3_check (with pe_d, pe_h, pe_w as its pad_end).
+ */
+EK_API void EK_FN(ek_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
+                             ptrdiff_t planes, const ek_geom3 *g, ptrdiff_t pe_d,
+                             ptrdiff_t pe_h, ptrdiff_t pe_w, int mode, int count_include_pad,
+                             int nthreads)
+{
+    const ptrdiff_t rows = planes * g->OD * g->OH;
+    /* (work estimate: the clipped taps, at most min(kernel, input) per dim) */
+    const ptrdiff_t taps = ek_mul_sat(ek_mul_sat(EK_MIN(g->KD, g->D), EK_MIN(g->KH, g->H)),
+                                      EK_MIN(g->KW, g->W));
+    const int threads = ek_nthreads_work(nthreads, rows,
+                                         ek_mul_sat(ek_mul_sat(rows, g->OW), taps));
+    /* kw taps some output of a row reads: kw dw - pw in [-(OW - 1) sw, W) */
+    const ptrdiff_t wspan = (g->OW - 1) * g->sw;
+    ptrdiff_t kwlo, kwhi;
+    int per_output;
+    EK_FN(ek_pool3d_args) a;
+#if EK_PLX
+    if (EK_FN(ekp_pool)(x, y, planes, g, mode, count_include_pad, pe_h, pe_w, nthreads)) return;
+#endif
+    if (mode != EK_POOL_AVG && EK_FN(ek_pool_fast)(x, y, planes, g, mode == EK_POOL_MAX,
+                                                   nthreads))
+        return;
+    EK_FN(ek_valid_range)(g->KW, wspan + g->W, mode == EK_POOL_AVG ? 1 : g->dw,
+                          wspan - g->pw, &kwlo, &kwhi);
+    /* tap by tap over the row (vectorisable) unless that range is far wider than the row */
+    per_output = kwhi - kwlo > 2 * (g->W + g->OW) + 64;
+    a.x = x; a.y = y; a.g = g; a.pe_d = pe_d; a.pe_h = pe_h; a.pe_w = pe_w; a.mode = mode;
+    a.count_include_pad = count_include_pad; a.kwlo = kwlo; a.kwhi = kwhi;
+    a.per_output = per_output;
+    ek_parallel_rows(threads, rows, EK_FN(ek_pool3d_rows), &a);
+}
+
 /* Sum of n floats in double precision over 8 independent chains: a single chain is bound by
    the add latency (4 cycles per element: 55 us for MobileNetV2's 1280 x 7 x 7 global
    pool); 8 chains vectorise and run at load speed. */
@@ -816,35 +861,35 @@ EK_INLINE double EK_FN(ek_sum_f64)(const float *EK_RESTRICT x, ptrdiff_t n)
     return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
 }
 
-/*
- * Adaptive pooling (PyTorch windows): along each dim, output o covers input
- * [floor(o*In/Out), ceil((o+1)*In/Out)).  mode: EK_POOL_MAX, EK_POOL_MIN or EK_POOL_AVG.
- * g: D/H/W input sizes and OD/OH/OW output sizes (other fields ignored).
- * Preconditions: x has planes*D*H*W floats, y planes*OD*OH*OW (no overlap); sizes >= 1.
- */
-EK_API void EK_FN(ek_adaptive_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
-                                      ptrdiff_t planes, const ek_geom3 *g, int mode,
-                                      int nthreads)
+typedef struct {
+    const float *x;
+    float *y;
+    const ek_geom3 *g;
+    int mode;
+} EK_FN(ek_adaptive_args);
+
+/* Global average pooling of planes [p0, p1): one contiguous sum per plane, none of the
+   window arithmetic (its integer divisions cost more than summing a 7 x 7 plane). */
+static void EK_FN(ek_global_avg_rows)(const void *args, ptrdiff_t p0, ptrdiff_t p1)
 {
-    const ptrdiff_t inL = g->D * g->H * g->W;
-    const ptrdiff_t rows = planes * g->OD * g->OH;
-    const int threads = ek_nthreads_work(nthreads, rows, planes * inL);
+    const EK_FN(ek_adaptive_args) *a = (const EK_FN(ek_adaptive_args) *)args;
+    const ptrdiff_t inL = a->g->D * a->g->H * a->g->W;
+    const double inv = 1.0 / (double)inL;
     ptrdiff_t r;
-    (void)threads;  /* unused without OpenMP */
-    if (mode == EK_POOL_AVG && g->OD == 1 && g->OH == 1 && g->OW == 1) {
-        /* global average: one contiguous sum per plane, none of the window arithmetic
-           below (its integer divisions cost more than summing a 7 x 7 plane) */
-        const double inv = 1.0 / (double)inL;
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-        for (r = 0; r < planes; r++) y[r] = (float)(EK_FN(ek_sum_f64)(x + r * inL, inL) * inv);
-        return;
-    }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (r = 0; r < rows; r++) {
+    for (r = p0; r < p1; r++) a->y[r] = (float)(EK_FN(ek_sum_f64)(a->x + r * inL, inL) * inv);
+}
+
+/* Output rows [r0, r1) of adaptive pooling (r: plane, od, oh). */
+static void EK_FN(ek_adaptive_rows)(const void *args, ptrdiff_t r0, ptrdiff_t r1)
+{
+    const EK_FN(ek_adaptive_args) *a = (const EK_FN(ek_adaptive_args) *)args;
+    const float *EK_RESTRICT x = a->x;
+    float *EK_RESTRICT y = a->y;
+    const ek_geom3 *g = a->g;
+    const ptrdiff_t inL = g->D * g->H * g->W;
+    const int mode = a->mode;
+    ptrdiff_t r;
+    for (r = r0; r < r1; r++) {
         const ptrdiff_t p = r / (g->OD * g->OH), od = (r / g->OH) % g->OD, oh = r % g->OH;
         const float *xp = x + p * inL;
         float *yrow = y + r * g->OW;
@@ -883,6 +928,27 @@ EK_API void EK_FN(ek_adaptive_pool3d)(const float *EK_RESTRICT x, float *EK_REST
             }
         }
     }
+}
+
+/*
+ * Adaptive pooling (PyTorch windows): along each dim, output o covers input
+ * [floor(o*In/Out), ceil((o+1)*In/Out)).  mode: EK_POOL_MAX, EK_POOL_MIN or EK_POOL_AVG.
+ * g: D/H/W input sizes and OD/OH/OW output sizes (other fields ignored).
+ * Preconditions: x has planes*D*H*W floats, y planes*OD*OH*OW (no overlap); sizes >= 1.
+ */
+EK_API void EK_FN(ek_adaptive_pool3d)(const float *EK_RESTRICT x, float *EK_RESTRICT y,
+                                      ptrdiff_t planes, const ek_geom3 *g, int mode,
+                                      int nthreads)
+{
+    const ptrdiff_t inL = g->D * g->H * g->W;
+    const ptrdiff_t rows = planes * g->OD * g->OH;
+    const int threads = ek_nthreads_work(nthreads, rows, planes * inL);
+    EK_FN(ek_adaptive_args) a;
+    a.x = x; a.y = y; a.g = g; a.mode = mode;
+    if (mode == EK_POOL_AVG && g->OD == 1 && g->OH == 1 && g->OW == 1)
+        ek_parallel_rows(threads, planes, EK_FN(ek_global_avg_rows), &a);
+    else
+        ek_parallel_rows(threads, rows, EK_FN(ek_adaptive_rows), &a);
 }
 
 #undef EK_PLX

@@ -45,23 +45,22 @@ EK_INLINE double EK_FN(ek_row_sum)(const float *x, ptrdiff_t n)
     return (s4[0] + s4[1]) + (s4[2] + s4[3]);
 }
 
-/*
- * y = softmax(x) (log_softmax when `use_log` != 0) along the middle dim.
- * Preconditions: x and y have outer*axis*inner floats (x == y allowed); axis >= 1.
- */
-EK_API void EK_FN(ek_softmax)(const float *x, float *y, ptrdiff_t outer, ptrdiff_t axis,
-                              ptrdiff_t inner, int use_log, int nthreads)
+typedef struct {
+    const float *x;
+    float *y;
+    ptrdiff_t axis, inner, nblk;
+    int use_log;
+} EK_FN(ek_softmax_args);
+
+static void EK_FN(ek_softmax_rows)(const void *args, ptrdiff_t it0, ptrdiff_t it1)
 {
-    const ptrdiff_t nblk = (inner + EK_SOFTMAX_BLOCK - 1) / EK_SOFTMAX_BLOCK;
-    const ptrdiff_t items = outer * nblk;
-    const int threads = ek_nthreads_work(nthreads, items, outer * axis * inner * 4);
+    const EK_FN(ek_softmax_args) *sa = (const EK_FN(ek_softmax_args) *)args;
+    const float *x = sa->x;
+    float *y = sa->y;
+    const ptrdiff_t axis = sa->axis, inner = sa->inner, nblk = sa->nblk;
+    const int use_log = sa->use_log;
     ptrdiff_t it;
-    if (axis <= 0) return;
-    (void)threads;  /* unused without OpenMP */
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static) if (threads > 1)
-#endif
-    for (it = 0; it < items; it++) {
+    for (it = it0; it < it1; it++) {
         const ptrdiff_t o = it / nblk, i0 = (it % nblk) * EK_SOFTMAX_BLOCK;
         const ptrdiff_t nb = EK_MIN(EK_SOFTMAX_BLOCK, inner - i0);
         const float *xs = x + o * axis * inner + i0;
@@ -129,6 +128,23 @@ EK_API void EK_FN(ek_softmax)(const float *x, float *y, ptrdiff_t outer, ptrdiff
             }
         }
     }
+}
+
+/*
+ * y = softmax(x) (log_softmax when `use_log` != 0) along the middle dim.
+ * Preconditions: x and y have outer*axis*inner floats (x == y allowed); axis >= 1.
+ */
+EK_API void EK_FN(ek_softmax)(const float *x, float *y, ptrdiff_t outer, ptrdiff_t axis,
+                              ptrdiff_t inner, int use_log, int nthreads)
+{
+    EK_FN(ek_softmax_args) a;
+    ptrdiff_t items;
+    if (axis <= 0) return;
+    a.x = x; a.y = y; a.axis = axis; a.inner = inner; a.use_log = use_log;
+    a.nblk = (inner + EK_SOFTMAX_BLOCK - 1) / EK_SOFTMAX_BLOCK;
+    items = outer * a.nblk;
+    ek_parallel_rows(ek_nthreads_work(nthreads, items, outer * axis * inner * 4), items,
+                     EK_FN(ek_softmax_rows), &a);
 }
 
 #endif /* EK_SOFTMAX_ISA */

@@ -207,9 +207,6 @@ EK_INLINE EK_FN(ek_wg_plan_t) EK_FN(ek_wg_plan)(ptrdiff_t N, ptrdiff_t Cin, ptrd
     l2 = ek_gemm_l2_bytes;
     if (nthreads < 1) nthreads = 1;
     if (nthreads > EK_WG_MAXT) nthreads = EK_WG_MAXT;
-#ifndef _OPENMP
-    nthreads = 1;
-#endif
     p.m = m;
     p.a = m + 2;
     p.npos = p.a * p.a;
@@ -929,6 +926,31 @@ EK_INLINE void EK_FN(ek_wg_prep)(const int m, const EK_FN(ek_wg_plan_t) *p,
 EK_WG_RUN_DEF(2) EK_WG_RUN_DEF(4) EK_WG_RUN_DEF(6)
 #undef EK_WG_RUN_DEF
 
+typedef struct {
+    const EK_FN(ek_wg_plan_t) *p;
+    const EK_FN(ek_wg_args) *g;
+    int m;
+} EK_FN(ek_wg_job);
+
+/* Item t (tile block, channel chunk) of the shared input transform. */
+static void EK_FN(ek_wg_prep_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_wg_job) *j = (const EK_FN(ek_wg_job) *)ctx;
+    (void)worker;
+    if (j->m == 2) EK_FN(ek_wg_prep_2)(j->p, j->g, t);
+    else if (j->m == 4) EK_FN(ek_wg_prep_4)(j->p, j->g, t);
+    else EK_FN(ek_wg_prep_6)(j->p, j->g, t);
+}
+
+/* Task t (tile block, output channel block); worker picks its scratch. */
+static void EK_FN(ek_wg_run_tile)(void *ctx, ptrdiff_t t, int worker)
+{
+    const EK_FN(ek_wg_job) *j = (const EK_FN(ek_wg_job) *)ctx;
+    if (j->m == 2) EK_FN(ek_wg_run_2)(j->p, j->g, t, worker);
+    else if (j->m == 4) EK_FN(ek_wg_run_4)(j->p, j->g, t, worker);
+    else EK_FN(ek_wg_run_6)(j->p, j->g, t, worker);
+}
+
 /*
  * y = act(conv3x3(x, w) + bias + R), stride 1, dilation 1, groups 1, by Winograd F(m, 3).
  *   x: N x Cin x H x W;  U: ek_winograd_pack(w, Cout, Cin, m) of this variant;
@@ -947,7 +969,7 @@ EK_API void EK_FN(ek_conv2d_winograd)(const float *x, const float *U, const floa
     const EK_FN(ek_wg_plan_t) p = EK_FN(ek_wg_plan)(N, Cin, Cout, OH, OW, m, nthreads);
     ptrdiff_t last[EK_WG_MAXT];
     EK_FN(ek_wg_args) g;
-    ptrdiff_t task;
+    EK_FN(ek_wg_job) job;
     int i;
     for (i = 0; i < EK_WG_MAXT; i++) last[i] = -1;
     g.x = x;
@@ -961,25 +983,12 @@ EK_API void EK_FN(ek_conv2d_winograd)(const float *x, const float *U, const floa
     g.last = last;
     g.vshared = p.shared ? g.ws + (ptrdiff_t)p.threads * p.per : NULL;
     g.nq = EK_MAX(1, EK_MIN(Cin, 2 * (ptrdiff_t)p.threads));
-    if (p.shared) {
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1)
-#endif
-        for (task = 0; task < p.ntb * g.nq; task++) {
-            if (m == 2) EK_FN(ek_wg_prep_2)(&p, &g, task);
-            else if (m == 4) EK_FN(ek_wg_prep_4)(&p, &g, task);
-            else EK_FN(ek_wg_prep_6)(&p, &g, task);
-        }
-    }
-#ifdef _OPENMP
-#pragma omp parallel for num_threads(p.threads) schedule(dynamic, 1) if (p.threads > 1)
-#endif
-    for (task = 0; task < p.ntasks; task++) {
-        const int tid = ek_thread_id();
-        if (m == 2) EK_FN(ek_wg_run_2)(&p, &g, task, tid);
-        else if (m == 4) EK_FN(ek_wg_run_4)(&p, &g, task, tid);
-        else EK_FN(ek_wg_run_6)(&p, &g, task, tid);
-    }
+    job.p = &p;
+    job.g = &g;
+    job.m = m;
+    if (p.shared)
+        ek_parallelize(p.threads, p.ntb * g.nq, EK_FN(ek_wg_prep_tile), &job);
+    ek_parallelize(p.threads, p.ntasks, EK_FN(ek_wg_run_tile), &job);
 }
 
 #undef wgv

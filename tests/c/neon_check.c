@@ -7,7 +7,7 @@
  *     neon_check [--level L] [--dump FILE] [--quick] [-v]
  *
  * By hand, from the repository root:
- *     aarch64-linux-gnu-gcc -O2 -static -fopenmp -Iinclude tests/c/neon_check.c -o /tmp/nc -lm
+ *     aarch64-linux-gnu-gcc -O2 -static -pthread -Iinclude tests/c/neon_check.c -o /tmp/nc -lm
  *     qemu-aarch64-static /tmp/nc            (add -DEK_NO_NEON for the portable code)
  *
  * Cases (deterministic inputs: a fixed LCG seeded per case, so every build sees the same
@@ -37,6 +37,8 @@
  *
  * Exit status: 0 when every check passed, 1 otherwise.
  */
+/* the kernels' thread pool, compiled into this program (tiles of the 3-thread runs) */
+#define EK_THREADPOOL_IMPL 1
 #include "engine/ek_dispatch.h"
 
 #include <stdio.h>
@@ -657,6 +659,7 @@ int main(int argc, char **argv)
 {
     int lv, lo = 0, hi = ek_isa_max_level(), quick = 0, a, gi;
     long total = 0, failed = 0;
+    ek_parallel_set_impl(ek_threadpool_entry());
     for (a = 1; a < argc; a++) {
         if (!strcmp(argv[a], "--level") && a + 1 < argc) {
             lo = hi = atoi(argv[++a]);
@@ -676,7 +679,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    printf("neon_check: EK_NEON=%d levels %d..%d openmp=%d\n", EK_NEON, lo, hi, EK_OPENMP);
+    printf("neon_check: EK_NEON=%d levels %d..%d threads=%s\n", EK_NEON, lo, hi,
+           ek_parallel_impl != NULL ? "pool" : "none");
     for (lv = lo; lv <= hi; lv++) {
         ptrdiff_t geo[5];
         memset(stats, 0, sizeof(stats));
