@@ -1,5 +1,6 @@
 import os
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # One profile for everyone: no deadlines (a 2-core CI box is noisy), modest example counts.
@@ -9,3 +10,22 @@ settings.register_profile(
                            HealthCheck.filter_too_much])
 settings.register_profile("thorough", parent=settings.get_profile("default"), max_examples=300)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def _isas():
+    try:
+        from engine import _kernels
+    except ImportError:                  # kernels not built: the tests that need them skip
+        return []
+    return _kernels.available_isas()
+
+
+@pytest.fixture(params=_isas(), ids=lambda i: f"isa={i}")
+def isa(request):
+    """The test at every instruction-set level this machine runs (the fast paths differ):
+    every kernel module switched in-process, kernels prepared inside the test bound to it.
+    A module runs all its tests this way with ``pytestmark = pytest.mark.usefixtures("isa")``."""
+    from engine import _kernels
+    prev = _kernels.set_isa(request.param)
+    yield request.param
+    _kernels.set_isa(prev)

@@ -21,7 +21,6 @@ from engine.ops.activation import apply_activation
 
 import engine.backends.cpu as cpu
 
-ISAS = K.available_isas()
 TOL = 1e-4
 SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -34,13 +33,6 @@ ACTS = [None, {"op": "relu"}, {"op": "relu6"}, {"op": "leaky_relu", "negative_sl
 EDGES = [1, 2, 3, 4, 5, 7, 8, 13, 14, 15, 16, 17, 20, 21, 28, 31, 32, 33, 47, 48, 49, 64, 65,
          97, 196, 257, 300]
 SIZE = st.one_of(st.sampled_from(EDGES), st.integers(1, 300))
-
-
-@pytest.fixture(params=ISAS)
-def isa(request):
-    prev = K.set_isa(request.param)
-    yield request.param
-    K.set_isa(prev)
 
 
 def close(got, ref, what):

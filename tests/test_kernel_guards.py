@@ -37,12 +37,6 @@ from engine._kernels import pool as kpool
 BIG = 2**31 - 1
 
 
-@pytest.fixture(params=_kernels.available_isas(), ids=lambda i: f"isa={i}")
-def isa(request):
-    """The test at every instruction-set level this machine runs (the fast paths differ)."""
-    prev = _kernels.set_isa(request.param)
-    yield request.param
-    _kernels.set_isa(prev)
 
 
 def _f(*shape, seed=0):

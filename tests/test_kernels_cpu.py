@@ -72,16 +72,10 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
 
-ISAS = _kernels.available_isas()
 
 
-@pytest.fixture(autouse=True, params=ISAS, ids=lambda i: f"isa={i}")
-def isa(request):
-    """Every test of this module at every instruction-set level (kernels prepared inside the
-    test are bound to it)."""
-    prev = _kernels.set_isa(request.param)
-    yield request.param
-    _kernels.set_isa(prev)
+# every test of this module at every instruction-set level (the isa fixture of conftest.py)
+pytestmark = pytest.mark.usefixtures("isa")
 
 ACTIVATIONS = [None, {"op": "relu"}, {"op": "relu6"}, {"op": "leaky_relu", "negative_slope": 0.1},
                {"op": "clip", "min": -0.5, "max": 0.75}, {"op": "clip", "min": None, "max": 0.5},

@@ -40,7 +40,6 @@ from engine.ops.activation import apply_activation
 
 load_backend("cpu")
 
-ISAS = _kernels.available_isas()
 TOL = {2: 6e-7, 4: 8e-6, 6: 1.5e-5}
 LIPSCHITZ = 1.5
 ACT_SLACK = 1e-6
@@ -50,13 +49,6 @@ ACTIVATIONS = [None, {"op": "relu"}, {"op": "relu6"}, {"op": "leaky_relu", "nega
                {"op": "sigmoid"}, {"op": "tanh"}, {"op": "silu"}, {"op": "hardswish"},
                {"op": "hardsigmoid"}, {"op": "gelu", "approximate": "none"},
                {"op": "gelu", "approximate": "tanh"}]
-
-
-@pytest.fixture(params=ISAS, ids=lambda i: f"isa={i}")
-def isa(request):
-    prev = _kernels.set_isa(request.param)
-    yield request.param
-    _kernels.set_isa(prev)
 
 
 def reference(x, w, b, pads, residual, act):
