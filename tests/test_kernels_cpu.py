@@ -46,7 +46,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine import ops as _ops  # noqa: F401  (fills the op registry)
-from engine.backends.base import PrepareContext, select_kernel
+from engine.backends.base import KERNELS, PrepareContext, select_kernel
 from engine.ops import OPS, get_op
 
 from engine.ir import Node
@@ -88,8 +88,10 @@ def rand(rng, shape, scale=1.0):
     return (rng.standard_normal(shape) * scale).astype(np.float32)
 
 
-def run_cpu(op, attrs, inputs, const=(), threads=1, n_out=None):
-    """Run ``op`` through its CPU kernel; inputs listed in ``const`` are constants."""
+def run_cpu(op, attrs, inputs, const=(), threads=1, n_out=None, variant=None):
+    """Run ``op`` through its CPU kernel (the registry's choice, or ``variant``); inputs
+    listed in ``const`` are constants.  Returns (outputs, reference outputs, kernel spec,
+    the other variants that support this node)."""
     names = [f"in{i}" if a is not None else "" for i, a in enumerate(inputs)]
     opdef = get_op(op)
     in_shapes = [None if a is None else tuple(a.shape) for a in inputs]
@@ -105,17 +107,18 @@ def run_cpu(op, attrs, inputs, const=(), threads=1, n_out=None):
                          constants=[a if (i in const and a is not None) else None
                                     for i, a in enumerate(inputs)],
                          threads=threads, backend="cpu")
-    spec = select_kernel(node, ctx)
+    spec = select_kernel(node, ctx, variant)
+    others = [o.variant for o in KERNELS[("cpu", op)]
+              if o is not spec and (o.supports is None or o.supports(node, ctx))]
     kernel = spec.factory(node, ctx)
     outs = [np.full(s, np.nan, dtype=np.float32) for s in out_shapes]
     scratch = np.full(kernel.scratch, np.nan, dtype=np.float32)
     # runtime values arrive as arena views: pass copies so a kernel writing into an input
     # would be noticed by the reference comparison
-    rt = [None if a is None else np.ascontiguousarray(a, dtype=np.float32).copy()
-          for a in inputs]
+    rt = [None if a is None else np.array(a, dtype=np.float32, order="C") for a in inputs]
     kernel.run(rt, outs, scratch)
     ref = opdef.run_reference(node, [None if a is None else a for a in inputs])
-    return outs, ref, spec
+    return outs, ref, spec, others
 
 
 def assert_close(got, ref, tol, what=""):
@@ -138,10 +141,16 @@ def assert_close(got, ref, tol, what=""):
 
 
 def check(op, attrs, inputs, const=(), threads=1, tol=TOL, n_out=None):
-    outs, refs, spec = run_cpu(op, attrs, inputs, const, threads, n_out)
+    """``op`` against its NumPy reference through every registered CPU variant that supports
+    the node (the registry's choice first); returns the chosen one's outputs and spec."""
+    outs, refs, spec, others = run_cpu(op, attrs, inputs, const, threads, n_out)
     assert len(outs) == len(refs)
     for i, (o, r) in enumerate(zip(outs, refs)):
         assert_close(o, r, tol, f"{op}[{spec.variant}] output {i} attrs={attrs}")
+    for variant in others:
+        outs2, refs2, _, _ = run_cpu(op, attrs, inputs, const, threads, n_out, variant)
+        for i, (o, r) in enumerate(zip(outs2, refs2)):
+            assert_close(o, r, tol, f"{op}[{variant}] output {i} attrs={attrs}")
     return outs, spec
 
 
@@ -267,14 +276,14 @@ def test_conv_matches_torch():
     x, w, b = rand(rng, (2, 6, 11, 10)), rand(rng, (10, 3, 3, 2)), rand(rng, (10,))
     attrs = dict(stride=[2, 1], padding=[[1, 1], [0, 0]], dilation=[1, 2], groups=2,
                  activation=None)
-    (y,), _, _ = run_cpu("conv", attrs, [x, w, b], (1, 2), 2)
+    (y,), _, _, _ = run_cpu("conv", attrs, [x, w, b], (1, 2), 2)
     t = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), stride=(2, 1),
                  padding=(1, 0), dilation=(1, 2), groups=2).numpy()
     assert_close(y, t, GEMM_TOL, "conv vs torch")
     x, w = rand(rng, (2, 4, 5, 6)), rand(rng, (4, 3, 3, 3))
     attrs = dict(stride=[2, 3], padding=[1, 0], output_padding=[1, 2], dilation=[1, 1],
                  groups=2, activation=None)
-    (y,), _, _ = run_cpu("conv_transpose", attrs, [x, w, None], (1,), 2)
+    (y,), _, _, _ = run_cpu("conv_transpose", attrs, [x, w, None], (1,), 2)
     t = F.conv_transpose2d(torch.from_numpy(x), torch.from_numpy(w), stride=(2, 3),
                            padding=(1, 0), output_padding=(1, 2), groups=2).numpy()
     assert_close(y, t, GEMM_TOL, "conv_transpose vs torch")
@@ -351,16 +360,16 @@ def test_pool_matches_torch():
     x = rand(rng, (2, 3, 9, 8))
     attrs = dict(kernel_size=[3, 2], stride=[2, 2], padding=[1, 1], ceil_mode=True,
                  count_include_pad=False)
-    (y,), _, _ = run_cpu("avg_pool", attrs, [x])
+    (y,), _, _, _ = run_cpu("avg_pool", attrs, [x])
     t = F.avg_pool2d(torch.from_numpy(x), (3, 2), (2, 2), (1, 1), ceil_mode=True,
                      count_include_pad=False).numpy()
     assert_close(y, t, TOL, "avg_pool vs torch")
     attrs = dict(kernel_size=[3, 3], stride=[2, 1], padding=[1, 0], dilation=[2, 1],
                  ceil_mode=True)
-    (y,), _, _ = run_cpu("max_pool", attrs, [x])
+    (y,), _, _, _ = run_cpu("max_pool", attrs, [x])
     t = F.max_pool2d(torch.from_numpy(x), (3, 3), (2, 1), (1, 0), (2, 1), ceil_mode=True).numpy()
     assert_close(y, t, TOL, "max_pool vs torch")
-    (y,), _, _ = run_cpu("adaptive_avg_pool", dict(output_size=[4, 3]), [x])
+    (y,), _, _, _ = run_cpu("adaptive_avg_pool", dict(output_size=[4, 3]), [x])
     assert_close(y, F.adaptive_avg_pool2d(torch.from_numpy(x), (4, 3)).numpy(), TOL)
 
 
@@ -461,10 +470,10 @@ def test_unary_special_values_match_torch():
              "tanh": torch.tanh(t), "hardswish": F.hardswish(t), "hardsigmoid": F.hardsigmoid(t),
              "silu": F.silu(t)}
     for op, want in pairs.items():
-        (y,), _, _ = run_cpu(op, {}, [x])
+        (y,), _, _, _ = run_cpu(op, {}, [x])
         finite = np.isfinite(x) if op == "silu" else np.ones(x.shape, bool)
         assert_close(y[finite], want.numpy()[finite], TOL, f"{op} vs torch")
-    (y,), _, _ = run_cpu("clip", {"min": -1.0, "max": 1.0}, [x])
+    (y,), _, _, _ = run_cpu("clip", {"min": -1.0, "max": 1.0}, [x])
     assert_close(y, torch.clamp(t, -1.0, 1.0).numpy(), TOL, "clip vs torch")
 
 
@@ -637,11 +646,11 @@ def test_interpolate_matches_torch():
     rng = np.random.default_rng(13)
     x = rand(rng, (1, 2, 5, 7))
     for ac in (False, True):
-        (y,), _, _ = run_cpu("interpolate", dict(size=[9, 4], scale_factor=None, mode="bilinear",
+        (y,), _, _, _ = run_cpu("interpolate", dict(size=[9, 4], scale_factor=None, mode="bilinear",
                                                  align_corners=ac), [x])
         t = F.interpolate(torch.from_numpy(x), size=(9, 4), mode="bilinear", align_corners=ac)
         assert_close(y, t.numpy(), TOL, f"bilinear ac={ac}")
-    (y,), _, _ = run_cpu("interpolate", dict(size=[12, 17], scale_factor=[2.5, 2.5],
+    (y,), _, _, _ = run_cpu("interpolate", dict(size=[12, 17], scale_factor=[2.5, 2.5],
                                              mode="nearest", align_corners=None), [x])
     t = F.interpolate(torch.from_numpy(x), scale_factor=2.5, mode="nearest")
     assert_close(y, t.numpy(), TOL, "nearest sf 2.5")
@@ -677,7 +686,6 @@ def test_data_movement():
 
 
 def test_every_op_has_a_cpu_kernel():
-    from engine.backends.base import KERNELS
     missing = [op for op in OPS if ("cpu", op) not in KERNELS]
     assert not missing, f"ops without a cpu kernel: {missing}"
     moving = {"dropout", "identity", "flatten", "reshape", "permute", "concat", "split",

@@ -137,4 +137,6 @@ def kernels_for(backend):
 
 
 def as_f32(a):
-    return np.ascontiguousarray(a, dtype=np.float32)
+    """a as a C-contiguous float32 array of the same shape (0-d stays 0-d, which
+    np.ascontiguousarray would make 1-d)."""
+    return np.asarray(a, dtype=np.float32, order="C")
