@@ -2,7 +2,7 @@
 
 from hypothesis import given, strategies as st
 
-from engine.runtime.memory import ALIGN, Buffer, align, peak_live_bytes, plan_arena
+from engine.memory import ALIGN, Buffer, align, peak_live_bytes, plan_arena
 
 
 @st.composite

@@ -13,8 +13,8 @@ import time
 import numpy as np
 
 import engine
-from engine.runtime import memory
-from engine.runtime.memory import ALIGN, Buffer, peak_live_bytes, plan_arena
+from engine import memory
+from engine.memory import ALIGN, Buffer, peak_live_bytes, plan_arena
 
 SMALL, LARGE = 10_000, 100_000
 MAX_RATIO = 25          # linear: 10, n log n: ~12.5, quadratic: 100

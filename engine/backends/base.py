@@ -14,6 +14,7 @@ from typing import Callable, Optional
 import numpy as np
 
 from ..errors import UnsupportedError
+from ..ops import get_op
 
 KERNELS: dict = {}       # (backend, op) -> [KernelSpec], best first
 BACKENDS: dict = {}      # backend name -> loader that imports its kernel modules
@@ -134,6 +135,54 @@ def kernels_for(backend):
     """{op: [KernelSpec]} of one backend (for docs, ``engine ops`` and tests)."""
     load_backend(backend)
     return {op: specs for (b, op), specs in KERNELS.items() if b == backend}
+
+
+# -- what Session.plan() reports, for every backend's plans -------------------------------
+
+@dataclass
+class PlanRow:
+    """One step of a plan as ``Session.plan()`` reports it."""
+    name: str
+    op: str              # op, "+activation" when one is fused, "+residual" when an add is
+    variant: str         # the kernel (algorithm) chosen
+    layout: str          # activation layout the kernel reads and writes
+    shape: tuple         # output shape
+    macs: int
+    executor: str        # "native" (prebound, nogil) or "python"
+    seconds: float = None
+    share: float = None  # of the plan's total time
+
+    @property
+    def gflops(self):
+        """Achieved GFLOP/s (2 FLOPs per multiply-add), None when untimed or no MACs."""
+        if not self.seconds or not self.macs:
+            return None
+        return 2e-9 * self.macs / self.seconds
+
+
+def plan_rows(steps, shapes, times, executor_of):
+    """PlanRows of a plan's steps (objects with .node, .variant, .kernel); ``times``
+    ({node name: seconds} or None) fills seconds and share; ``executor_of(step)`` names
+    what runs the step."""
+    total = sum(times.values()) if times else 0.0
+    rows = []
+    for s in steps:
+        n = s.node
+        op = n.op
+        if n.op in ("conv", "conv_transpose") and len(n.inputs) > 3 and n.inputs[3]:
+            op += "+residual"
+        act = n.attrs.get("activation")
+        if act:
+            op += f"+{act['op']}"
+        ins = [shapes[i] if i else None for i in n.inputs]
+        outs = [shapes[o] for o in n.outputs]
+        t = None if times is None else times.get(n.name)
+        rows.append(PlanRow(
+            name=n.name, op=op, variant=s.variant,
+            layout=getattr(getattr(s, "kernel", None), "layout", "nchw"), shape=tuple(outs[0]),
+            macs=get_op(n.op).count_macs(n, ins, outs), executor=executor_of(s), seconds=t,
+            share=(t / total if t is not None and total > 0 else None)))
+    return rows
 
 
 def as_f32(a):

@@ -793,30 +793,39 @@ def permute_strided(node, ctx):
                         "strided_copy")
 
 
+def _copied(ctx, n):
+    """Per piece of a concat / split: True when it must be copied (the memory plan did not
+    place it in the other side's memory; engine.memory.plan_views)."""
+    flags = ctx.options.get("views")
+    return [True] * n if flags is None else [not f for f in flags]
+
+
 @register_kernel(B, "concat", "strided_copy", supports=_copies_fit, priority=10,
-                 note=COPY_NOTE + "; skipped when the memory plan places the inputs inside "
+                 note=COPY_NOTE + "; only the inputs the memory plan could not place inside "
                                   "the output")
 def concat_strided(node, ctx):
     out_shape = ctx.out_shapes[0]
     d = int(node.attrs["dim"]) % len(out_shape)
     dst = contiguous_strides(out_shape)
+    copy = _copied(ctx, len(ctx.in_shapes))
     moves, lo = [], 0
     for i, shape in enumerate(ctx.in_shapes):
-        if int(shape[d]) > 0:
+        if int(shape[d]) > 0 and copy[i]:
             moves.append((i, 0, shape, contiguous_strides(shape), dst, 0, lo * dst[d]))
         lo += int(shape[d])
     return _copy_kernel(ctx, moves, "strided_copy")
 
 
 @register_kernel(B, "split", "strided_copy", supports=_copies_fit, priority=10,
-                 note=COPY_NOTE)
+                 note=COPY_NOTE + "; only the pieces the memory plan could not make views")
 def split_strided(node, ctx):
     in_shape = ctx.in_shapes[0]
     d = int(node.attrs["dim"]) % len(in_shape)
     src = contiguous_strides(in_shape)
+    copy = _copied(ctx, len(ctx.out_shapes))
     moves, lo = [], 0
     for o, shape in enumerate(ctx.out_shapes):
-        if int(shape[d]) > 0:
+        if int(shape[d]) > 0 and copy[o]:
             moves.append((0, o, shape, src, contiguous_strides(shape), lo * src[d], 0))
         lo += int(shape[d])
     return _copy_kernel(ctx, moves, "strided_copy")
@@ -852,13 +861,14 @@ def concat_kernel(node, ctx):
     d = int(node.attrs["dim"]) % rank
     getters = [_getter(ctx, i) for i in range(len(ctx.in_shapes))]
     offsets = np.cumsum([0] + [int(s[d]) for s in ctx.in_shapes]).tolist()
+    pieces = [(g, lo, hi) for g, lo, hi, c in zip(getters, offsets[:-1], offsets[1:],
+                                                  _copied(ctx, len(getters))) if hi > lo and c]
     pre = (slice(None),) * d
 
     def run(inputs, outputs, work):
         out = outputs[0]
-        for g, lo, hi in zip(getters, offsets[:-1], offsets[1:]):
-            if hi > lo:
-                np.copyto(out[pre + (slice(lo, hi),)], g(inputs))
+        for g, lo, hi in pieces:
+            np.copyto(out[pre + (slice(lo, hi),)], g(inputs))
     return FunctionKernel(run, 0, "copy")
 
 
@@ -870,11 +880,13 @@ def split_kernel(node, ctx):
     offsets = np.cumsum([0] + sizes).tolist()
     pre = (slice(None),) * d
     xget = _getter(ctx, 0)
+    pieces = [(o, lo, hi) for o, (lo, hi, c) in enumerate(zip(offsets[:-1], offsets[1:],
+                                                              _copied(ctx, len(sizes)))) if c]
 
     def run(inputs, outputs, work):
         x = xget(inputs)
-        for out, lo, hi in zip(outputs, offsets[:-1], offsets[1:]):
-            np.copyto(out, x[pre + (slice(lo, hi),)])
+        for o, lo, hi in pieces:
+            np.copyto(outputs[o], x[pre + (slice(lo, hi),)])
     return FunctionKernel(run, 0, "copy")
 
 

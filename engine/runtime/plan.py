@@ -3,7 +3,8 @@
 Built once per input shape (batch size) at prepare time:
 1. infer concrete shapes,
 2. pick and prepare a kernel per node (weights packed, workspace sizes known),
-3. plan activation memory from lifetimes (kernel workspaces are buffers that live one step),
+3. plan activation memory (engine.memory: views for aliases and in-place concat / split,
+   lifetimes, one arena; kernel workspaces are buffers that live one step),
 4. bind every kernel's input and output arrays to views of one arena.
 
 5. bind every kernel call to those arrays ("engine.step" capsules) and group consecutive
@@ -22,11 +23,10 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..backends.base import PrepareContext, select_kernel
+from ..backends.base import PlanRow, PrepareContext, plan_rows, select_kernel  # noqa: F401
 from ..errors import EngineError, node_error, node_error_from
 from ..limits import LimitError, check_buffer
-from ..ops import get_op
-from .memory import Buffer, plan_arena, peak_live_bytes
+from ..memory import MemoryReport, needs_kernel, plan_buffers, plan_views
 
 F32 = 4
 
@@ -41,69 +41,6 @@ class Step:
     scratch: object = None
     scratch_size: int = 0
     native: bool = False     # runs inside the nogil executor (its kernel could be prebound)
-
-
-@dataclass
-class MemoryReport:
-    activation_bytes: int      # planned activations alone (buffers shared across lifetimes)
-    sum_activation_bytes: int  # what naive allocation (one buffer per value) would need
-    peak_live_bytes: int       # lower bound for the activations: most bytes alive at one step
-    workspace_bytes: int       # largest kernel workspace (im2col columns and the like)
-    arena_bytes: int           # what the plan allocates: activations and workspaces together
-    constant_bytes: int
-
-    def __str__(self):
-        mb = 1 / 2**20
-        return (f"activations {self.activation_bytes * mb:.2f} MiB planned (lower bound "
-                f"{self.peak_live_bytes * mb:.2f}) vs {self.sum_activation_bytes * mb:.2f} MiB "
-                f"unplanned; arena with kernel workspaces {self.arena_bytes * mb:.2f} MiB; "
-                f"weights {self.constant_bytes * mb:.2f} MiB")
-
-
-@dataclass
-class PlanRow:
-    """One step of a plan as ``Session.plan()`` reports it."""
-    name: str
-    op: str              # op, "+activation" when one is fused, "+residual" when an add is
-    variant: str         # the kernel (algorithm) chosen
-    layout: str          # activation layout the kernel reads and writes
-    shape: tuple         # output shape
-    macs: int
-    executor: str        # "native" (prebound, nogil) or "python"
-    seconds: float = None
-    share: float = None  # of the plan's total time
-
-    @property
-    def gflops(self):
-        """Achieved GFLOP/s (2 FLOPs per multiply-add), None when untimed or no MACs."""
-        if not self.seconds or not self.macs:
-            return None
-        return 2e-9 * self.macs / self.seconds
-
-
-def plan_rows(steps, shapes, times, executor_of):
-    """PlanRows of a plan's steps (objects with .node, .variant, .kernel); ``times``
-    ({node name: seconds} or None) fills seconds and share; ``executor_of(step)`` names
-    what runs the step."""
-    total = sum(times.values()) if times else 0.0
-    rows = []
-    for s in steps:
-        n = s.node
-        op = n.op
-        if n.op in ("conv", "conv_transpose") and len(n.inputs) > 3 and n.inputs[3]:
-            op += "+residual"
-        act = n.attrs.get("activation")
-        if act:
-            op += f"+{act['op']}"
-        ins = [shapes[i] if i else None for i in n.inputs]
-        outs = [shapes[o] for o in n.outputs]
-        t = None if times is None else times.get(n.name)
-        rows.append(PlanRow(
-            name=n.name, op=op, variant=s.variant,
-            layout=getattr(getattr(s, "kernel", None), "layout", "nchw"), shape=tuple(outs[0]),
-            macs=get_op(n.op).count_macs(n, ins, outs), executor=executor_of(s), seconds=t,
-            share=(t / total if t is not None and total > 0 else None)))
-    return rows
 
 
 class Instance:
@@ -293,41 +230,6 @@ class Plan:
         return {s.node.name: float(t) for s, t in zip(self.steps, times)}
 
 
-def _place_concat_inputs(model, shapes, root):
-    """Concats whose inputs can be written in place: {input: (concat output, element
-    offset)} and the names of those concat nodes (they need no kernel).
-
-    An input is a contiguous slice of the output when every dim before the concat dim is 1
-    (channel concat at batch 1, the inception / dense blocks).  Each input must be computed
-    by a kernel of its own (not a graph input, constant or re-view of another value), and
-    read by this concat once; a value goes into at most one concat.
-    """
-    producers = model.producers()
-    graph_inputs = set(model.input_names)
-    placed, nodes = {}, set()
-    for n in model.nodes:
-        if n.op != "concat":
-            continue
-        out = shapes[n.outputs[0]]
-        d = int(n.attrs["dim"]) % len(out)
-        if int(np.prod(out[:d], dtype=np.int64)) != 1:
-            continue
-        ins = list(n.inputs)
-        if len(set(ins)) != len(ins) or any(
-                v in graph_inputs or v in model.constants or v in root or v in placed
-                or v not in producers or get_op(producers[v].op).alias
-                or producers[v].op == "concat" and producers[v].name in nodes
-                for v in ins):
-            continue
-        inner = int(np.prod(out[d + 1:], dtype=np.int64))
-        off = 0
-        for v in ins:
-            placed[v] = (n.outputs[0], off * inner)
-            off += int(shapes[v][d])
-        nodes.add(n.name)
-    return placed, nodes
-
-
 def _check_buffer(node, elements, what):
     try:
         check_buffer(elements, what)
@@ -350,38 +252,24 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     shapes = {k: v.shape for k, v in model.infer_shapes(input_shapes).items()}
     outputs = list(dict.fromkeys(list(model.outputs) + list(keep)))
 
-    # Values whose memory is another value's, re-viewed (reshape, flatten, identity).
-    root = {}
-    for n in model.nodes:
-        if get_op(n.op).alias and n.inputs[0] not in model.constants:
-            root[n.outputs[0]] = root.get(n.inputs[0], n.inputs[0])
-    # Concat inputs written straight into their slice of the concatenated buffer.
-    placed, in_place_concats = _place_concat_inputs(model, shapes, root)
-
-    def resolve(value):
-        """(buffer key, element offset) of a value's memory."""
-        if value in root:
-            return resolve(root[value])
-        if value in placed:
-            into, off = placed[value]
-            key, base = resolve(into)
-            return key, base + off
-        return value, 0
+    # Views: aliases, concat inputs written into their slice, split pieces (engine.memory).
+    parent, views = plan_views(model, shapes)
 
     # Kernels.
     steps, scratch_need = [], []
     for n in model.nodes:
-        if n.outputs[0] in root or n.name in in_place_concats:
+        if not needs_kernel(n, parent, views):
             continue
         ctx = PrepareContext(
             in_shapes=[shapes[i] if i else None for i in n.inputs],
             out_shapes=[shapes[o] for o in n.outputs],
             constants=[model.constants.get(i) if i else None for i in n.inputs],
-            threads=threads, backend=backend, options=options)
+            threads=threads, backend=backend,
+            options={**options, "views": views.get(n.name)})
         if tuner is not None:
             spec, kernel = tuner.choose(n, ctx)
             if kernel is None:
-                kernel = spec.factory(n, replace(ctx, options={**options,
+                kernel = spec.factory(n, replace(ctx, options={**ctx.options,
                                                                "all_candidates": True}))
         else:
             spec = select_kernel(n, ctx)
@@ -398,60 +286,18 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     if tuner is not None:
         tuner.save()
 
-    # Lifetimes, in step indices; graph inputs are written before step 0.
-    buffers = {}
-
-    def touch(value, step):
-        key = resolve(value)[0]
-        if key in model.constants:
-            return
-        b = buffers.get(key)
-        if b is None:
-            size = math.prod(shapes[key]) * F32
-            buffers[key] = Buffer(key, size, step, step)
-        else:
-            b.first, b.last = min(b.first, step), max(b.last, step)
-
-    for v in model.input_names:
-        touch(v, -1)
-    for i, s in enumerate(steps):
-        for v in s.node.inputs:
-            if v:
-                touch(v, i)
-        for v in s.node.outputs:
-            touch(v, i)
-    # Alias views are read by later steps through their root: already covered, since
-    # touch() maps every value to its root.  Outputs must survive to the end.
-    end = len(steps)
-    for v in outputs:
-        touch(v, end)
-    for i, need in enumerate(scratch_need):
-        if need:
-            key = f"#scratch:{steps[i].node.name}"
-            buffers[key] = Buffer(key, need * F32, i, i)
-
-    bufs = list(buffers.values())
-    arena_bytes = plan_arena(bufs)
-    check_buffer(arena_bytes // F32, f"the activation arena at input shapes "
-                                     f"{dict(input_shapes)}")
+    # Lifetimes and the arena.
+    mem = plan_buffers(model, shapes, parent, views, [s.node for s in steps], scratch_need,
+                       outputs)
+    check_buffer(mem.arena_bytes // F32, f"the activation arena at input shapes "
+                                         f"{dict(input_shapes)}")
     layout = {}
-    for key, b in buffers.items():
-        if key.startswith("#scratch"):
-            layout[key] = (b.offset, (b.size // F32,))
-        else:
-            layout[key] = (b.offset, tuple(shapes[key]))
-    for v in list(root) + list(placed):
-        key, off = resolve(v)
-        layout[v] = (buffers[key].offset + off * F32, tuple(shapes[v]))
-
-    activations = [Buffer(b.key, b.size, b.first, b.last) for b in bufs
-                   if not b.key.startswith("#")]
-    memory = MemoryReport(
-        activation_bytes=plan_arena(activations),
-        sum_activation_bytes=sum(b.size for b in activations),
-        peak_live_bytes=peak_live_bytes(activations),
-        workspace_bytes=max(scratch_need, default=0) * F32,
-        arena_bytes=arena_bytes,
-        constant_bytes=sum(a.nbytes for a in model.constants.values()))
-    return Plan(model, dict(input_shapes), shapes, steps, layout, arena_bytes, memory, outputs,
-                native=native, max_instances=max_instances)
+    for v in shapes:
+        root, _ = mem.resolve(v)
+        if root in mem.buffers:
+            layout[v] = (mem.offset(v), tuple(shapes[v]))
+    for i, key in mem.scratch.items():
+        layout[f"#scratch:{steps[i].node.name}"] = (mem.buffers[key].offset,
+                                                    (scratch_need[i],))
+    return Plan(model, dict(input_shapes), shapes, steps, layout, mem.arena_bytes, mem.report,
+                outputs, native=native, max_instances=max_instances)

@@ -6,6 +6,8 @@ import time
 
 import numpy as np
 
+from ..base import plan_rows
+
 
 class PlanBase:
     """A bound device program.  Subclasses implement ``_write(name, array)``, ``_run()``,
@@ -36,7 +38,6 @@ class PlanBase:
     def rows(self, times=None):
         """A PlanRow per step (Session.plan); ``times`` ({node name: seconds}) fills seconds
         and share."""
-        from ...runtime.plan import plan_rows
         return plan_rows(self.steps, self.shapes, times, lambda s: self.device_kind)
 
     def _output(self, name, device):

@@ -1,32 +1,22 @@
 """Turn an optimised graph into a device program for one set of input shapes (pure Python).
 
-1. **Views** (:func:`plan_views`): values that need no memory of their own.
-   - alias ops (reshape, flatten, identity, dropout) re-view their input;
-   - *concat without copies*: where every dim before the concat dim is 1 (channel concat at
-     batch 1, e.g. DenseNet, GoogLeNet, SqueezeNet, U-Net at batch 1), each input is
-     computed straight into its slice of the output.  Concats are visited last first, so in
-     DenseNet the last concat of a block claims every feature map and each earlier concat,
-     whose inputs then already lie back to back, becomes a view of a prefix of it;
-   - split pieces are views of their input under the same condition.
-   A value that cannot be placed (a constant, an alias, already placed elsewhere, twice in
-   one concat) is copied by the concat / split kernel instead.
+1. **Views** (``engine.memory.plan_views``, shared with the CPU runtime): aliases, concat
+   inputs computed into their slice of the output, split pieces as views of the input.
 2. **Kernels**: one factory per node (``kernels.py``), chosen by priority; *every* node that
    has no CUDA kernel is reported at once.
-3. **Memory**: each root buffer lives from its first write to its last read (its views'
-   uses included); buffers and per-step workspaces are placed in one arena by the runtime's
-   greedy-by-size planner (``engine.runtime.memory``), 256-byte aligned.
+3. **Memory** (``engine.memory.plan_buffers``): lifetimes of the root buffers and per-step
+   workspaces, placed in one arena by the greedy-by-size planner, 256-byte aligned.
 4. **Records**: each kernel emits its launches / GEMMs / copies with resolved pointers; GEMM
    and copy operands are bounds-checked against their buffers here, before any device work.
 """
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from ...errors import EngineError, UnsupportedError
+from ...memory import plan_buffers, plan_views, resolve
 from ...ops import get_op
-from ...runtime.memory import Buffer, peak_live_bytes, plan_arena
-from ...runtime.plan import MemoryReport
 from ..base import PrepareContext, select_kernel
 from .program import F32, Copy, Emitter, Gemm, ProgramStep, Ptr, Target, TensorRef
 
@@ -35,93 +25,6 @@ ALIGN = 256
 
 def _align(n, a=ALIGN):
     return (int(n) + a - 1) // a * a
-
-
-def _prod(dims):
-    p = 1
-    for d in dims:
-        p *= int(d)
-    return p
-
-
-# -- views ------------------------------------------------------------------------------------
-
-def resolve(parent, v):
-    """(root value, element offset) of v, following the view chain."""
-    off, seen = 0, 0
-    while v in parent:
-        v, o = parent[v]
-        off += o
-        seen += 1
-        if seen > 100000:
-            raise EngineError("cyclic view placement (a bug in the CUDA planner)")
-    return v, off
-
-
-def plan_views(model, shapes, zero_copy=True):
-    """(parent, views): parent maps a value to (value whose memory it is in, element
-    offset); views maps a concat / split node name to one flag per piece (True: in place)."""
-    consts = model.constants
-    inputs = set(model.input_names)
-    parent = {}
-    for n in model.nodes:
-        if get_op(n.op).alias and n.inputs[0] not in consts:
-            parent[n.outputs[0]] = (n.inputs[0], 0)
-    views = {}
-    if not zero_copy:
-        return parent, views
-    for n in reversed(model.nodes):
-        if n.op != "concat":
-            continue
-        out = n.outputs[0]
-        shape = shapes[out]
-        d = int(n.attrs["dim"]) % len(shape)
-        if _prod(shape[:d]) != 1 or out in inputs:
-            continue
-        inner = _prod(shape[d + 1:])
-        sizes = [int(shapes[v][d]) * inner for v in n.inputs]
-        # Inputs already back to back in one root (an earlier DenseNet concat): a view.
-        if out not in parent and all(v in parent for v in n.inputs):
-            placed = [resolve(parent, v) for v in n.inputs]
-            roots = {r for r, _ in placed}
-            offs = [o for _, o in placed]
-            if len(roots) == 1 and all(offs[i] + sizes[i] == offs[i + 1]
-                                       for i in range(len(offs) - 1)):
-                root = roots.pop()
-                if root != out:
-                    parent[out] = (root, offs[0])
-                    views[n.name] = [True] * len(n.inputs)
-                    continue
-        flags, off, seen = [], 0, set()
-        for v, size in zip(n.inputs, sizes):
-            ok = v not in consts and v not in parent and v not in seen and size > 0
-            if ok and resolve(parent, out)[0] == v:        # never place a value inside itself
-                ok = False
-            if ok:
-                parent[v] = (out, off)
-            seen.add(v)
-            flags.append(ok)
-            off += size
-        views[n.name] = flags
-    for n in model.nodes:
-        if n.op != "split" or n.inputs[0] in consts:
-            continue
-        x = n.inputs[0]
-        shape = shapes[x]
-        d = int(n.attrs["dim"]) % len(shape)
-        if _prod(shape[:d]) != 1:
-            continue
-        inner = _prod(shape[d + 1:])
-        flags, off = [], 0
-        for o in n.outputs:
-            size = int(shapes[o][d]) * inner
-            ok = o not in parent and size > 0 and o not in inputs
-            if ok:
-                parent[o] = (x, off)
-            flags.append(ok)
-            off += size
-        views[n.name] = flags
-    return parent, views
 
 
 # -- program ----------------------------------------------------------------------------------
@@ -137,7 +40,7 @@ class Program:
     shapes: dict                  # value name -> concrete shape
     inputs: list
     outputs: list
-    memory: object                # engine.runtime.plan.MemoryReport
+    memory: object                # engine.memory.MemoryReport
     constant_outputs: dict = field(default_factory=dict)
     guards: list = field(default_factory=list)     # (byte offset, bytes) guard-mode gaps
 
@@ -155,6 +58,8 @@ def check_unsupported(model, shapes, parent, views, target, kernels=None):
     for n in model.nodes:
         if n.outputs[0] in parent and get_op(n.op).alias:
             continue
+        # (a concat / split whose pieces all lie in place keeps a step without records:
+        # Session.plan shows it as "in_place")
         ctx = PrepareContext(
             in_shapes=[shapes[i] if i else None for i in n.inputs],
             out_shapes=[shapes[o] for o in n.outputs],
@@ -199,51 +104,10 @@ def build_program(model, input_shapes, keep=(), target=None, zero_copy=True, gua
             steps.append(n)
             kernels.append((spec, kernel))
 
-    # Lifetimes of root buffers, in step indices; inputs are written before step 0.
-    buffers = {}
-
-    def touch(v, i):
-        if v in consts:
-            return
-        root, _ = resolve(parent, v)
-        if root in consts:
-            return
-        b = buffers.get(root)
-        if b is None:
-            nbytes = _prod(shapes[root]) * F32
-            buffers[root] = Buffer(root, _align(max(nbytes, F32)), i, i)
-        else:
-            b.first, b.last = min(b.first, i), max(b.last, i)
-
-    for v in model.input_names:
-        touch(v, -1)
-    for i, n in enumerate(steps):
-        for v in n.inputs:
-            if v:
-                touch(v, i)
-        for v in n.outputs:
-            touch(v, i)
-    end = len(steps)
-    for v in outputs:
-        touch(v, end)
-    scratch = {}
-    for i, (_, k) in enumerate(kernels):
-        if k.scratch:
-            key = f"#scratch{i}"
-            scratch[i] = key
-            buffers[key] = Buffer(key, _align(k.scratch * F32), i, i)
-
-    bufs = list(buffers.values())
-    guards = []
-    if guard:
-        off = guard
-        for b in sorted(bufs, key=lambda b: b.key):
-            b.offset = off
-            guards.append((off + b.size, guard))
-            off += b.size + guard
-        arena_bytes = off
-    else:
-        arena_bytes = plan_arena(bufs)
+    # Lifetimes and the arena (engine.memory), 256-byte aligned.
+    mem = plan_buffers(model, shapes, parent, views, steps, [k.scratch for _, k in kernels],
+                       outputs, align_to=ALIGN, guard=guard, constant_bytes=0)
+    buffers, scratch, arena_bytes = mem.buffers, mem.scratch, mem.arena_bytes
 
     def ref(v):
         if v in consts:
@@ -295,16 +159,9 @@ def build_program(model, input_shapes, keep=(), target=None, zero_copy=True, gua
         for r in s.records:
             check_bounds(r, regions, sizes, s.node)
 
-    acts = [Buffer(b.key, b.size, b.first, b.last) for b in bufs if not b.key.startswith("#")]
-    memory = MemoryReport(
-        activation_bytes=plan_arena(acts) if acts else 0,
-        sum_activation_bytes=sum(b.size for b in acts),
-        peak_live_bytes=peak_live_bytes(acts),
-        workspace_bytes=max((k.scratch * F32 for _, k in kernels), default=0),
-        arena_bytes=arena_bytes,
-        constant_bytes=sum(a.nbytes for a in weights.values()))
+    memory = replace(mem.report, constant_bytes=sum(a.nbytes for a in weights.values()))
     return Program(psteps, arena_bytes, weights, weight_offsets, wb, slots, shapes,
-                   list(model.input_names), outputs, memory, const_outputs, guards)
+                   list(model.input_names), outputs, memory, const_outputs, mem.guards)
 
 
 def _ptrs(rec):
