@@ -147,6 +147,15 @@ static inline int ek_nthreads(int nthreads, ptrdiff_t work)
     return nthreads;
 }
 
+/* Product of the first ndim - 1 dims: the rows of an N-d loop over its last dim. */
+static inline ptrdiff_t ek_lead_rows(int ndim, const ptrdiff_t *shape)
+{
+    ptrdiff_t rows = 1;
+    int d;
+    for (d = 0; d < ndim - 1; d++) rows *= shape[d];
+    return rows;
+}
+
 /* Tiles per thread of a grid of equal items: more than one, so that a thread slowed down
    (another process on its core) hands its share to the others. */
 #define EK_TILES_PER_THREAD 4

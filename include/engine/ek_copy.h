@@ -57,11 +57,8 @@ EK_API void EK_FN(ek_copy_nd)(int ndim, const ptrdiff_t *shape, const float *src
                               const ptrdiff_t *src_strides, float *dst,
                               const ptrdiff_t *dst_strides, int nthreads)
 {
-    const ptrdiff_t W = shape[ndim - 1];
-    ptrdiff_t rows = 1;
+    const ptrdiff_t W = shape[ndim - 1], rows = ek_lead_rows(ndim, shape);
     EK_FN(ek_copy_args) a;
-    int d;
-    for (d = 0; d < ndim - 1; d++) rows *= shape[d];
     if (rows <= 0 || W <= 0) return;
     a.ndim = ndim; a.shape = shape; a.src = src; a.src_strides = src_strides; a.dst = dst;
     a.dst_strides = dst_strides;

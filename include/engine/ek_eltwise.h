@@ -9,10 +9,6 @@
 
 #define EK_ELT_CHUNK 8192
 
-/*
- * y[i] = act(x[i]) for i < n (ek_common.h activation codes).  x == y (in place) allowed;
- * otherwise x and y must not overlap.  Preconditions: x and y have n floats.
- */
 typedef struct {
     const float *x;
     float *y;
@@ -30,6 +26,10 @@ static void EK_FN(ek_unary_tile)(void *ctx, ptrdiff_t c, int worker)
                       j->p1);
 }
 
+/*
+ * y[i] = act(x[i]) for i < n (ek_common.h activation codes).  x == y (in place) allowed;
+ * otherwise x and y must not overlap.  Preconditions: x and y have n floats.
+ */
 EK_API void EK_FN(ek_unary)(const float *x, float *y, ptrdiff_t n, int act, float p0,
                             float p1, int nthreads)
 {
@@ -41,29 +41,21 @@ EK_API void EK_FN(ek_unary)(const float *x, float *y, ptrdiff_t n, int act, floa
     ek_parallelize(ek_nthreads_work(nthreads, nch, n * cost), nch, EK_FN(ek_unary_tile), &j);
 }
 
-/*
- * Per-channel affine + activation on x viewed as (outer, C, inner):
- *     y[o][c][i] = act(x[o][c][i] * scale[c] + shift[c])
- * (batch_norm with precomputed scale = w / sqrt(var + eps), shift = b - mean * scale).
- * scale or shift may be NULL (1 / 0).  x == y allowed.
- * Preconditions: x, y have outer*C*inner floats; scale, shift have C floats.
- */
 typedef struct {
     const float *x, *scale, *shift, *w;
     float *y;
-    ptrdiff_t planes, C, inner, nw, ntiles;
+    ptrdiff_t C, inner, nw;
     int act;
     float p0, p1;
-} EK_FN(ek_plane_job);
+} EK_FN(ek_plane_args);
 
-static void EK_FN(ek_channel_affine_tile)(void *ctx, ptrdiff_t t, int worker)
+static void EK_FN(ek_channel_affine_rows)(const void *args, ptrdiff_t p0, ptrdiff_t p1)
 {
-    const EK_FN(ek_plane_job) *j = (const EK_FN(ek_plane_job) *)ctx;
-    ptrdiff_t pl, p0, p1;
-    (void)worker;
-    ek_tile_span(t, j->ntiles, j->planes, &p0, &p1);
+    const EK_FN(ek_plane_args) *j = (const EK_FN(ek_plane_args) *)args;
+    const ptrdiff_t inner = j->inner;
+    ptrdiff_t pl;
     for (pl = p0; pl < p1; pl++) {
-        const ptrdiff_t c = pl % j->C, inner = j->inner;
+        const ptrdiff_t c = pl % j->C;
         const float s = j->scale ? j->scale[c] : 1.0f, b = j->shift ? j->shift[c] : 0.0f;
         const float *xs = j->x + pl * inner;
         float *ys = j->y + pl * inner;
@@ -73,38 +65,30 @@ static void EK_FN(ek_channel_affine_tile)(void *ctx, ptrdiff_t t, int worker)
     }
 }
 
-/* Runs `tile` over the (outer * C) planes of j, cut into tiles for the threads. */
-static void EK_FN(ek_planes_run)(EK_FN(ek_plane_job) *j, ptrdiff_t outer, int nthreads,
-                                 ek_tile_fn tile)
-{
-    const int threads = ek_nthreads_work(nthreads, outer * j->C, outer * j->C * j->inner);
-    j->planes = outer * j->C;
-    j->ntiles = ek_tile_count(threads, j->planes);
-    ek_parallelize(threads, j->ntiles, tile, j);
-}
-
+/*
+ * Per-channel affine + activation on x viewed as (outer, C, inner):
+ *     y[o][c][i] = act(x[o][c][i] * scale[c] + shift[c])
+ * (batch_norm with precomputed scale = w / sqrt(var + eps), shift = b - mean * scale).
+ * scale or shift may be NULL (1 / 0).  x == y allowed.
+ * Preconditions: x, y have outer*C*inner floats; scale, shift have C floats.
+ */
 EK_API void EK_FN(ek_channel_affine)(const float *x, const float *scale, const float *shift,
                                      float *y, ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner,
                                      int act, float p0, float p1, int nthreads)
 {
-    EK_FN(ek_plane_job) j;
+    const ptrdiff_t planes = outer * C;
+    EK_FN(ek_plane_args) j;
     memset(&j, 0, sizeof(j));
     j.x = x; j.scale = scale; j.shift = shift; j.y = y; j.C = C; j.inner = inner;
     j.act = act; j.p0 = p0; j.p1 = p1;
-    EK_FN(ek_planes_run)(&j, outer, nthreads, EK_FN(ek_channel_affine_tile));
+    ek_parallel_rows(ek_nthreads_work(nthreads, planes, planes * inner), planes,
+                     EK_FN(ek_channel_affine_rows), &j);
 }
 
-/*
- * prelu on x viewed as (outer, C, inner): y = x < 0 ? w[c] * x : x (NaN passes through).
- * nw == 1: one weight for all channels; else nw == C.  x == y allowed.
- * Preconditions: x, y have outer*C*inner floats; w has nw floats.
- */
-static void EK_FN(ek_prelu_tile)(void *ctx, ptrdiff_t t, int worker)
+static void EK_FN(ek_prelu_rows)(const void *args, ptrdiff_t p0, ptrdiff_t p1)
 {
-    const EK_FN(ek_plane_job) *j = (const EK_FN(ek_plane_job) *)ctx;
-    ptrdiff_t pl, p0, p1;
-    (void)worker;
-    ek_tile_span(t, j->ntiles, j->planes, &p0, &p1);
+    const EK_FN(ek_plane_args) *j = (const EK_FN(ek_plane_args) *)args;
+    ptrdiff_t pl;
     for (pl = p0; pl < p1; pl++) {
         const float a = j->nw == 1 ? j->w[0] : j->w[pl % j->C];
         const float *xs = j->x + pl * j->inner;
@@ -117,13 +101,20 @@ static void EK_FN(ek_prelu_tile)(void *ctx, ptrdiff_t t, int worker)
     }
 }
 
+/*
+ * prelu on x viewed as (outer, C, inner): y = x < 0 ? w[c] * x : x (NaN passes through).
+ * nw == 1: one weight for all channels; else nw == C.  x == y allowed.
+ * Preconditions: x, y have outer*C*inner floats; w has nw floats.
+ */
 EK_API void EK_FN(ek_prelu)(const float *x, const float *w, ptrdiff_t nw, float *y,
                             ptrdiff_t outer, ptrdiff_t C, ptrdiff_t inner, int nthreads)
 {
-    EK_FN(ek_plane_job) j;
+    const ptrdiff_t planes = outer * C;
+    EK_FN(ek_plane_args) j;
     memset(&j, 0, sizeof(j));
     j.x = x; j.w = w; j.nw = nw; j.y = y; j.C = C; j.inner = inner;
-    EK_FN(ek_planes_run)(&j, outer, nthreads, EK_FN(ek_prelu_tile));
+    ek_parallel_rows(ek_nthreads_work(nthreads, planes, planes * inner), planes,
+                     EK_FN(ek_prelu_rows), &j);
 }
 
 #define EK_BIN_LOOP(EXPR)                                                              \
@@ -220,12 +211,10 @@ EK_API void EK_FN(ek_binary_nd)(int op, int ndim, const ptrdiff_t *shape, const 
 {
     EK_FN(ek_binary_job) j;
     ptrdiff_t total, nch;
-    int d;
     j.op = op; j.ndim = ndim; j.shape = shape; j.a = a; j.a_strides = a_strides;
     j.b = b; j.b_strides = b_strides; j.out = out;
     j.inner = shape[ndim - 1];
-    j.rows = 1;
-    for (d = 0; d < ndim - 1; d++) j.rows *= shape[d];
+    j.rows = ek_lead_rows(ndim, shape);
     total = j.rows * j.inner;
     if (total <= 0) return;
     /* Work items of about EK_ELT_CHUNK elements: column chunks of long rows, or groups of

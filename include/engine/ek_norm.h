@@ -27,39 +27,28 @@ EK_INLINE void EK_FN(ek_moments)(const float *x, ptrdiff_t n, double eps, double
     *rstd = 1.0 / sqrt(v + eps);
 }
 
-/*
- * Group normalisation of x viewed as (N, C, inner) with C split into `groups` contiguous
- * groups of C/groups channels; statistics over each (n, group) = (C/groups) * inner values:
- *     y[n][c][i] = (x[n][c][i] - mean) * rstd * gamma[c] + beta[c]
- * gamma / beta may be NULL (1 / 0).  instance_norm is groups == C.  x == y allowed.
- * Preconditions: groups >= 1 divides C; x, y have N*C*inner floats; gamma, beta C floats.
- */
 /* Arguments of the normalisation kernels, shared by their tile functions. */
 typedef struct {
     const float *x, *gamma, *beta;
     float *y;
     ptrdiff_t C, inner, groups, L, size;
-    ptrdiff_t items, ntiles, nblk;
+    ptrdiff_t items, nblk;
     float eps, alpha, beta_exp, k;
 } EK_FN(ek_norm_job);
 
-/* Cuts the job's items into tiles for the threads the work is worth and runs them. */
+/* Runs rows(j, i0, i1) over the job's items on the threads the work is worth. */
 static void EK_FN(ek_norm_run)(EK_FN(ek_norm_job) *j, ptrdiff_t work, int nthreads,
-                               ek_tile_fn tile)
+                               ek_rows_fn rows)
 {
-    const int threads = ek_nthreads_work(nthreads, j->items, work);
-    j->ntiles = ek_tile_count(threads, j->items);
-    ek_parallelize(threads, j->ntiles, tile, j);
+    ek_parallel_rows(ek_nthreads_work(nthreads, j->items, work), j->items, rows, j);
 }
 
-static void EK_FN(ek_group_norm_tile)(void *ctx, ptrdiff_t t, int worker)
+static void EK_FN(ek_group_norm_rows)(const void *args, ptrdiff_t i0, ptrdiff_t i1)
 {
-    const EK_FN(ek_norm_job) *jb = (const EK_FN(ek_norm_job) *)ctx;
+    const EK_FN(ek_norm_job) *jb = (const EK_FN(ek_norm_job) *)args;
     const ptrdiff_t groups = jb->groups, inner = jb->inner, Cg = jb->C / groups;
     const float *gamma = jb->gamma, *beta = jb->beta;
-    ptrdiff_t it, i0, i1;
-    (void)worker;
-    ek_tile_span(t, jb->ntiles, jb->items, &i0, &i1);
+    ptrdiff_t it;
     for (it = i0; it < i1; it++) {
         const ptrdiff_t g = it % groups;
         const float *xs = jb->x + it * Cg * inner;
@@ -98,17 +87,15 @@ EK_API void EK_FN(ek_group_norm)(const float *x, const float *gamma, const float
     memset(&j, 0, sizeof(j));
     j.x = x; j.gamma = gamma; j.beta = beta; j.y = y; j.C = C; j.inner = inner;
     j.groups = groups; j.eps = eps; j.items = N * groups;
-    EK_FN(ek_norm_run)(&j, N * C * inner * 3, nthreads, EK_FN(ek_group_norm_tile));
+    EK_FN(ek_norm_run)(&j, N * C * inner * 3, nthreads, EK_FN(ek_group_norm_rows));
 }
 
-static void EK_FN(ek_layer_norm_tile)(void *ctx, ptrdiff_t t, int worker)
+static void EK_FN(ek_layer_norm_rows)(const void *args, ptrdiff_t r0, ptrdiff_t r1)
 {
-    const EK_FN(ek_norm_job) *j = (const EK_FN(ek_norm_job) *)ctx;
+    const EK_FN(ek_norm_job) *j = (const EK_FN(ek_norm_job) *)args;
     const ptrdiff_t L = j->L;
     const float *gamma = j->gamma, *beta = j->beta;
-    ptrdiff_t r, r0, r1;
-    (void)worker;
-    ek_tile_span(t, j->ntiles, j->items, &r0, &r1);
+    ptrdiff_t r;
     for (r = r0; r < r1; r++) {
         const float *xs = j->x + r * L;
         float *ys = j->y + r * L;
@@ -143,19 +130,17 @@ EK_API void EK_FN(ek_layer_norm)(const float *x, const float *gamma, const float
     EK_FN(ek_norm_job) j;
     memset(&j, 0, sizeof(j));
     j.x = x; j.gamma = gamma; j.beta = beta; j.y = y; j.L = L; j.eps = eps; j.items = rows;
-    EK_FN(ek_norm_run)(&j, rows * L * 3, nthreads, EK_FN(ek_layer_norm_tile));
+    EK_FN(ek_norm_run)(&j, rows * L * 3, nthreads, EK_FN(ek_layer_norm_rows));
 }
 
 #define EK_LRN_BLOCK 256
 
-static void EK_FN(ek_lrn_tile)(void *ctx, ptrdiff_t t, int worker)
+static void EK_FN(ek_lrn_rows)(const void *args, ptrdiff_t t0, ptrdiff_t t1)
 {
-    const EK_FN(ek_norm_job) *j = (const EK_FN(ek_norm_job) *)ctx;
+    const EK_FN(ek_norm_job) *j = (const EK_FN(ek_norm_job) *)args;
     const ptrdiff_t C = j->C, inner = j->inner, size = j->size, nblk = j->nblk;
     const float a = j->alpha / (float)size, beta = j->beta_exp, k = j->k;
-    ptrdiff_t it, t0, t1;
-    (void)worker;
-    ek_tile_span(t, j->ntiles, j->items, &t0, &t1);
+    ptrdiff_t it;
     for (it = t0; it < t1; it++) {
         const ptrdiff_t n = it / nblk, i0 = (it % nblk) * EK_LRN_BLOCK;
         const ptrdiff_t nb = EK_MIN(EK_LRN_BLOCK, inner - i0);
@@ -192,7 +177,7 @@ EK_API void EK_FN(ek_lrn)(const float *EK_RESTRICT x, float *EK_RESTRICT y, ptrd
     j.nblk = (inner + EK_LRN_BLOCK - 1) / EK_LRN_BLOCK;
     j.items = N * j.nblk;
     EK_FN(ek_norm_run)(&j, ek_mul_sat(N * C * inner, size + 4), nthreads,
-                       EK_FN(ek_lrn_tile));
+                       EK_FN(ek_lrn_rows));
 }
 
 #endif /* EK_NORM_ISA */

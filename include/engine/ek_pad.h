@@ -89,11 +89,8 @@ EK_API void EK_FN(ek_pad_nd)(const float *EK_RESTRICT x, float *EK_RESTRICT y, i
                              const ptrdiff_t *pad_begin, int mode, float value, int nthreads)
 {
     const ptrdiff_t OW = out_shape[ndim - 1], W = in_shape[ndim - 1];
-    const ptrdiff_t pb = pad_begin[ndim - 1];
-    ptrdiff_t rows = 1;
+    const ptrdiff_t pb = pad_begin[ndim - 1], rows = ek_lead_rows(ndim, out_shape);
     EK_FN(ek_pad_args) a;
-    int d;
-    for (d = 0; d < ndim - 1; d++) rows *= out_shape[d];
     if (rows <= 0 || OW <= 0) return;
     a.x = x; a.y = y; a.ndim = ndim; a.mode = mode; a.in_shape = in_shape;
     a.out_shape = out_shape; a.pad_begin = pad_begin; a.value = value;
