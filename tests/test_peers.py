@@ -4,6 +4,11 @@ ONNX export) compute the same outputs as engine on random graphs and zoo models.
 Tolerance: 1e-4 relative to the output magnitude.  Graphs a peer computes with other
 semantics (ONNX's even-sized LRN window, OpenVINO's ceil_mode pooling) are refused by
 ``engine.peers`` with the reason, and skipped here.  Skipped when a peer is not installed.
+
+A peer is an oracle, not the system under test: when OpenVINO alone disagrees with us on a
+random graph while every other installed peer agrees, the example is set aside (OpenVINO
+2025's CPU plugin returned -0.0 for HardSwish(-1.56) inside one such graph, seed 474:
+ONNX Runtime and PyTorch agreed with us to 1.5e-7, OpenVINO was off by 1 %).
 """
 
 TOLERANCE = {"torch": 1e-4, "onnxruntime": 1e-4, "openvino": 1e-4}
@@ -15,7 +20,7 @@ from hypothesis import assume, given, settings, strategies as st
 import engine
 from engine import peers
 from graphs import random_model
-from helpers import assert_close, rng_array
+from helpers import assert_close, rel_err, rng_array
 
 
 def _need(peer):
@@ -37,7 +42,26 @@ def test_random_graphs_agree_with_peer(peer, seed):
     except engine.UnsupportedError:
         assume(False)                       # an op the ONNX export does not express
     x = rng_array(rng, shape)
-    assert_close(run(x), engine.Session(model, threads=1).run(x)[0], TOLERANCE[peer])
+    ours = engine.Session(model, threads=1).run(x)[0]
+    got = run(x)
+    if peer == "openvino" and rel_err(got, ours) > TOLERANCE[peer]:
+        assume(not _others_agree(model, x, ours, peer))
+    assert_close(got, ours, TOLERANCE[peer])
+
+
+def _others_agree(model, x, ours, peer):
+    """True when at least one other installed peer runs the graph and all that do agree
+    with ours."""
+    agree = []
+    for other in ("torch", "onnxruntime", "openvino"):
+        if other == peer or other not in peers.available():
+            continue
+        try:
+            r = peers.make_runner(other, model, threads=1)(x)
+        except engine.UnsupportedError:
+            continue
+        agree.append(rel_err(r, ours) <= TOLERANCE[other])
+    return bool(agree) and all(agree)
 
 
 @pytest.mark.parametrize("name,size", [("resnet18", 64), ("mobilenet_v2", 64),
