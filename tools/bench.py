@@ -24,6 +24,11 @@ Python path):
 
     python tools/bench.py overhead
 
+Our latency at 1 and 2 threads while other processes keep cores busy (a busy loop each;
+``--busy 0`` is the quiet reference), all thread counts interleaved in one process:
+
+    python tools/bench.py contention resnet18 mobilenet_v2 --busy 1
+
 Method. Every thread count runs in its own subprocess, with OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS / MKL_NUM_THREADS set before numpy (and torch) are imported, so the BLAS
 really uses that many threads (threadpoolctl is not needed); our kernels get the same count
@@ -495,6 +500,51 @@ def overhead_main(opts):
         print(f"| {ex} | {(b - a) / (opts.layers - 2) * 1e6:.3f} | {a * 1e6:.1f} |")
 
 
+# --------------------------------------------------------------------------- contention --
+
+def _busy_loop():
+    while True:
+        pass
+
+
+def contention_main(opts):
+    """Our latency at each thread count, quiet and with ``opts.busy`` busy-loop processes
+    (each keeps one core busy), interleaved in one process."""
+    import multiprocessing
+    import numpy as np
+    import engine
+    print(f"# latency with other processes busy, batch {opts.batch}, ms: median of "
+          f"{opts.rounds} interleaved rounds (best in parentheses); machine: {_machine()}")
+    hdr = ["model", "busy processes"] + [f"{t} thread(s) (ms)" for t in opts.threads]
+    hdr += [f"{t} / {opts.threads[0]} threads" for t in opts.threads[1:]]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for spec in opts.models:
+        model, _, shape = _load_model(spec, opts)
+        if shape is None:
+            shape = tuple(opts.batch if d is None else int(d) for d in model.inputs[0].shape)
+        x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        sessions = {t: engine.Session(model, threads=t) for t in opts.threads}
+        for busy in sorted({0, opts.busy}):
+            procs = [multiprocessing.Process(target=_busy_loop, daemon=True)
+                     for _ in range(busy)]
+            for pr in procs:
+                pr.start()
+            try:
+                time.sleep(0.2 if busy else 0.0)
+                t = interleaved({k: (lambda s=s: s.run(x)) for k, s in sessions.items()},
+                                opts.rounds, target_s=0.0)
+            finally:
+                for pr in procs:
+                    pr.terminate()
+                    pr.join()
+            med = {k: _median(v) * 1e3 for k, v in t.items()}
+            cells = [spec, str(busy)] + [f"{med[k]:.2f} ({min(t[k]) * 1e3:.2f})"
+                                         for k in opts.threads]
+            cells += [f"{med[k] / med[opts.threads[0]]:.2f}" for k in opts.threads[1:]]
+            print("| " + " | ".join(cells) + " |", flush=True)
+
+
 # --------------------------------------------------------------------------------- main --
 
 def main(argv=None):
@@ -540,6 +590,14 @@ def main(argv=None):
     lay.add_argument("--repeat", type=int, default=5)
     lay.add_argument("--convs-only", action="store_true")
     lay.add_argument("--no-torch", action="store_true", default=True)
+    c = sub.add_parser("contention", help="our latency with other processes busy")
+    c.add_argument("models", nargs="+", help="zoo names, model files or module:callable")
+    c.add_argument("--threads", default="1,2")
+    c.add_argument("--busy", type=int, default=1, help="busy-loop processes (default 1)")
+    c.add_argument("--batch", type=int, default=1)
+    c.add_argument("--input-shape", default="")
+    c.add_argument("--rounds", type=int, default=41)
+    c.add_argument("--no-torch", action="store_true", default=True)
     o = sub.add_parser("overhead", help="per-layer cost of the executor")
     o.add_argument("--layers", type=int, default=302)
     o.add_argument("--rounds", type=int, default=15)
@@ -560,10 +618,11 @@ def main(argv=None):
         pt.append(a)
     opts.passthrough = pt
     opts.threads = [int(t) for t in str(opts.threads).split(",") if t]
-    if opts.cmd in ("layers", "overhead"):      # in-process: nothing to compare against
+    if opts.cmd in ("layers", "overhead", "contention"):   # in-process: ours only
         if ROOT not in sys.path:
             sys.path.insert(0, ROOT)
-        (layers_main if opts.cmd == "layers" else overhead_main)(opts)
+        {"layers": layers_main, "overhead": overhead_main,
+         "contention": contention_main}[opts.cmd](opts)
         return
     if worker is not None:
         res = (gemm_worker if opts.cmd == "gemm" else model_worker)(opts, worker)
