@@ -1173,7 +1173,7 @@ static void EK_FN(ek_dw_tile)(void *ctx, ptrdiff_t t, int worker)
  * preconditions as ek_conv3d; work has ek_conv_depthwise_workspace(N, Cout, g, nthreads)
  * floats (may be NULL: then every case takes the general path).
  *
- * Direct kernel, parallel over (image, channel) planes (dynamic schedule).  x86 (AVX2 /
+ * Direct kernel, tiles of (image, channel) planes on the thread pool.  x86 (AVX2 /
  * AVX-512), 2-D 3x3 / 5x5, equal strides 1 or 2, no dilation: ekx_dw_run above.  Other
  * 2-D / 1-D with width stride 1 or 2: the padded-plane kernel above.  Otherwise (3-D, other
  * strides): output rows accumulated tap by tap in vectorised loops over the valid range.

@@ -18,9 +18,9 @@
  *
  *   - kc (K block) keeps an A micro-panel (MR x kc) in L1; nc (N block) keeps the packed
  *     B block (kc x nc) in half of L2.  Both come from the CPU's cache sizes (CPUID).
- *   - The M x N output is cut into mc x nc tasks shared by the threads with a dynamic
- *     OpenMP schedule, several tasks per thread, so a thread slowed by a busy core does not
- *     hold the other one up.  Each task loops over the K blocks: pack its B block (or fill it
+ *   - The M x N output is cut into mc x nc tasks, the tiles of one grid of the thread pool
+ *     (ek_threadpool.h: taken one at a time), several per thread, so a thread slowed by a
+ *     busy core does not hold the other one up.  Each task loops over the K blocks: pack its B block (or fill it
  *     through a callback: the convolution's im2col writes straight into packed panels),
  *     pack its A block unless A is pre-packed, then runs the micro-kernel over the tiles.
  *   - Weights are packed once at prepare time (ek_gemm_pack_a / ek_gemm_pack_b: full-K

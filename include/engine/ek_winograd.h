@@ -24,9 +24,9 @@
  *   - A task = one tile block and one range of output channels: input transform of the
  *     block (skipped when the same thread already transformed it), then for every position
  *     the GEMM of the range's MR-row panels into M (alpha^2 x mc x T, mc chosen so that M
- *     stays in L2), then the output transform of those channels straight into y.  Tasks go
- *     to the threads with a dynamic OpenMP schedule; the output channels are split only
- *     when there are too few tile blocks to keep every thread busy.  Then (at 2+ threads)
+ *     stays in L2), then the output transform of those channels straight into y.  Tasks
+ *     are the tiles of one grid of the thread pool (taken one at a time); the output
+ *     channels are split only when there are too few tile blocks to keep every thread busy.  Then (at 2+ threads)
  *     the input transforms run first, each block's channels shared among the threads,
  *     into one V per block that every task of the block reads.
  *   - Both transforms are vectorised across tiles: a "segment" is up to VW consecutive
