@@ -33,15 +33,15 @@ Method. Every thread count runs in its own subprocess, with OPENBLAS_NUM_THREADS
 OMP_NUM_THREADS / MKL_NUM_THREADS set before numpy (and torch) are imported, so the BLAS
 really uses that many threads (threadpoolctl is not needed); our kernels get the same count
 explicitly. OPENBLAS_THREAD_TIMEOUT=4 and GOMP_SPINCOUNT=10000 (unless set) make idle pool
-threads (OpenBLAS's, libgomp's: ours and torch's) sleep soon after a call instead of
+threads (OpenBLAS's, libgomp's in torch) sleep soon after a call instead of
 spinning for up to ~0.1 s on a core the next contender needs; measured alone, neither
 numpy's nor our speed changes with them. No sleep between contenders: on this VM a core left
 idle for 10 ms runs the next milliseconds measurably slower. Inside a process the contenders
 are timed interleaved: each round times every contender once, in a rotating order, so that
 load from other processes on a shared machine hits all of them alike. A timing is the mean
 of enough back-to-back calls to last a few milliseconds; the table reports the median over
-the rounds (and the best).  Ratios are oriented so that > 1 means we are faster: ours /
-numpy for GEMM GFLOP/s, torch / ours for model latency.
+the rounds (and the best).  Ratios: ours / numpy for GEMM GFLOP/s (> 1: we are faster),
+ours / peer for model latency (< 1: we are faster).
 """
 
 import argparse
@@ -78,9 +78,9 @@ def _env_for(threads, coretype=None):
     # taking a core from whatever runs next (interleaved: us); 2^4 makes them sleep at
     # once.  Measured: numpy alone is as fast with it as without.
     env.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
-    # Likewise libgomp (ours; torch's bundled one reads it too) spins ~300k iterations
-    # before sleeping; 10k keeps back-to-back calls warm (measured: our own latencies are
-    # unchanged) without starving the next contender of a core.
+    # Likewise libgomp (torch's bundled OpenMP) spins ~300k iterations before sleeping;
+    # 10k keeps back-to-back calls warm without starving the next contender of a core.
+    # (Our own pool spins 200 us after a grid, then sleeps: ENGINE_POOL_SPIN_US.)
     env.setdefault("GOMP_SPINCOUNT", "10000")
     if coretype:
         env["OPENBLAS_CORETYPE"] = coretype
@@ -412,10 +412,10 @@ def model_main(opts):
     print(f"# model latency, batch {opts.batch}, ms: median of {opts.rounds} interleaved "
           f"rounds (best in parentheses); machine: {_machine()}"
           + (f"; ENGINE_ISA={opts.isa}" if opts.isa else ""))
-    print("# ratio = peer / ours (> 1: we are faster), from the medians (best rounds); "
+    print("# ratio = ours / peer (< 1: we are faster), from the medians (best rounds); "
           "diff = max |ours - peer| / max |peer|")
     hdr = "| model | threads | ours (ms) | " + " | ".join(
-        f"{p} (ms) | {p} / ours | diff" for p in peers_seen) + " |"
+        f"{p} (ms) | ours / {p} | diff" for p in peers_seen) + " |"
     print("\n" + hdr)
     print("|" + "---|" * (3 + 3 * len(peers_seen)))
     for res in results:
@@ -426,7 +426,7 @@ def model_main(opts):
                 if p in row:
                     pm, pb = row[p]["median_ms"], row[p]["min_ms"]
                     d = row.get("max_rel_diff" if p == "torch" else f"max_rel_diff_{p}")
-                    cells += [f"{pm:.2f} ({pb:.2f})", f"{pm / o:.2f} ({pb / ob:.2f})",
+                    cells += [f"{pm:.2f} ({pb:.2f})", f"{o / pm:.2f} ({ob / pb:.2f})",
                               f"{d:.1e}" if d is not None else "-"]
                 else:
                     cells += ["-", "-", "-"]
