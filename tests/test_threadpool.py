@@ -2,8 +2,7 @@
 
 * The C check (tests/c/threadpool_check.c): every tile of random grids runs exactly once
   on a worker number no other running tile has, nested grids, several calling threads,
-  pools put to sleep, fork, threads that exit, the contention guard (stalled workers send
-  the grids to the caller alone for a while); built plain and under ThreadSanitizer.
+  pools put to sleep, fork, threads that exit; built plain and under ThreadSanitizer.
 * From Python: every kernel module uses the one pool; results do not depend on the thread
   count; sessions run from several Python threads at once, and in a process forked from one
   whose pool has already started.

@@ -92,7 +92,6 @@ static inline void ek_parallelize(int threads, ptrdiff_t ntiles, ek_tile_fn fn, 
 #define EK_STORE(p, v) __atomic_store_n((p), (v), __ATOMIC_SEQ_CST)
 #define EK_ADD(p, v) __atomic_add_fetch((p), (v), __ATOMIC_SEQ_CST)
 #define EK_FETCH_ADD(p, v) __atomic_fetch_add((p), (v), __ATOMIC_SEQ_CST)
-#define EK_MIN_LL(a, b) ((a) < (b) ? (a) : (b))
 
 typedef struct ek_pool {
     /* the open grid: valid while `state` is (generation << 1) | 1 */
@@ -110,26 +109,9 @@ typedef struct ek_pool {
     pthread_t *threads;
     pthread_mutex_t mu;
     pthread_cond_t wake;
-    /* contention guard (the owning thread only): time of the grids of the current window,
-       time the caller waited in them for the last tiles of its workers, and until when
-       grids run on the caller alone */
-    long long win_ns, wait_ns, solo_until, solo_ns;
 } ek_pool;
 
 static long ek_pool_spin_ns = (long)EK_POOL_SPIN_US * 1000;
-
-/* The contention guard.  A worker whose core another process holds is descheduled for
-   milliseconds, often in the middle of a tile, and every grid waits for it: a 2-thread run
-   can then take longer than a 1-thread run.  So the caller measures, over windows of
-   EK_POOL_WINDOW_NS of grid time, how long it waited for its workers' last tiles after
-   finishing its own; above EK_POOL_STRAGGLE_PCT percent it runs the grids alone for a
-   while (10 ms, doubled while it persists, up to 1 s), then tries its workers again.
-   ENGINE_POOL_ADAPT=0 turns the guard off. */
-#define EK_POOL_WINDOW_NS 2000000LL
-#define EK_POOL_STRAGGLE_PCT 30
-#define EK_POOL_SOLO_MIN_NS 10000000LL
-#define EK_POOL_SOLO_MAX_NS 1000000000LL
-static int ek_pool_adapt = 1;
 static pthread_key_t ek_pool_key;
 static pthread_once_t ek_pool_once = PTHREAD_ONCE_INIT;
 static __thread ek_pool *ek_pool_mine = NULL;  /* the pool this thread owns */
@@ -228,8 +210,6 @@ static void ek_pool_init_once(void)
         const long v = strtol(env, &end, 10);
         if (end != env && v >= 0 && v <= 1000000) ek_pool_spin_ns = v * 1000;
     }
-    env = getenv("ENGINE_POOL_ADAPT");
-    if (env != NULL && env[0] == '0' && env[1] == '\0') ek_pool_adapt = 0;
     pthread_key_create(&ek_pool_key, ek_pool_key_destroy);
     pthread_atfork(NULL, NULL, ek_pool_atfork_child);
 }
@@ -265,29 +245,11 @@ static ek_pool *ek_pool_get(int workers)
     return p->nworkers > 0 ? p : NULL;
 }
 
-/* The contention guard's bookkeeping after a grid opened at t_open, whose caller finished
-   its own tiles at t_own and its workers theirs at t_end. */
-static void ek_pool_guard(ek_pool *p, long long t_open, long long t_own, long long t_end)
-{
-    p->win_ns += t_end - t_open;
-    p->wait_ns += t_end - t_own;
-    if (p->win_ns < EK_POOL_WINDOW_NS) return;
-    if (p->wait_ns * 100 > p->win_ns * EK_POOL_STRAGGLE_PCT) {
-        p->solo_ns = p->solo_ns ? EK_MIN_LL(2 * p->solo_ns, EK_POOL_SOLO_MAX_NS)
-                                : EK_POOL_SOLO_MIN_NS;
-        p->solo_until = t_end + p->solo_ns;
-    } else {
-        p->solo_ns = 0;
-    }
-    p->win_ns = p->wait_ns = 0;
-}
-
 static void ek_pool_parallelize(int threads, ptrdiff_t ntiles, ek_tile_fn fn, void *ctx)
 {
     ek_pool *p;
     unsigned long gen;
     ptrdiff_t t;
-    long long t_open = 0, t_own = 0;
     int use = threads;
     if (use > EK_POOL_MAX_THREADS) use = EK_POOL_MAX_THREADS;
     if ((ptrdiff_t)use > ntiles) use = (int)ntiles;
@@ -298,16 +260,6 @@ static void ek_pool_parallelize(int threads, ptrdiff_t ntiles, ek_tile_fn fn, vo
         for (t = 0; t < ntiles; t++) fn(ctx, t, 0);
         ek_pool_depth--;
         return;
-    }
-    if (ek_pool_adapt) {
-        t_open = ek_pool_now_ns();
-        if (t_open < p->solo_until) {
-            /* contended: this grid runs here alone (see the contention guard) */
-            ek_pool_depth++;
-            for (t = 0; t < ntiles; t++) fn(ctx, t, 0);
-            ek_pool_depth--;
-            return;
-        }
     }
     if (use > p->nworkers + 1) use = p->nworkers + 1;
     /* publish the grid, then open it */
@@ -329,9 +281,8 @@ static void ek_pool_parallelize(int threads, ptrdiff_t ntiles, ek_tile_fn fn, vo
     ek_pool_depth--;
     /* close it: a worker arriving from now on backs off; wait for those inside */
     EK_STORE(&p->state, gen << 1);
-    if (ek_pool_adapt) t_own = ek_pool_now_ns();
     if (EK_LOAD(&p->active) > 0) {
-        const long long until = (t_own ? t_own : ek_pool_now_ns()) + ek_pool_spin_ns;
+        const long long until = ek_pool_now_ns() + ek_pool_spin_ns;
         int spins = 0;
         while (EK_LOAD(&p->active) > 0) {
             EK_POOL_PAUSE();
@@ -340,7 +291,6 @@ static void ek_pool_parallelize(int threads, ptrdiff_t ntiles, ek_tile_fn fn, vo
             if (ek_pool_now_ns() >= until) sched_yield();
         }
     }
-    if (ek_pool_adapt) ek_pool_guard(p, t_open, t_own, ek_pool_now_ns());
 }
 
 #elif defined(_OPENMP)

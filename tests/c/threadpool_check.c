@@ -14,10 +14,6 @@
  *   fork         a forked child parallelizes (a new pool) and exits cleanly (skipped with
  *                THREADPOOL_NO_FORK set)
  *   exit         a thread that made a pool exits (its workers are joined)
- *   guard        the contention guard: grids whose worker tiles stall (sleep) make the
- *                caller run the next grids alone; after the solo period it uses its
- *                workers again (the other checks run with the guard off, so that they
- *                always exercise the workers)
  *
  * Exit status 0 when every check passed.
  */
@@ -183,61 +179,9 @@ static void check_exit(void)
     }
 }
 
-typedef struct {
-    int stall_us;           /* tiles of workers other than the caller sleep this long */
-    int spin;               /* every tile busy-waits this many iterations */
-    int other;              /* set when a tile ran on a worker other than the caller */
-} guard_grid;
-
-static void guard_tile(void *ctx, ptrdiff_t t, int worker)
-{
-    guard_grid *g = (guard_grid *)ctx;
-    volatile int i = 0;
-    (void)t;
-    if (worker != 0) {
-        __atomic_store_n(&g->other, 1, __ATOMIC_SEQ_CST);
-        if (g->stall_us) {
-            struct timespec ts = {0, g->stall_us * 1000L};
-            nanosleep(&ts, NULL);
-        }
-    }
-    while (i < g->spin) i++;
-}
-
-static void check_guard(void)
-{
-    guard_grid g;
-    struct timespec pause = {0, 60 * 1000 * 1000};   /* past the first solo period (10 ms) */
-    int i, solo = 0, used = 0;
-    ek_pool_adapt = 1;
-    /* stalled workers: within a few windows every grid runs on the caller alone */
-    for (i = 0; i < 200 && !solo; i++) {
-        memset(&g, 0, sizeof(g));
-        g.stall_us = 1000;
-        ek_parallelize(2, 8, guard_tile, &g);
-        solo = ek_pool_mine != NULL && ek_pool_mine->solo_until > ek_pool_now_ns();
-    }
-    CHECK(solo, "stalling workers never made the caller run a grid alone");
-    memset(&g, 0, sizeof(g));
-    g.spin = 20000;
-    ek_parallelize(2, 16, guard_tile, &g);
-    CHECK(!g.other, "a grid right after the stalls used the workers (no solo period)");
-    /* after the solo period: the workers again */
-    nanosleep(&pause, NULL);
-    for (i = 0; i < 200 && !used; i++) {
-        memset(&g, 0, sizeof(g));
-        g.spin = 20000;
-        ek_parallelize(2, 16, guard_tile, &g);
-        used = g.other;
-    }
-    CHECK(used, "the workers were not used again after the solo period");
-    ek_pool_adapt = 0;
-}
-
 int main(void)
 {
     ek_parallel_set_impl(ek_threadpool_entry());
-    ek_pool_adapt = 0;          /* (check_guard turns it on for itself) */
     CHECK(ek_parallel_impl != NULL, "this build has no thread pool");
     check_exact(1, 5000);
     check_nested();
@@ -245,7 +189,6 @@ int main(void)
     check_sleep();
     check_fork();
     check_exit();
-    check_guard();
     if (failures) {
         fprintf(stderr, "%d failure(s)\n", failures);
         return 1;
