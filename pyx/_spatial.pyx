@@ -215,8 +215,10 @@ def copy_strided(src, dst, shape, src_strides, dst_strides, Py_ssize_t src_offse
     every index i < shape (1 to 6 dims; element strides >= 0).
 
     src and dst are float32 C-contiguous arrays addressed as flat buffers; every offset the
-    walk reaches is checked to lie inside them, and they must not overlap.  Concat, split,
-    permute and channel shuffle are this copy with the right strides.
+    walk reaches is checked to lie inside them, and the spans it reads and writes must not
+    overlap (they may lie in one buffer: a concat input placed in its output, copied again
+    for a repeated input).  Concat, split, permute and channel shuffle are this copy with
+    the right strides.
     """
     cdef Py_ssize_t sh[6]
     cdef Py_ssize_t ss[6]
@@ -239,7 +241,8 @@ def copy_strided(src, dst, shape, src_strides, dst_strides, Py_ssize_t src_offse
     if ndst > _size(dst):
         raise ValueError(f"dst has {_size(dst)} elements, the copy writes up to element "
                          f"{ndst - 1}")
-    _disjoint(pd, _size(dst), ps, _size(src), "dst", "src")
+    _disjoint(pd + dst_offset, ndst - dst_offset, ps + src_offset, ns - src_offset,
+              "the span of dst the copy writes", "the span of src it reads")
     cdef ek_copy_nd_step_args step
     cdef int d
     if bind:
