@@ -175,8 +175,11 @@ def test_fixed_seed_slice(tmp_path, seeds):
     tests/test_fuzz.py -k slice (the workers inherit the preloaded sanitizer)."""
     out = os.environ.get("FUZZ_OUT") or str(tmp_path / "out")
     # A hang is a case that never ends; 30 s leaves room for the graph-size cases (tens of
-    # thousands of nodes, prepared at two batch sizes) on a busy 2-core CI machine.
-    c = fuzz.Campaign(SLICE_SEED, SLICE_CASES, 2, out, fuzz.Config(timeout=30.0),
+    # thousands of nodes, prepared at two batch sizes) on a busy 2-core CI machine, and
+    # under a preloaded sanitizer (tools/asan.sh) the slower kernels get its own timeout.
+    sanitized = any(k in os.environ.get("LD_PRELOAD", "") for k in ("asan", "ubsan"))
+    timeout = fuzz.SANITIZER_TIMEOUT if sanitized else 30.0
+    c = fuzz.Campaign(SLICE_SEED, SLICE_CASES, 2, out, fuzz.Config(timeout=timeout),
                       progress=False, seeds=seeds).run()
     totals = c.totals()
     assert sum(totals.values()) == SLICE_CASES
