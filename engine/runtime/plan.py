@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..backends.base import PlanRow, PrepareContext, plan_rows, select_kernel  # noqa: F401
+from ..backends.base import PrepareContext, plan_rows, select_kernel
 from ..errors import EngineError, node_error, node_error_from
 from ..limits import LimitError, check_buffer
 from ..memory import MemoryReport, needs_kernel, plan_buffers, plan_views
