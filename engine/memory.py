@@ -259,13 +259,6 @@ def peak_live_bytes(buffers):
 F32 = 4
 
 
-def _prod(dims):
-    p = 1
-    for d in dims:
-        p *= int(d)
-    return p
-
-
 def resolve(parent, v):
     """(root value, element offset) of v, following the view chain."""
     off, seen = 0, 0
@@ -297,9 +290,9 @@ def plan_views(model, shapes, zero_copy=True):
         out = n.outputs[0]
         shape = shapes[out]
         d = int(n.attrs["dim"]) % len(shape)
-        if _prod(shape[:d]) != 1 or out in inputs:
+        if math.prod(shape[:d]) != 1 or out in inputs:
             continue
-        inner = _prod(shape[d + 1:])
+        inner = math.prod(shape[d + 1:])
         sizes = [int(shapes[v][d]) * inner for v in n.inputs]
         # Inputs already back to back in one root (an earlier DenseNet concat): a view.
         if out not in parent and all(v in parent for v in n.inputs):
@@ -330,9 +323,9 @@ def plan_views(model, shapes, zero_copy=True):
         x = n.inputs[0]
         shape = shapes[x]
         d = int(n.attrs["dim"]) % len(shape)
-        if _prod(shape[:d]) != 1:
+        if math.prod(shape[:d]) != 1:
             continue
-        inner = _prod(shape[d + 1:])
+        inner = math.prod(shape[d + 1:])
         flags, off = [], 0
         for o in n.outputs:
             size = int(shapes[o][d]) * inner
@@ -345,10 +338,15 @@ def plan_views(model, shapes, zero_copy=True):
     return parent, views
 
 
+def is_alias_view(node, parent):
+    """True for an alias op (reshape, flatten, ...) whose output re-views its input."""
+    return get_op(node.op).alias and node.outputs[0] in parent
+
+
 def needs_kernel(node, parent, views):
     """False for a node the views make free: an alias re-viewing its input, a concat or
     split whose pieces all lie in place."""
-    if get_op(node.op).alias and node.outputs[0] in parent:
+    if is_alias_view(node, parent):
         return False
     flags = views.get(node.name)
     return not (flags is not None and all(flags) and
@@ -378,7 +376,6 @@ class MemoryReport:
 class MemoryPlan:
     """Where every value of a plan lives: ``offset(v)`` bytes into one arena."""
     parent: dict               # value -> (value whose memory holds it, element offset)
-    views: dict                # concat / split node -> per-piece in-place flags
     buffers: dict              # root value or "#scratch<i>" -> Buffer (offset, size, lifetime)
     scratch: dict              # step index -> key of its workspace buffer
     arena_bytes: int
@@ -394,7 +391,7 @@ class MemoryPlan:
         return self.buffers[root].offset + off * F32
 
 
-def plan_buffers(model, shapes, parent, views, nodes, scratch, outputs, *, align_to=ALIGN,
+def plan_buffers(model, shapes, parent, nodes, scratch, outputs, *, align_to=ALIGN,
                  guard=0, constant_bytes=None):
     """Lifetimes and arena offsets of the root buffers of ``nodes`` (the steps that run, in
     order; ``scratch[i]`` is step i's workspace in floats) and of the graph inputs and
@@ -455,4 +452,4 @@ def plan_buffers(model, shapes, parent, views, nodes, scratch, outputs, *, align
         arena_bytes=arena_bytes,
         constant_bytes=(sum(a.nbytes for a in consts.values()) if constant_bytes is None
                         else constant_bytes))
-    return MemoryPlan(parent, views, buffers, scratch_keys, arena_bytes, report, guards)
+    return MemoryPlan(parent, buffers, scratch_keys, arena_bytes, report, guards)

@@ -388,6 +388,10 @@ def bad(tmp_path_factory):
     return d
 
 
+# `engine convert` of a stand-in checkpoint to a model file; the cases below add one bad option
+CONVERT = ["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors"]
+
+
 @pytest.mark.parametrize("argv,needles", [
     # .npy inputs: never unpickled; dtype, rank, size, finiteness checked
     (["run", DEFAULT, "{d}/garbage.npy"], ["not a valid .npy file", "magic"]),
@@ -441,36 +445,36 @@ def bad(tmp_path_factory):
     (["convert", "{d}/ok.pth", "-o", "{d}/adir.npy"], ["-o", "is a directory"]),
     (["convert", "{d}/ok.pth", "-o", "{d}/nodir/x.safetensors"], ["does not exist"]),
     (["convert", "{d}/ok.pth", "-o", "{d}/ok.pth"], ["is the source file"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_bin.txt"],
+    ([*CONVERT, "--labels", "{d}/labels_bin.txt"],
      ["not UTF-8 text"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_latin1.txt"],
+    ([*CONVERT, "--labels", "{d}/labels_latin1.txt"],
      ["not UTF-8 text"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_nul.txt"],
+    ([*CONVERT, "--labels", "{d}/labels_nul.txt"],
      ["control characters"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_empty.txt"],
+    ([*CONVERT, "--labels", "{d}/labels_empty.txt"],
      ["holds no labels"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/labels_long.txt"],
+    ([*CONVERT, "--labels", "{d}/labels_long.txt"],
      ["2000 characters"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/adir.npy"],
+    ([*CONVERT, "--labels", "{d}/adir.npy"],
      ["labels file", "is a directory"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--labels", "{d}/nolabels.txt"],
+    ([*CONVERT, "--labels", "{d}/nolabels.txt"],
      ["labels file", "does not exist"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--std", "0,0,0"], ["--std must be positive"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--std", "1e-320"], ["--std must be positive"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--std", "nan"], ["finite numbers"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--mean", "inf"], ["finite numbers"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--mean", "1e39"], ["finite numbers"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--num-classes", "-5"],
+    ([*CONVERT, "--std", "0,0,0"], ["--std must be positive"]),
+    ([*CONVERT, "--std", "1e-320"], ["--std must be positive"]),
+    ([*CONVERT, "--std", "nan"], ["finite numbers"]),
+    ([*CONVERT, "--mean", "inf"], ["finite numbers"]),
+    ([*CONVERT, "--mean", "1e39"], ["finite numbers"]),
+    ([*CONVERT, "--num-classes", "-5"],
      ["--num-classes must be an int from 1 to 1000000, got -5"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-shape", "1,3,0,4"],
+    ([*CONVERT, "--input-shape", "1,3,0,4"],
      ["--input-shape must be"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-shape", "1,3,100000,100000"],
+    ([*CONVERT, "--input-shape", "1,3,100000,100000"],
      ["--input-shape", "more than"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-size", "1,2,3,4"],
+    ([*CONVERT, "--input-size", "1,2,3,4"],
      ["--input-size must be"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--input-size", "100000,100000"],
+    ([*CONVERT, "--input-size", "100000,100000"],
      ["--input-size must be"]),
-    (["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors", "--threads", "2000"], ["--threads must be"]),
+    ([*CONVERT, "--threads", "2000"], ["--threads must be"]),
 ])
 def test_bad_invocations_are_one_line_exit_2(bad, capsys, argv, needles):
     argv = [a.format(d=bad) for a in argv]

@@ -177,8 +177,7 @@ def test_fixed_seed_slice(tmp_path, seeds):
     # A hang is a case that never ends; 30 s leaves room for the graph-size cases (tens of
     # thousands of nodes, prepared at two batch sizes) on a busy 2-core CI machine, and
     # under a preloaded sanitizer (tools/asan.sh) the slower kernels get its own timeout.
-    sanitized = any(k in os.environ.get("LD_PRELOAD", "") for k in ("asan", "ubsan"))
-    timeout = fuzz.SANITIZER_TIMEOUT if sanitized else 30.0
+    timeout = fuzz.SANITIZER_TIMEOUT if fuzz.detect_sanitizer(os.environ) else 30.0
     c = fuzz.Campaign(SLICE_SEED, SLICE_CASES, 2, out, fuzz.Config(timeout=timeout),
                       progress=False, seeds=seeds).run()
     totals = c.totals()

@@ -287,8 +287,7 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
         tuner.save()
 
     # Lifetimes and the arena.
-    mem = plan_buffers(model, shapes, parent, views, [s.node for s in steps], scratch_need,
-                       outputs)
+    mem = plan_buffers(model, shapes, parent, [s.node for s in steps], scratch_need, outputs)
     check_buffer(mem.arena_bytes // F32, f"the activation arena at input shapes "
                                          f"{dict(input_shapes)}")
     layout = {}

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ...errors import EngineError, UnsupportedError
-from ...memory import plan_buffers, plan_views, resolve
-from ...ops import get_op
+from ...memory import is_alias_view, plan_buffers, plan_views, resolve
 from ..base import PrepareContext, select_kernel
 from .program import F32, Copy, Emitter, Gemm, ProgramStep, Ptr, Target, TensorRef
 
@@ -56,7 +55,7 @@ def check_unsupported(model, shapes, parent, views, target, kernels=None):
     from ..base import KERNELS
     chosen, problems = {}, []
     for n in model.nodes:
-        if n.outputs[0] in parent and get_op(n.op).alias:
+        if is_alias_view(n, parent):
             continue
         # (a concat / split whose pieces all lie in place keeps a step without records:
         # Session.plan shows it as "in_place")
@@ -105,7 +104,7 @@ def build_program(model, input_shapes, keep=(), target=None, zero_copy=True, gua
             kernels.append((spec, kernel))
 
     # Lifetimes and the arena (engine.memory), 256-byte aligned.
-    mem = plan_buffers(model, shapes, parent, views, steps, [k.scratch for _, k in kernels],
+    mem = plan_buffers(model, shapes, parent, steps, [k.scratch for _, k in kernels],
                        outputs, align_to=ALIGN, guard=guard, constant_bytes=0)
     buffers, scratch, arena_bytes = mem.buffers, mem.scratch, mem.arena_bytes
 
