@@ -1,12 +1,11 @@
 """Build script of engine: pure-Python package + Cython kernel extensions.
 
-The kernels are C headers (include/engine/*.h) compiled into Cython extension modules
-(pyx/_*.pyx -> engine._kernels.<name>).  Flags: -O3, no -ffast-math (NaN / Inf behave as
+The kernels are C headers (include/engine/) compiled once into one Cython extension module
+(pyx/_lib.pyx, which includes the bindings pyx/<family>.pxi -> engine._kernels._lib).  Flags: -O3, no -ffast-math (NaN / Inf behave as
 IEEE), no -march=native (the wheel must run on any x86-64: include/engine/ek_dispatch.h
 compiles every kernel for the baseline, AVX2+FMA and AVX-512 through target pragmas in the
 same translation unit and picks one by CPUID at import).  Threads: the kernels' own pool
-(include/engine/ek_threadpool.h, pthreads; OpenMP with MSVC), compiled once into
-engine._kernels.executor.
+(include/engine/ek_threadpool.h, pthreads; OpenMP with MSVC), compiled into the same module.
 
     pip install .                       # or: pip install -e . --no-build-isolation
     python setup.py build_ext --inplace
@@ -18,7 +17,6 @@ from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
-KERNEL_MODULES = ("gemm", "conv", "pool", "eltwise", "norm", "spatial", "executor")
 
 
 class BuildExt(build_ext):
@@ -51,17 +49,18 @@ def extensions():
     from Cython.Build import cythonize
     import numpy as np
 
+    headers = [os.path.join(d, f) for d, _, files in os.walk(os.path.join(ROOT, "include"))
+               for f in files if f.endswith(".h")]
+    bindings = [os.path.join("pyx", f) for f in os.listdir(os.path.join(ROOT, "pyx"))
+                if f.endswith(".pxi")]
     exts = [
         Extension(
-            f"engine._kernels.{name}",
-            [os.path.join("pyx", f"_{name}.pyx")],
+            "engine._kernels._lib",
+            [os.path.join("pyx", "_lib.pyx")],
             include_dirs=[os.path.join(ROOT, "include"), np.get_include()],
             define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-            depends=[os.path.join("include", "engine", h)
-                     for h in os.listdir(os.path.join(ROOT, "include", "engine"))
-                     if h.endswith(".h")] + [os.path.join("pyx", "_common.pxi")],
+            depends=headers + bindings,
         )
-        for name in KERNEL_MODULES
     ]
     return cythonize(
         exts,

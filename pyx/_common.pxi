@@ -20,27 +20,6 @@ cdef extern from "engine/ek_dispatch.h":
     int ek_cpu_best_isa()
 
 
-# -- threads: the process's pool, compiled once in engine._kernels.executor ----------------
-from cpython.pycapsule cimport PyCapsule_GetPointer as _capsule_ptr
-
-cdef extern from *:
-    """
-    static void ek_parallel_set_impl_ptr(void *p) { ek_parallel_set_impl((ek_parallelize_fn)p); }
-    static int ek_parallel_wired(void) { return ek_parallel_impl != NULL; }
-    """
-    void ek_parallel_set_impl_ptr(void* p)
-    int ek_parallel_wired()
-
-from engine._kernels.executor import PARALLELIZE as _PARALLELIZE
-if _PARALLELIZE is not None:
-    ek_parallel_set_impl_ptr(_capsule_ptr(_PARALLELIZE, b"engine.parallelize"))
-
-
-def threads_enabled():
-    """True when this module's kernels run their tiles on the process's thread pool."""
-    return bool(ek_parallel_wired())
-
-
 # -- run-time instruction-set dispatch (include/engine/ek_dispatch.h) -----------------------
 # Levels: 0 scalar (baseline), 1 avx2 (AVX2+FMA), 2 avx512.  Each module holds its own
 # current level; engine._kernels.set_isa sets all of them together.
@@ -345,6 +324,15 @@ cdef inline Packed _packed_arg(object obj, str name, str kind):
     if p.kind != kind:
         raise ValueError(f"{name} must be a {kind} Packed operand, got kind {p.kind!r}")
     return p
+
+
+cdef inline int _packed_level(Packed p, object isa) except -1:
+    """The level a call on packed data runs at: the one it was packed for (an explicit isa
+    must agree)."""
+    if isa is not None and _isa_arg(isa) != p.isa:
+        raise ValueError(f"isa={isa!r} conflicts with the packed operand's level "
+                         f"{_ISA_NAMES[p.isa]!r}")
+    return p.isa
 
 
 cdef int _nci(object x, Py_ssize_t* outer, Py_ssize_t* C, Py_ssize_t* inner) except -1:

@@ -13,6 +13,7 @@ import engine
 import engine._kernels as K
 from engine._kernels import conv as kconv
 from engine._kernels import eltwise as kelt
+from engine._kernels import executor as kexec
 from engine._kernels import gemm as kgemm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -36,15 +37,14 @@ def test_levels_and_default():
         assert K.get_isa() == K.max_isa()
 
 
-def test_set_isa_switches_every_module():
+def test_set_isa_switches_the_default_level():
     start = K.get_isa()
     try:
         for isa in K.available_isas():
             K.set_isa(isa)
             lv = K.isa_level(isa)
             assert K.get_isa() == isa
-            for m in K._MODS:
-                assert m._isa_level() == lv
+            assert K._lib._isa_level() == lv
             assert K.build_config()["isa"] == isa
             assert kgemm.blocking()["tile"] == kgemm.blocking(isa)["tile"]
         assert K.set_isa("scalar") == K.available_isas()[-1]   # returns the previous
@@ -174,6 +174,59 @@ def test_prepared_session_survives_isa_switch():
         np.testing.assert_allclose(outs[0], ref, rtol=1e-4, atol=1e-4)
     finally:
         K.set_isa(start)
+
+
+def _plan_steps(sess):
+    """The prebound steps of every plan instance of a session (run at least once)."""
+    caps = []
+    for plan in sess._plans.values():
+        for inst in plan._free:
+            for seg in inst.segments:
+                if seg[3] is not None:
+                    caps.extend(seg[3].capsules)
+    return caps
+
+
+def test_isa_is_a_property_of_the_session():
+    """Sessions of one process run at their own levels, side by side, whatever the process
+    default is when they prepare a new shape; every step of a plan runs its session's
+    level, and the results agree across levels."""
+    rng = np.random.default_rng(5)
+    b = engine.Builder()
+    x = b.input("x", (None, 6, 10, 10))
+    y = b.relu(b.conv2d(x, rng.standard_normal((8, 6, 3, 3)).astype(np.float32) * 0.2,
+                        padding=1))
+    y = b.conv2d(y, rng.standard_normal((8, 1, 3, 3)).astype(np.float32), padding=1, groups=8)
+    y = b.max_pool2d(b.add(y, b.sigmoid(y)), 2)
+    y = b.softmax(b.flatten(b.adaptive_avg_pool2d(y, 1), 1), 1)
+    b.output(y, "y")
+    model = b.build()
+    xs = [rng.standard_normal((n, 6, 10, 10)).astype(np.float32) for n in (1, 3)]
+    ref = [engine.Session(model, backend="reference").run(v)[0] for v in xs]
+    start = K.get_isa()
+    try:
+        sessions = {isa: engine.Session(model, threads=2, isa=isa) for isa in K.available_isas()}
+        for i, v in enumerate(xs):
+            for isa, sess in sessions.items():
+                # (the process default moves under the session: it must not matter)
+                K.set_isa(K.available_isas()[(i + K.isa_level(isa)) % len(K.available_isas())])
+                np.testing.assert_allclose(sess.run(v)[0], ref[i], rtol=1e-4, atol=1e-6)
+        for isa, sess in sessions.items():
+            assert sess.isa == isa
+            steps = _plan_steps(sess)
+            assert len(steps) >= 6 and {kexec.step_isa(c) for c in steps} == {isa}, isa
+    finally:
+        K.set_isa(start)
+    assert engine.Session(model).isa == K.get_isa()
+    with pytest.raises(engine.EngineError, match="unknown instruction set"):
+        engine.Session(model, isa="sse9")
+    with pytest.raises(engine.EngineError, match="cpu backend only"):
+        engine.Session(model, backend="reference", isa="scalar")
+    if K.max_isa() != "avx512":
+        with pytest.raises(engine.EngineError, match="not available"):
+            engine.Session(model, isa="avx512")
+    with pytest.raises(TypeError, match="engine.step"):
+        kexec.step_isa(object())
 
 
 def test_explicit_isa_arguments():

@@ -1,13 +1,16 @@
-"""Compiled kernels: Cython wrappers (pyx/*.pyx) around the C kernels in include/engine/.
+"""Compiled kernels: Cython bindings (pyx/<family>.pxi) around the C kernels in include/engine/.
 
-Modules: ``gemm``, ``conv``, ``pool``, ``eltwise``, ``norm``, ``spatial``.  Each checks its
-arguments (dtype float32, C-contiguity, ranks, sizes) and raises ``ValueError`` before
-releasing the GIL and calling C.
+One extension module, ``_lib``, holds the whole library (every kernel compiled once per
+instruction set, the thread pool and the nogil executor).  Its op families are named here
+for the callers: ``gemm``, ``conv``, ``pool``, ``eltwise``, ``norm``, ``spatial`` and
+``executor`` (each is the same module; the name says which bindings the caller uses).
+Every binding checks its arguments (dtype float32, C-contiguity, ranks, sizes) and raises
+``ValueError`` before releasing the GIL and calling C.
 
 Run-time instruction-set dispatch
 ---------------------------------
 Every kernel is compiled once per instruction set ("scalar" = the x86-64 baseline / portable
-C, "avx2" = AVX2+FMA, "avx512" = AVX-512 F/VL/BW/DQ/CD) into the same extension modules
+C, "avx2" = AVX2+FMA, "avx512" = AVX-512 F/VL/BW/DQ/CD) into the one extension module
 (include/engine/ek_dispatch.h).  At import the best level the CPU supports (CPUID, with the
 OS's register-state check) is chosen, unless the environment variable ``ENGINE_ISA``
 (``avx512`` | ``avx2`` | ``scalar``; ``auto`` or empty = best) forces one; forcing a level the
@@ -18,11 +21,11 @@ that was current at prepare time (pre-packed weights are laid out for it).
 
 import os
 
-from . import conv, eltwise, gemm, norm, pool, spatial
+from . import _lib
 
-MODULES = ("gemm", "conv", "pool", "eltwise", "norm", "spatial")
+# the op families of the one library (see the module docstring)
+gemm = conv = pool = eltwise = norm = spatial = executor = _lib
 ISAS = ("scalar", "avx2", "avx512")
-_MODS = (gemm, conv, pool, eltwise, norm, spatial)
 _SOURCE = "auto"
 
 
@@ -70,8 +73,7 @@ def set_isa(isa):
                          f"{ISAS[gemm._isa_compiled_max()]!r})")
     global _SOURCE
     prev = get_isa()
-    for m in _MODS:
-        m._set_isa_level(lv)
+    _lib._set_isa_level(lv)
     _SOURCE = "set_isa"
     return prev
 
@@ -86,8 +88,7 @@ def set_cache_sizes(l1d=None, l2=None):
     that one).  Kernels prepared before keep their workspace sizes; a call whose workspace
     became too small raises ValueError.  Returns the sizes now in use."""
     sizes = _detected(l1d, l2)
-    for m in _MODS:
-        m._set_cache_sizes(*sizes)
+    _lib._set_cache_sizes(*sizes)
     return gemm._cache_sizes()
 
 

@@ -135,9 +135,11 @@ def _conv_weights(ctx, w5):
     return wfn, bfn
 
 
-def _isa():
-    """The kernels' instruction-set level now (prepared kernels stay bound to it)."""
-    return _gemm._isa_level()
+def _isa(ctx):
+    """The instruction-set level of this plan's kernels (the session's ``isa``; packed
+    weights are laid out for it, and every kernel call of the plan runs its variant)."""
+    lv = ctx.options.get("isa")
+    return _gemm._isa_level() if lv is None else lv
 
 
 def _is_pointwise(node, ctx):
@@ -161,7 +163,7 @@ def _conv_gemm_factory(variant):
         stride, dilation, groups = s["stride"], s["dilation"], s["groups"]
         code, p0, p1 = s["act"]
         threads = ctx.threads
-        isa = _isa()
+        isa = _isa(ctx)
         xget = _getter(ctx, 0)
         rget = _residual_getter(ctx)
         wfn, bfn = _conv_weights(ctx, w5)
@@ -175,7 +177,7 @@ def _conv_gemm_factory(variant):
                 return _conv.conv3d_packed(
                     _c(xget(inputs)).reshape(x5), wp, bfn(inputs), _view(outputs[0], y5),
                     stride, pad_begin, dilation, code, p0, p1, rget(inputs), work, threads,
-                    bind=bind)
+                    isa=isa, bind=bind)
             return NativeKernel(run, scratch, variant)
         scratch = _conv.conv_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
                                        threads, isa=isa)
@@ -211,7 +213,7 @@ def conv_linear_gemm(node, ctx):
     k = _prod(w_shape[1:])
     code, p0, p1 = act_params(node.attrs.get("activation"))
     threads = ctx.threads
-    isa = _isa()
+    isa = _isa(ctx)
     xget = _getter(ctx, 0)
     rget = _residual_getter(ctx)
     _, bfn = _conv_weights(ctx, _shape5(w_shape))
@@ -234,7 +236,7 @@ def conv_linear_gemm(node, ctx):
     def run(inputs, outputs, work, bind=False):
         return _gemm.sgemm(_c(xget(inputs)).reshape(n, k), wp, _view(outputs[0], (n, cout)),
                            bfn(inputs), 2, False, False, False, code, p0, p1, work, threads,
-                           residual=res(inputs), bind=bind)
+                           residual=res(inputs), isa=isa, bind=bind)
     return NativeKernel(run, scratch, "linear_gemm")
 
 
@@ -258,10 +260,11 @@ def conv_depthwise(node, ctx):
     stride, dilation = s["stride"], s["dilation"]
     code, p0, p1 = s["act"]
     threads = ctx.threads
+    isa = _isa(ctx)
     xget = _getter(ctx, 0)
     wfn, bfn = _conv_weights(ctx, w5)
 
-    isa = _isa()
+    isa = _isa(ctx)
     scratch = _conv.conv_depthwise_workspace(x5, w5, y5, stride, pad_begin, dilation, threads,
                                              isa=isa)
 
@@ -283,9 +286,10 @@ def conv_transpose_gemm_col2im(node, ctx):
     stride, dilation, groups = s["stride"], s["dilation"], s["groups"]
     code, p0, p1 = s["act"]
     threads = ctx.threads
+    isa = _isa(ctx)
     xget = _getter(ctx, 0)
     wfn, bfn = _conv_weights(ctx, w5)
-    isa = _isa()
+    isa = _isa(ctx)
     scratch = _conv.conv_transpose_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
                                              threads, isa=isa)
 
@@ -310,11 +314,12 @@ def _pool_factory(mode):
         dilation = _lead(a.get("dilation", [1] * r), r, 1)
         cip = bool(a.get("count_include_pad", True))
         threads = ctx.threads
+        isa = _isa(ctx)
         xget = _getter(ctx, 0)
 
         def run(inputs, outputs, work, bind=False):
             return _pool.pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), kernel,
-                                stride, pad, pad, dilation, mode, cip, threads, bind=bind)
+                                stride, pad, pad, dilation, mode, cip, threads, isa=isa, bind=bind)
         return NativeKernel(run, 0, "direct")
     return factory
 
@@ -333,11 +338,12 @@ def _adaptive_factory(mode):
     def factory(node, ctx):
         x5, y5 = _shape5(ctx.in_shapes[0]), _shape5(ctx.out_shapes[0])
         threads = ctx.threads
+        isa = _isa(ctx)
         xget = _getter(ctx, 0)
 
         def run(inputs, outputs, work, bind=False):
             return _pool.adaptive_pool3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5), mode,
-                                         threads, bind=bind)
+                                         threads, isa=isa, bind=bind)
         return NativeKernel(run, 0, "direct")
     return factory
 
@@ -360,7 +366,7 @@ def linear_gemm(node, ctx):
     M = _prod(x_shape[:-1])
     code, p0, p1 = act_params(node.attrs.get("activation"))
     threads = ctx.threads
-    isa = _isa()
+    isa = _isa(ctx)
     xget = _getter(ctx, 0)
     has_b, bconst = _optional_const(ctx, 2)
     if not has_b:
@@ -377,7 +383,7 @@ def linear_gemm(node, ctx):
         def run(inputs, outputs, work, bind=False):
             return _gemm.sgemm(_c(xget(inputs)).reshape(M, in_f), wp,
                                _view(outputs[0], (M, out_f)), bfn(inputs), 2, False, False,
-                               False, code, p0, p1, work, threads, bind=bind)
+                               False, code, p0, p1, work, threads, isa=isa, bind=bind)
         return NativeKernel(run, scratch, "gemm")
     if ctx.constants[1] is not None:
         # a few rows (batch 1 FC): the GEMV path streams W as it is, four rows at a time
@@ -414,7 +420,7 @@ def matmul_gemm(node, ctx):
         np.arange(bb, dtype=np.intp).reshape(b2[:-2]), batch).ravel())
     a3, b3, c3 = (ba, M, K), (bb, K, N), (nb, M, N)
     threads = ctx.threads
-    isa = _isa()
+    isa = _isa(ctx)
     aget, bget = _getter(ctx, 0), _getter(ctx, 1)
     scratch = _gemm.gemm_workspace(M, N, K, False, threads, isa=isa)
 
@@ -437,10 +443,11 @@ def _binary_factory(opcode):
         shape, sa, sb = broadcast_plan(ctx.in_shapes[0], ctx.in_shapes[1], ctx.out_shapes[0])
         aget, bget = _getter(ctx, 0), _getter(ctx, 1)
         threads = ctx.threads
+        isa = _isa(ctx)
 
         def run(inputs, outputs, work, bind=False):
             return _elt.binary(opcode, _c(aget(inputs)), _c(bget(inputs)), outputs[0], shape,
-                               sa, sb, threads, bind=bind)
+                               sa, sb, threads, isa=isa, bind=bind)
         return NativeKernel(run, 0, "broadcast")
     return factory
 
@@ -470,9 +477,10 @@ def _unary_factory(node, ctx):
     code, p0, p1 = act_params({"op": node.op, **node.attrs})
     xget = _getter(ctx, 0)
     threads = ctx.threads
+    isa = _isa(ctx)
 
     def run(inputs, outputs, work, bind=False):
-        return _elt.unary(_c(xget(inputs)), outputs[0], code, p0, p1, threads, bind=bind)
+        return _elt.unary(_c(xget(inputs)), outputs[0], code, p0, p1, threads, isa=isa, bind=bind)
     return NativeKernel(run, 0, "eltwise")
 
 
@@ -489,9 +497,10 @@ def prelu_kernel(node, ctx):
     else:
         wfn = lambda inputs: _c(inputs[1]).ravel()  # noqa: E731
     threads = ctx.threads
+    isa = _isa(ctx)
 
     def run(inputs, outputs, work, bind=False):
-        return _elt.prelu(_c(xget(inputs)), wfn(inputs), outputs[0], threads, bind=bind)
+        return _elt.prelu(_c(xget(inputs)), wfn(inputs), outputs[0], threads, isa=isa, bind=bind)
     return NativeKernel(run, 0, "eltwise")
 
 
@@ -502,10 +511,11 @@ def _softmax_factory(use_log):
         outer, axis, inner = _prod(shape[:d]), int(shape[d]), _prod(shape[d + 1:])
         xget = _getter(ctx, 0)
         threads = ctx.threads
+        isa = _isa(ctx)
 
         def run(inputs, outputs, work, bind=False):
             return _elt.softmax(_c(xget(inputs)), outputs[0], outer, axis, inner, use_log,
-                                threads, bind=bind)
+                                threads, isa=isa, bind=bind)
         return NativeKernel(run, 0, "stable")
     return factory
 
@@ -524,6 +534,7 @@ def batch_norm_kernel(node, ctx):
     eps = float(node.attrs["eps"])
     xget = _getter(ctx, 0)
     threads = ctx.threads
+    isa = _isa(ctx)
     n_in = len(ctx.in_shapes)
     present = [i < n_in and ctx.in_shapes[i] is not None for i in range(5)]
 
@@ -555,7 +566,7 @@ def batch_norm_kernel(node, ctx):
         if st is None:
             return None
         return _elt.channel_affine(_c(xget(inputs)), st[0], st[1], outputs[0], 0, 0.0, 0.0,
-                                   threads, bind=bind)
+                                   threads, isa=isa, bind=bind)
     return NativeKernel(run, 0, "channel_affine")
 
 
@@ -583,10 +594,11 @@ def _group_norm_factory(groups_of):
         xget = _getter(ctx, 0)
         gfn, bfn = _affine_params(ctx, 1, C)
         threads = ctx.threads
+        isa = _isa(ctx)
 
         def run(inputs, outputs, work, bind=False):
             return _norm.group_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], groups,
-                                    eps, threads, bind=bind)
+                                    eps, threads, isa=isa, bind=bind)
         return NativeKernel(run, 0, "two_pass")
     return factory
 
@@ -604,10 +616,11 @@ def layer_norm_kernel(node, ctx):
     xget = _getter(ctx, 0)
     gfn, bfn = _affine_params(ctx, 1, L)
     threads = ctx.threads
+    isa = _isa(ctx)
 
     def run(inputs, outputs, work, bind=False):
         return _norm.layer_norm(_c(xget(inputs)), gfn(inputs), bfn(inputs), outputs[0], L, eps,
-                                threads, bind=bind)
+                                threads, isa=isa, bind=bind)
     return NativeKernel(run, 0, "two_pass")
 
 
@@ -617,9 +630,11 @@ def lrn_kernel(node, ctx):
     size, alpha, beta, k = int(a["size"]), float(a["alpha"]), float(a["beta"]), float(a["k"])
     xget = _getter(ctx, 0)
     threads = ctx.threads
+    isa = _isa(ctx)
 
     def run(inputs, outputs, work, bind=False):
-        return _norm.lrn(_c(xget(inputs)), outputs[0], size, alpha, beta, k, threads, bind=bind)
+        return _norm.lrn(_c(xget(inputs)), outputs[0], size, alpha, beta, k, threads, isa=isa,
+                         bind=bind)
     return NativeKernel(run, 0, "direct")
 
 
@@ -641,6 +656,7 @@ def pad_kernel(node, ctx):
     value = float(a.get("value") or 0.0)
     xget = _getter(ctx, 0)
     threads = ctx.threads
+    isa = _isa(ctx)
     if rank > 6:
         raise UnsupportedError(f"node '{node.name}': cpu pad supports up to 6 dims, got "
                                f"{rank}")
@@ -650,7 +666,8 @@ def pad_kernel(node, ctx):
         return FunctionKernel(run, 0, "direct")
 
     def run(inputs, outputs, work, bind=False):
-        return _sp.pad(_c(xget(inputs)), outputs[0], begin, mode, value, threads, bind=bind)
+        return _sp.pad(_c(xget(inputs)), outputs[0], begin, mode, value, threads, isa=isa,
+                       bind=bind)
     return NativeKernel(run, 0, "direct")
 
 
@@ -664,6 +681,7 @@ def interpolate_kernel(node, ctx):
     sf = a.get("scale_factor")
     xget = _getter(ctx, 0)
     threads = ctx.threads
+    isa = _isa(ctx)
     if a["mode"] == "nearest":
         tabs = []
         for i in range(r):
@@ -676,7 +694,7 @@ def interpolate_kernel(node, ctx):
 
         def run(inputs, outputs, work, bind=False):
             return _sp.resize_nearest3d(_c(xget(inputs)).reshape(x5), _view(outputs[0], y5),
-                                        tabs[0], tabs[1], tabs[2], threads, bind=bind)
+                                        tabs[0], tabs[1], tabs[2], threads, isa=isa, bind=bind)
         return NativeKernel(run, 0, "table_gather")
     if a["mode"] != "bilinear" or r != 2:
         raise UnsupportedError(f"node '{node.name}': cpu interpolate supports nearest (1-3 "
@@ -692,7 +710,7 @@ def interpolate_kernel(node, ctx):
 
     def run_bilinear(inputs, outputs, work, bind=False):
         return _sp.resize_bilinear2d(_c(xget(inputs)), outputs[0], h0, h1, lh0, lh1, w0, w1,
-                                     lw0, lw1, threads, bind=bind)
+                                     lw0, lw1, threads, isa=isa, bind=bind)
     return NativeKernel(run_bilinear, 0, "table_gather")
 
 
@@ -721,11 +739,12 @@ def mean_trailing(node, ctx):
     L = _prod(x_shape[len(x_shape) - len(axes):])
     xget = _getter(ctx, 0)
     threads = ctx.threads
+    isa = _isa(ctx)
 
     def run(inputs, outputs, work, bind=False):
         return _pool.adaptive_pool3d(_c(xget(inputs)).reshape(1, outer, 1, 1, L),
                                      _view(outputs[0], (1, outer, 1, 1, 1)), _pool.AVG, threads,
-                                     bind=bind)
+                                     isa=isa, bind=bind)
     return NativeKernel(run, 0, "trailing_pool")
 
 
@@ -769,10 +788,11 @@ def _copy_kernel(ctx, moves, variant):
     dst_strides, src_offset, dst_offset)."""
     getters = [_getter(ctx, i) for i in range(len(ctx.in_shapes))]
     threads = ctx.threads
+    isa = _isa(ctx)
 
     def run(inputs, outputs, work, bind=False):
         steps = [_sp.copy_strided(getters[i](inputs), outputs[o], shape, ss, ds, so, do,
-                                  threads, bind=bind)
+                                  threads, isa=isa, bind=bind)
                  for i, o, shape, ss, ds, so, do in moves]
         return steps if bind else None
     return NativeKernel(run, 0, variant)

@@ -176,7 +176,7 @@ def chosen_tile(node, ctx):
     N, C = int(ctx.in_shapes[0][0]), int(ctx.in_shapes[0][1])
     Cout = int(ctx.in_shapes[1][0])
     OH, OW = (int(d) for d in ctx.out_shapes[0][2:])
-    return choose_tile(N, C, Cout, OH, OW, ctx.threads, _isa())
+    return choose_tile(N, C, Cout, OH, OW, ctx.threads, _isa(ctx))
 
 
 # -- kernel ---------------------------------------------------------------------------------
@@ -191,7 +191,7 @@ def winograd_factory(m):
         pad_begin = [int(p[0]) for p in node.attrs["padding"]]
         code, p0, p1 = act_params(node.attrs.get("activation"))
         threads = ctx.threads
-        isa = _isa()
+        isa = _isa(ctx)
         xget = _getter(ctx, 0)
         rget = _residual_getter(ctx)
         wfn, bfn = _conv_weights(ctx, w_shape)
@@ -203,9 +203,7 @@ def winograd_factory(m):
             args = (_c(xget(inputs)).reshape(x_shape), wp, bfn(inputs),
                     _view(outputs[0], y_shape), pad_begin, code, p0, p1, rget(inputs), work,
                     threads)
-            if bind:
-                return _conv.conv2d_winograd(*args, bind=True)
-            return _conv.conv2d_winograd(*args)
+            return _conv.conv2d_winograd(*args, bind=bind)
         return _Kernel(run, scratch, variant)
     return factory
 
@@ -267,7 +265,7 @@ def calibrate(threads=1, isa=None, rounds=9, shapes=CALIBRATION_SHAPES, verbose=
     ((N, C, Cout, H, W), padding 1) with the current kernels, fit the cost model (relative
     error) and return the _WINO_COEF entry for (isa, threads >= 2)."""
     import time
-    isa = _isa() if isa is None else isa
+    isa = _conv._isa_level() if isa is None else isa
     rng = np.random.default_rng(0)
     times = []
     for N, C, Cout, H, W in shapes:
@@ -323,5 +321,5 @@ if __name__ == "__main__":                                 # pragma: no cover - 
     t = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     if len(sys.argv) > 2:
         _kernels.set_isa(sys.argv[2])
-    lv = _isa()
+    lv = _conv._isa_level()
     print(f"    ({lv}, {t >= 2}): {calibrate(t, lv)!r},")

@@ -8,7 +8,7 @@ Built once per input shape (batch size) at prepare time:
 4. bind every kernel's input and output arrays to views of one arena.
 
 5. bind every kernel call to those arrays ("engine.step" capsules) and group consecutive
-   prebound calls into Programs of the nogil executor (engine._kernels.executor).
+   prebound calls into Programs of the nogil executor (engine._kernels._lib, pyx/executor.pxi).
 
 ``run`` then only copies the inputs in, runs the programs (and any Python-only step between
 them) and copies the outputs out: no allocation and no Python per layer.  Concurrent runs
@@ -79,7 +79,7 @@ class Instance:
         self.segments = self._segments(native)      # [(first step, last step + 1, callable)]
 
     def _segments(self, native):
-        from .._kernels.executor import Program
+        from .._kernels._lib import Program
         segments, pending, first = [], [], 0
 
         def close(end):

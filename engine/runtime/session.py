@@ -16,9 +16,14 @@ non-NumPy inputs.
 
 Execution: every kernel call of a plan is prebound at prepare time (pointers into one
 activation arena, packed weights) and ``run`` executes the whole plan in the nogil executor
-(engine._kernels.executor) with the GIL released; only ops without a compiled kernel step
-out to Python.  ``executor="python"`` runs every kernel through its Python wrapper instead
+(pyx/executor.pxi) with the GIL released; only ops without a compiled kernel step out to
+Python.  ``executor="python"`` runs every kernel through its Python wrapper instead
 (for comparison and debugging).
+
+Instruction set (CPU backend): ``isa="avx512" | "avx2" | "scalar"`` (default: the process's
+level, the best this CPU supports unless ENGINE_ISA or engine._kernels.set_isa chose
+another).  It is a property of the session's plans: weights are packed for it and every
+kernel call runs its variant, whatever other sessions in the process use.
 
 Tuning: ``tune=True`` times every candidate kernel of each layer once (at prepare time)
 and keeps the fastest; the choices are cached in ``<model file>.tune.json`` (or
@@ -55,7 +60,7 @@ def default_threads():
 
 class Session:
     def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None,
-                 executor="native", max_concurrent=4, tune=False, tune_cache=None):
+                 executor="native", max_concurrent=4, tune=False, tune_cache=None, isa=None):
         model_path = None
         if isinstance(model, (str, os.PathLike, Path)):
             from ..format import load
@@ -78,16 +83,13 @@ class Session:
                                 f"{max_concurrent!r}")
         self.executor = executor
         self.max_concurrent = max_concurrent
+        self.isa = self._isa(backend, isa)
         self.tuner = None
         if tune:
             from .tune import Tuner
             if tune_cache is None and model_path is not None:
                 tune_cache = model_path + ".tune.json"
-            isa = ""
-            if backend == "cpu":
-                from .. import _kernels
-                isa = _kernels.get_isa()
-            self.tuner = Tuner(tune_cache, isa=isa)
+            self.tuner = Tuner(tune_cache, isa=self.isa or "")
         if threads is None:
             threads = default_threads()
         if (not isinstance(threads, int) or isinstance(threads, bool)
@@ -102,6 +104,26 @@ class Session:
         self._plans = {}        # (keep, input shapes) -> Plan, oldest first
         self._lock = threading.Lock()
         self.graph = self._graph(frozenset())
+
+    @staticmethod
+    def _isa(backend, isa):
+        """The CPU backend's instruction set for this session's plans (None elsewhere)."""
+        if backend != "cpu":
+            if isa is not None:
+                raise ArgumentError(f"isa={isa!r} applies to the cpu backend only, not "
+                                    f"{backend!r}")
+            return None
+        from .. import _kernels
+        if isa is None:
+            return _kernels.get_isa()
+        try:
+            lv = _kernels.isa_level(isa)
+        except ValueError as e:
+            raise ArgumentError(str(e)) from None
+        if _kernels.ISAS[lv] not in _kernels.available_isas():
+            raise ArgumentError(f"isa={isa!r} is not available here: this CPU and build run "
+                                f"{_kernels.available_isas()}")
+        return _kernels.ISAS[lv]
 
     # -- public ----------------------------------------------------------------------------
     @property
@@ -182,6 +204,9 @@ class Session:
                 options["tuner"] = self.tuner
             if self.device is not None:
                 options["device"] = self.device
+            if self.isa is not None:
+                from .._kernels import isa_level
+                options["isa"] = isa_level(self.isa)
             with gc_paused():         # allocation-heavy, garbage-free: see ir.gc_paused
                 plan = self._build_plan(graph, {k: tuple(a.shape) for k, a in feeds.items()},
                                         self.backend, self.threads, keep=sorted(keep),

@@ -14,3 +14,4 @@
 #include "ek_pad.h"
 #include "ek_winograd.h"
 #include "ek_copy.h"
+#include "ek_bind.h"

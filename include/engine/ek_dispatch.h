@@ -93,6 +93,24 @@
 #define EK_ISA_SEL(level, name) ((void)(level), name##_scalar)
 #endif
 
+/* The dispatch tables: name##_at[level] is the entry (ek_bind.h) of kernel `name` compiled
+   for that level (the portable one where a level is not compiled). */
+#define EK_ENTRIES(X)                                                                        \
+    X(ek_conv3d) X(ek_conv3d_packed) X(ek_conv3d_depthwise) X(ek_conv_transpose3d)           \
+    X(ek_conv2d_winograd) X(ek_sgemm) X(ek_unary) X(ek_channel_affine) X(ek_prelu)           \
+    X(ek_binary_nd) X(ek_softmax) X(ek_group_norm) X(ek_layer_norm) X(ek_lrn) X(ek_pool3d)   \
+    X(ek_adaptive_pool3d) X(ek_resize_nearest3d) X(ek_resize_bilinear2d) X(ek_pad_nd)        \
+    X(ek_copy_nd)
+#if EK_MULTI_ISA
+#define EK_TABLE(name) static const ek_entry_fn name##_at[3] = {                             \
+    name##_entry_scalar, name##_entry_avx2, name##_entry_avx512};
+#else
+#define EK_TABLE(name) static const ek_entry_fn name##_at[3] = {                             \
+    name##_entry_scalar, name##_entry_scalar, name##_entry_scalar};
+#endif
+EK_ENTRIES(EK_TABLE)
+#undef EK_TABLE
+
 /* The level EK_CALL uses in this translation unit. */
 static int ek_isa_cur = EK_ISA_SCALAR;
 #define EK_CALL(name) EK_ISA_SEL(ek_isa_cur, name)

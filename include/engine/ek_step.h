@@ -1,10 +1,11 @@
 /*
  * ek_step.h - one prebound kernel call of the nogil executor.
  *
- * At prepare time every kernel wrapper can *bind* its call instead of running it: the
- * validated pointers and sizes are copied into an argument block behind an `ek_step`, and
- * the step is handed to Python as a capsule named "engine.step".  The executor
- * (pyx/_executor.pyx) copies the steps of a plan into one array and runs them in order
+ * At prepare time every kernel binding can *bind* its call instead of running it: the
+ * validated argument struct (ek_bind.h) is copied into a block behind an `ek_step` whose
+ * function is the kernel's entry for the caller's instruction set, and the step is handed
+ * to Python as a capsule named "engine.step".  The executor
+ * (pyx/executor.pxi) copies the steps of a plan into one array and runs them in order
  * with the GIL released: no Python objects, no checks, no allocation per call.
  *
  * The capsule owns the block; the buffers it points to (arena, packed weights) are kept
@@ -47,21 +48,5 @@ static PyObject *ek_step_new(ek_step_fn fn, const void *args, size_t size)
     if (cap == NULL) free(s);
     return cap;
 }
-
-/* Declares the argument struct, the trampoline and the binder of one kernel:
- *   EK_STEP_DEFINE(name, (fields;), call-expression using `a->field`)
- * gives `static PyObject *name##_bind(const name##_args *a)`. */
-#define EK_STEP_DEFINE(name, fields, call)                                                   \
-    typedef struct { EK_STEP_UNPAREN fields } name##_args;                                   \
-    static void name##_run(const void *p_)                                                   \
-    {                                                                                        \
-        const name##_args *a = (const name##_args *)p_;                                      \
-        call;                                                                                \
-    }                                                                                        \
-    static PyObject *name##_bind(const name##_args *a)                                       \
-    {                                                                                        \
-        return ek_step_new(name##_run, a, sizeof(*a));                                       \
-    }
-#define EK_STEP_UNPAREN(...) __VA_ARGS__
 
 #endif /* EK_STEP_H */

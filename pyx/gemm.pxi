@@ -1,39 +1,15 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""GEMM kernels (engine._kernels.gemm): packed, cache-blocked SGEMM with a fused epilogue
-(bias, residual, activation), operands optionally pre-packed once (``pack_a`` / ``pack_b``).
-
-All arrays are float32 and C-contiguous; every size is checked before the GIL is released
-and the C kernel (include/engine/ek_gemm.h) runs.  ``isa`` arguments select the
-instruction-set level explicitly (None: the module's current level); a Packed operand
-carries its own level.
-"""
+# GEMM kernels: packed, cache-blocked SGEMM with a fused epilogue
+# (bias, residual, activation), operands optionally pre-packed once (``pack_a`` / ``pack_b``).
+#
+# All arrays are float32 and C-contiguous; every size is checked before the GIL is released
+# and the C kernel (include/engine/ek_gemm.h) runs.  ``isa`` arguments select the
+# instruction-set level explicitly (None: the module's current level); a Packed operand
+# carries its own level.
 
 from libc.string cimport memset
 
-include "_common.pxi"
-
-cdef extern from "engine/ek_dispatch.h" nogil:
-    ctypedef struct ek_gemm_args:
-        Py_ssize_t M, N, K
-        const float* A
-        Py_ssize_t lda
-        int trans_a, a_packed
-        const float* B
-        Py_ssize_t ldb
-        int trans_b, b_packed
-        float* C
-        Py_ssize_t ldc
-        const float* bias
-        int bias_mode
-        const float* R
-        Py_ssize_t ldr
-        int accumulate, act
-        float p0, p1
-    int EK_GEMM_B_MATRIX, EK_GEMM_B_PACKED
-
 cdef extern from *:
     """
-    #define ek_gemm_run_at(isa, g, w, nt) EK_ISA_SEL(isa, ek_gemm_run)(g, w, nt)
     #define ek_gemm_workspace_at(isa, M, N, K, ap, bm, nt) \\
         EK_ISA_SEL(isa, ek_gemm_workspace)(M, N, K, ap, bm, nt)
     #define ek_gemm_pack_a_size_at(isa, M, K) EK_ISA_SEL(isa, ek_gemm_pack_a_size)(M, K)
@@ -56,7 +32,6 @@ cdef extern from *:
     #endif
     }
     """
-    void ek_gemm_run_at(int isa, const ek_gemm_args* g, float* work, int nthreads) nogil
     Py_ssize_t ek_gemm_workspace_at(int isa, Py_ssize_t M, Py_ssize_t N, Py_ssize_t K,
                                     int a_packed, int b_mode, int nthreads)
     Py_ssize_t ek_gemm_pack_a_size_at(int isa, Py_ssize_t M, Py_ssize_t K)
@@ -69,60 +44,16 @@ cdef extern from *:
     const char* ek_gemm_kind_at(int isa)
     const char* ek_build_compiler()
 
-# Prebound calls (bind=True), see _common.pxi.
-cdef extern from *:
-    """
-    EK_STEP_DEFINE(ek_sgemm_step, (int isa; int nt; ek_gemm_args g; float *work;),
-                   ek_gemm_run_at(a->isa, &a->g, a->work, a->nt))
-    static void ek_matmul_batched_run_(int isa, ek_gemm_args g, const float *pa,
-                                       const float *pb, float *pc, const Py_ssize_t *ia,
-                                       const Py_ssize_t *ib, Py_ssize_t B, float *work, int nt)
-    {
-        Py_ssize_t i;
-        for (i = 0; i < B; i++) {
-            g.A = pa + ia[i] * g.M * g.K;
-            g.B = pb + ib[i] * g.K * g.N;
-            g.C = pc + i * g.M * g.N;
-            ek_gemm_run_at(isa, &g, work, nt);
-        }
-    }
-    EK_STEP_DEFINE(ek_matmul_batched_step,
-        (int isa; int nt; ek_gemm_args g; const float *pa; const float *pb; float *pc;
-         const Py_ssize_t *ia; const Py_ssize_t *ib; Py_ssize_t B; float *work;),
-        ek_matmul_batched_run_(a->isa, a->g, a->pa, a->pb, a->pc, a->ia, a->ib, a->B, a->work,
-                               a->nt))
-    """
-    ctypedef struct ek_sgemm_step_args:
-        int isa, nt
-        ek_gemm_args g
-        float* work
-    ctypedef struct ek_matmul_batched_step_args:
-        int isa, nt
-        ek_gemm_args g
-        const float* pa
-        const float* pb
-        float* pc
-        const Py_ssize_t* ia
-        const Py_ssize_t* ib
-        Py_ssize_t B
-        float* work
-    object ek_sgemm_step_bind(const ek_sgemm_step_args* a)
-    object ek_matmul_batched_step_bind(const ek_matmul_batched_step_args* a)
-
-
 BIAS_NONE = 0
 BIAS_ROW = 1
 BIAS_COL = 2
-
-
-from engine._kernels.executor import threads_backend as _threads_backend
 
 
 def build_config():
     """What these kernels were compiled with, and the CPU they run on."""
     cdef int lv = ek_isa_cur
     return {
-        "threads": _threads_backend() if threads_enabled() else "none",
+        "threads": threads_backend() if threads_enabled() else "none",
         "isa": _ISA_NAMES[lv],
         "isa_compiled": list(_ISA_NAMES[:EK_ISA_COMPILED_MAX + 1]),
         "isa_cpu": _ISA_NAMES[ek_cpu_best_isa()],
@@ -194,13 +125,14 @@ def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=
     work: 1-D float32 with at least gemm_workspace(M, N, K, trans_b, nthreads, a_packed,
     b_packed, isa) elements.  isa: level (None: current; a Packed operand fixes it).
     """
+    cdef ek_sgemm_args args
+    memset(&args, 0, sizeof(args))
+    cdef ek_gemm_args* g = &args.g
     cdef int nt = _threads(nthreads)
     cdef int ac = _act(act)
     cdef int lv
     cdef Packed pka = None
     cdef Packed pkb = None
-    cdef ek_gemm_args g
-    memset(&g, 0, sizeof(g))
     if isinstance(a, Packed):
         pka = _packed_arg(a, "a", "gemm_a")
     if isinstance(b, Packed):
@@ -209,10 +141,7 @@ def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=
         raise ValueError(f"a and b were packed for different instruction sets "
                          f"({pka.isa_name}, {pkb.isa_name})")
     if pka is not None or pkb is not None:
-        lv = pka.isa if pka is not None else pkb.isa
-        if isa is not None and _isa_arg(isa) != lv:
-            raise ValueError(f"isa={isa} conflicts with the packed operand's level "
-                             f"{_ISA_NAMES[lv]}")
+        lv = _packed_level(pka if pka is not None else pkb, isa)
     else:
         lv = _isa_arg(isa)
     cdef Py_ssize_t M, K, Kb, N
@@ -272,12 +201,8 @@ def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=
     g.ldc = N
     g.accumulate = accumulate
     g.act, g.p0, g.p1 = ac, p0, p1
-    cdef ek_sgemm_step_args step
-    if bind:
-        step.isa, step.nt, step.g, step.work = lv, nt, g, pw
-        return ek_sgemm_step_bind(&step)
-    with nogil:
-        ek_gemm_run_at(lv, &g, pw, nt)
+    args.work, args.nt = pw, nt
+    return _call(ek_sgemm_at[lv], &args, sizeof(args), bind)
 
 
 def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None, bint bind=False):
@@ -286,6 +211,8 @@ def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None, b
     a: (Ba, M, K), b: (Bb, K, N), c: (B, M, N); a_index, b_index: intp arrays of B entries
     in [0, Ba) and [0, Bb).  work: gemm_workspace(M, N, K, False, nthreads, isa=isa).
     """
+    cdef ek_sgemm_args args
+    memset(&args, 0, sizeof(args))
     cdef int nt = _threads(nthreads)
     cdef int lv = _isa_arg(isa)
     cdef const float* pa = _fptr(a, "a", -1, 3)
@@ -305,19 +232,8 @@ def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None, b
     cdef float* pw = _work(work, ek_gemm_workspace_at(lv, M, N, K, 0, EK_GEMM_B_MATRIX, nt))
     if pw != NULL:
         _disjoint(pw, _size(work), pc, nc, "work", "c")
-    cdef Py_ssize_t i
-    cdef ek_gemm_args g
-    memset(&g, 0, sizeof(g))
-    g.M, g.N, g.K = M, N, K
-    g.lda, g.ldb, g.ldc = K, N, N
-    cdef ek_matmul_batched_step_args step
-    if bind:
-        step.isa, step.nt, step.g, step.pa, step.pb, step.pc = lv, nt, g, pa, pb, pc
-        step.ia, step.ib, step.B, step.work = ia, ib, B, pw
-        return ek_matmul_batched_step_bind(&step)
-    with nogil:
-        for i in range(B):
-            g.A = pa + ia[i] * M * K
-            g.B = pb + ib[i] * K * N
-            g.C = pc + i * M * N
-            ek_gemm_run_at(lv, &g, pw, nt)
+    args.g.M, args.g.N, args.g.K = M, N, K
+    args.g.lda, args.g.ldb, args.g.ldc = K, N, N
+    args.pa, args.pb, args.pc, args.ia, args.ib, args.batch = pa, pb, pc, ia, ib, B
+    args.work, args.nt = pw, nt
+    return _call(ek_sgemm_at[lv], &args, sizeof(args), bind)

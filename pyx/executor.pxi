@@ -1,22 +1,20 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""The nogil executor (engine._kernels.executor): runs a list of prebound kernel calls.
-
-A ``Program`` is built once per plan instance from the "engine.step" capsules the kernel
-wrappers return with ``bind=True`` (see pyx/_common.pxi and include/engine/ek_step.h).
-``run()`` then calls every step's C function in order with the GIL released: no Python
-objects, argument checks or allocations per layer.  The program keeps the capsules (and
-whatever ``keep`` holds: the arrays the steps point into) alive.
-
-A program is not re-entrant: its steps write fixed buffers.  The runtime gives every
-concurrent caller its own plan instance (engine.runtime.plan).
-
-Interruption: run on the main thread, a program looks at a coarse monotonic clock after
-every step and, every SIGNAL_CHECK_MS of run time, takes the GIL for a moment to run
-PyErr_CheckSignals(): a pending Ctrl-C (or any signal whose Python handler raises) stops
-the program between two steps and its exception (KeyboardInterrupt) propagates from run()
-(the outputs are then incomplete).  A single step is not interrupted.  Other threads
-cannot receive Python signals and skip the checks.
-"""
+# The nogil executor: runs a list of prebound kernel calls.
+#
+# A ``Program`` is built once per plan instance from the "engine.step" capsules the kernel
+# wrappers return with ``bind=True`` (see pyx/_common.pxi and include/engine/ek_step.h).
+# ``run()`` then calls every step's C function in order with the GIL released: no Python
+# objects, argument checks or allocations per layer.  The program keeps the capsules (and
+# whatever ``keep`` holds: the arrays the steps point into) alive.
+#
+# A program is not re-entrant: its steps write fixed buffers.  The runtime gives every
+# concurrent caller its own plan instance (engine.runtime.plan).
+#
+# Interruption: run on the main thread, a program looks at a coarse monotonic clock after
+# every step and, every SIGNAL_CHECK_MS of run time, takes the GIL for a moment to run
+# PyErr_CheckSignals(): a pending Ctrl-C (or any signal whose Python handler raises) stops
+# the program between two steps and its exception (KeyboardInterrupt) propagates from run()
+# (the outputs are then incomplete).  A single step is not interrupted.  Other threads
+# cannot receive Python signals and skip the checks.
 
 import threading
 
@@ -25,13 +23,15 @@ from cpython.pycapsule cimport PyCapsule_GetPointer, PyCapsule_IsValid
 from cpython.pythread cimport PyThread_get_thread_ident
 from libc.stdlib cimport free, malloc
 
-# The process's thread pool (include/engine/ek_threadpool.h) is compiled here, once; every
-# kernel module receives its entry point at import (PARALLELIZE, see _common.pxi).
+# The process's thread pool (include/engine/ek_threadpool.h) is compiled into this
+# extension (EK_THREADPOOL_IMPL, defined at the top of _lib.pyx) and wired in at import.
 cdef extern from *:
     """
-    #define EK_THREADPOOL_IMPL 1
-    #include "engine/ek_threadpool.h"
-    static void *ek_threadpool_entry_ptr(void) { return (void *)ek_threadpool_entry(); }
+    static int ek_threadpool_wire(void)
+    {
+        ek_parallel_set_impl(ek_threadpool_entry());
+        return ek_parallel_impl != NULL;
+    }
     static const char *ek_threadpool_kind(void)
     {
     #if EK_POOL_PTHREADS
@@ -43,14 +43,15 @@ cdef extern from *:
     #endif
     }
     """
-    void* ek_threadpool_entry_ptr()
+    int ek_threadpool_wire()
     const char* ek_threadpool_kind()
 
-from cpython.pycapsule cimport PyCapsule_New
+cdef bint _threads_wired = ek_threadpool_wire()
 
-# "engine.parallelize" capsule of the pool's entry point; None when this build has no threads.
-PARALLELIZE = (PyCapsule_New(ek_threadpool_entry_ptr(), b"engine.parallelize", NULL)
-               if ek_threadpool_entry_ptr() != NULL else None)
+
+def threads_enabled():
+    """True when the kernels run their tiles on the process's thread pool."""
+    return bool(_threads_wired)
 
 
 def threads_backend():
@@ -184,3 +185,13 @@ cdef class Program:
                     t1 = _now()     # (the check's own time is no step's)
                     due = t1 + _check_ms * 1e-3
                 t0 = t1
+
+
+def step_isa(step):
+    """The instruction set ("scalar", "avx2", "avx512") a prebound "engine.step" capsule
+    runs at, or None for a step that is no kernel entry."""
+    if not PyCapsule_IsValid(step, b"engine.step"):
+        raise TypeError(f"expected an engine.step capsule, got {type(step).__name__}")
+    cdef int lv = ek_entry_level(<ek_entry_fn>(<ek_step*>PyCapsule_GetPointer(step,
+                                                                    b"engine.step")).fn)
+    return None if lv < 0 else _ISA_NAMES[lv]

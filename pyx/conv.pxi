@@ -1,27 +1,19 @@
-# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True
-"""Convolution kernels (engine._kernels.conv): N-d conv (im2col + GEMM, pointwise fast
-path), direct depthwise conv, transposed conv (GEMM + col2im), with fused bias + activation.
-
-Tensors are 5-D (N, C, D, H, W) float32 C-contiguous; 1-D/2-D problems pass unit leading
-spatial dims (a reshape of a contiguous array is a view).  Output spatial sizes are the
-caller's (they imply the end padding); every size is checked here before the C call.
-"""
-
-include "_common.pxi"
+# Convolution kernels: N-d conv (im2col + GEMM, pointwise fast
+# path), direct depthwise conv, transposed conv (GEMM + col2im), with fused bias + activation.
+#
+# Tensors are 5-D (N, C, D, H, W) float32 C-contiguous; 1-D/2-D problems pass unit leading
+# spatial dims (a reshape of a contiguous array is a view).  Output spatial sizes are the
+# caller's (they imply the end padding); every size is checked here before the C call.
 
 cdef extern from *:
     """
     #define ek_conv_workspace_at(isa, ...) EK_ISA_SEL(isa, ek_conv_workspace)(__VA_ARGS__)
-    #define ek_conv3d_at(isa, ...) EK_ISA_SEL(isa, ek_conv3d)(__VA_ARGS__)
     #define ek_conv_packed_workspace_at(isa, ...) \
         EK_ISA_SEL(isa, ek_conv_packed_workspace)(__VA_ARGS__)
-    #define ek_conv3d_packed_at(isa, ...) EK_ISA_SEL(isa, ek_conv3d_packed)(__VA_ARGS__)
     #define ek_conv_pack_size_at(isa, ...) EK_ISA_SEL(isa, ek_conv_pack_size)(__VA_ARGS__)
     #define ek_conv_pack_at(isa, ...) EK_ISA_SEL(isa, ek_conv_pack)(__VA_ARGS__)
     #define ek_conv_transpose_workspace_at(isa, ...) \
         EK_ISA_SEL(isa, ek_conv_transpose_workspace)(__VA_ARGS__)
-    #define ek_conv_transpose3d_at(isa, ...) EK_ISA_SEL(isa, ek_conv_transpose3d)(__VA_ARGS__)
-    #define ek_conv3d_depthwise_at(isa, ...) EK_ISA_SEL(isa, ek_conv3d_depthwise)(__VA_ARGS__)
     #define ek_conv_depthwise_workspace_at(isa, ...) \
         EK_ISA_SEL(isa, ek_conv_depthwise_workspace)(__VA_ARGS__)
     """
@@ -29,106 +21,16 @@ cdef extern from *:
 cdef extern from "engine/ek_dispatch.h" nogil:
     Py_ssize_t ek_conv_workspace_at(int isa, Py_ssize_t C, Py_ssize_t Cout,
                                     Py_ssize_t groups, const ek_geom3* g, int nthreads)
-    void ek_conv3d_at(int isa, const float* x, const float* w, const float* bias, float* y,
-                      Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout, Py_ssize_t groups,
-                      const ek_geom3* g, int act, float p0, float p1, float* work,
-                      int nthreads)
     Py_ssize_t ek_conv_packed_workspace_at(int isa, Py_ssize_t C, Py_ssize_t Cout,
                                            Py_ssize_t groups, const ek_geom3* g, int nthreads)
-    void ek_conv3d_packed_at(int isa, const float* x, const float* wpk, const float* bias,
-                             const float* R, float* y, Py_ssize_t N, Py_ssize_t C,
-                             Py_ssize_t Cout, Py_ssize_t groups, const ek_geom3* g, int act,
-                             float p0, float p1, float* work, int nthreads)
     Py_ssize_t ek_conv_pack_size_at(int isa, Py_ssize_t Cout, Py_ssize_t K, Py_ssize_t groups)
     void ek_conv_pack_at(int isa, const float* w, Py_ssize_t Cout, Py_ssize_t K,
                          Py_ssize_t groups, float* buf)
     Py_ssize_t ek_conv_depthwise_workspace_at(int isa, Py_ssize_t N, Py_ssize_t Cout,
                                               const ek_geom3* g, int nthreads)
-    void ek_conv3d_depthwise_at(int isa, const float* x, const float* w, const float* bias,
-                                float* y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout,
-                                const ek_geom3* g, int act, float p0, float p1, float* work,
-                                int nthreads)
     Py_ssize_t ek_conv_transpose_workspace_at(int isa, Py_ssize_t C, Py_ssize_t Cout,
                                               Py_ssize_t groups, const ek_geom3* g,
                                               int nthreads)
-    void ek_conv_transpose3d_at(int isa, const float* x, const float* w, const float* bias,
-                                float* y, Py_ssize_t N, Py_ssize_t C, Py_ssize_t Cout,
-                                Py_ssize_t groups, const ek_geom3* g, int act, float p0,
-                                float p1, float* work, int nthreads)
-
-# Prebound calls (bind=True), see _common.pxi.
-cdef extern from *:
-    """
-    EK_STEP_DEFINE(ek_conv3d_step,
-        (int isa; const float *x; const float *w; const float *bias; float *y; Py_ssize_t N;
-         Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t groups; ek_geom3 g; int act; float p0;
-         float p1; float *work; int nt;),
-        ek_conv3d_at(a->isa, a->x, a->w, a->bias, a->y, a->N, a->C, a->Cout, a->groups, &a->g,
-                     a->act, a->p0, a->p1, a->work, a->nt))
-    EK_STEP_DEFINE(ek_conv3d_packed_step,
-        (int isa; const float *x; const float *wpk; const float *bias; const float *R; float *y;
-         Py_ssize_t N; Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t groups; ek_geom3 g; int act;
-         float p0; float p1; float *work; int nt;),
-        ek_conv3d_packed_at(a->isa, a->x, a->wpk, a->bias, a->R, a->y, a->N, a->C, a->Cout,
-                            a->groups, &a->g, a->act, a->p0, a->p1, a->work, a->nt))
-    EK_STEP_DEFINE(ek_conv3d_depthwise_step,
-        (int isa; const float *x; const float *w; const float *bias; float *y; Py_ssize_t N;
-         Py_ssize_t C; Py_ssize_t Cout; ek_geom3 g; int act; float p0; float p1; float *work;
-         int nt;),
-        ek_conv3d_depthwise_at(a->isa, a->x, a->w, a->bias, a->y, a->N, a->C, a->Cout, &a->g,
-                               a->act, a->p0, a->p1, a->work, a->nt))
-    EK_STEP_DEFINE(ek_conv_transpose3d_step,
-        (int isa; const float *x; const float *w; const float *bias; float *y; Py_ssize_t N;
-         Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t groups; ek_geom3 g; int act; float p0;
-         float p1; float *work; int nt;),
-        ek_conv_transpose3d_at(a->isa, a->x, a->w, a->bias, a->y, a->N, a->C, a->Cout,
-                               a->groups, &a->g, a->act, a->p0, a->p1, a->work, a->nt))
-    """
-    ctypedef struct ek_conv3d_step_args:
-        int isa, act, nt
-        const float* x
-        const float* w
-        const float* bias
-        float* y
-        Py_ssize_t N, C, Cout, groups
-        ek_geom3 g
-        float p0, p1
-        float* work
-    ctypedef struct ek_conv3d_packed_step_args:
-        int isa, act, nt
-        const float* x
-        const float* wpk
-        const float* bias
-        const float* R
-        float* y
-        Py_ssize_t N, C, Cout, groups
-        ek_geom3 g
-        float p0, p1
-        float* work
-    ctypedef struct ek_conv3d_depthwise_step_args:
-        int isa, act, nt
-        const float* x
-        const float* w
-        const float* bias
-        float* y
-        Py_ssize_t N, C, Cout
-        ek_geom3 g
-        float p0, p1
-        float* work
-    ctypedef struct ek_conv_transpose3d_step_args:
-        int isa, act, nt
-        const float* x
-        const float* w
-        const float* bias
-        float* y
-        Py_ssize_t N, C, Cout, groups
-        ek_geom3 g
-        float p0, p1
-        float* work
-    object ek_conv3d_step_bind(const ek_conv3d_step_args* a)
-    object ek_conv3d_packed_step_bind(const ek_conv3d_packed_step_args* a)
-    object ek_conv3d_depthwise_step_bind(const ek_conv3d_depthwise_step_args* a)
-    object ek_conv_transpose3d_step_bind(const ek_conv_transpose3d_step_args* a)
 
 
 cdef int _shape_nd(object shape, str name, int n, str axes, Py_ssize_t limit,
@@ -255,23 +157,25 @@ def conv_transpose_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilat
 
 
 cdef int _prep(object x, object w, object bias, object y, object stride, object pad_begin,
-               object dilation, Py_ssize_t groups, bint transposed, ek_geom3* g,
-               Py_ssize_t* dims, const float** px, const float** pw, const float** pbias,
-               float** py) except -1:
-    """Check the arrays (dtype, contiguity, rank, sizes, overlap) and the geometry."""
-    px[0] = _fptr(x, "x", -1, 5)
-    pw[0] = _fptr(w, "w", -1, 5)
-    py[0] = _fptr(y, "y", -1, 5, True)
+               object dilation, Py_ssize_t groups, bint transposed, ek_conv_args* a) except -1:
+    """Check the arrays (dtype, contiguity, rank, sizes, overlap) and the geometry; fill a's
+    operands, sizes and geometry (groups 0: depthwise, groups = C)."""
+    cdef Py_ssize_t dims[3]
+    a.x = _fptr(x, "x", -1, 5)
+    a.w = _fptr(w, "w", -1, 5)
+    a.y = _fptr(y, "y", -1, 5, True)
     if groups == 0:   # depthwise: groups == C
         groups = _shape(x)[1]
     _geom(_shape(x), _shape(w), _shape(y), stride, pad_begin, dilation, groups, transposed,
-          g, dims)
-    pbias[0] = _fptr_opt(bias, "bias", dims[2])
+          &a.g, dims)
+    a.N, a.C, a.Cout, a.groups = dims[0], dims[1], dims[2], groups
+    a.bias = _fptr_opt(bias, "bias", a.Cout)
+    a.R = NULL
     cdef Py_ssize_t ny = _size(y)
-    _disjoint(py[0], ny, px[0], _size(x), "y", "x")
-    _disjoint(py[0], ny, pw[0], _size(w), "y", "w")
-    if pbias[0] != NULL:
-        _disjoint(py[0], ny, pbias[0], _size(bias), "y", "bias")
+    _disjoint(a.y, ny, a.x, _size(x), "y", "x")
+    _disjoint(a.y, ny, a.w, _size(w), "y", "w")
+    if a.bias != NULL:
+        _disjoint(a.y, ny, a.bias, _size(bias), "y", "bias")
     return 0
 
 
@@ -292,79 +196,53 @@ def conv3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=
     >= 0 (the end padding is implied by the output size).  work: 1-D float32 with at least
     conv_workspace(...) elements.
     """
-    cdef ek_geom3 g
-    cdef Py_ssize_t dims[3]
-    cdef const float* px
-    cdef const float* pw
-    cdef const float* pbias
-    cdef float* py
-    cdef int nt = _threads(nthreads)
-    cdef int ac = _act(act)
+    cdef ek_conv_args a
+    a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
-    _prep(x, w, bias, y, stride, pad_begin, dilation, groups, False, &g, dims, &px, &pw,
-          &pbias, &py)
+    _prep(x, w, bias, y, stride, pad_begin, dilation, groups, False, &a)
     cdef int lv = _isa_arg(isa)
-    cdef float* pwork = _work(work, ek_conv_workspace_at(lv, dims[1], dims[2], groups, &g, nt))
-    _check_work(pwork, work, x, w, y)
-    cdef ek_conv3d_step_args step
-    if bind:
-        step.isa, step.x, step.w, step.bias, step.y, step.g = lv, px, pw, pbias, py, g
-        step.N, step.C, step.Cout, step.groups = dims[0], dims[1], dims[2], groups
-        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
-        return ek_conv3d_step_bind(&step)
-    with nogil:
-        ek_conv3d_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g, ac, p0, p1,
-                     pwork, nt)
+    a.work = _work(work, ek_conv_workspace_at(lv, a.C, a.Cout, groups, &a.g, a.nt))
+    _check_work(a.work, work, x, w, y)
+    return _call(ek_conv3d_at[lv], &a, sizeof(a), bind)
 
 
 def conv3d_packed(x, Packed wp, bias, y, stride, pad_begin, dilation, act=0, float p0=0.0,
-                  float p1=0.0, residual=None, work=None, nthreads=1, bint bind=False):
+                  float p1=0.0, residual=None, work=None, nthreads=1, bint bind=False,
+                  isa=None):
     """conv3d with weights packed by conv_pack (their groups and instruction-set level).
 
     residual: None or an array of y's shape added before the activation (must not
     overlap y).  work: conv_packed_workspace(..., isa=wp.isa) elements.
     """
-    cdef ek_geom3 g
+    cdef ek_conv_args a
     cdef Py_ssize_t dims[3]
-    cdef const float* px
-    cdef const float* pbias
-    cdef float* py
-    cdef int nt = _threads(nthreads)
-    cdef int ac = _act(act)
+    a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     _packed_arg(wp, "wp", "conv")
-    cdef Py_ssize_t groups = wp.groups
-    px = _fptr(x, "x", -1, 5)
-    py = _fptr(y, "y", -1, 5, True)
-    _geom(_shape(x), wp.shape, _shape(y), stride, pad_begin, dilation, groups, False, &g,
+    a.x = _fptr(x, "x", -1, 5)
+    a.y = _fptr(y, "y", -1, 5, True)
+    a.w = wp.ptr
+    _geom(_shape(x), wp.shape, _shape(y), stride, pad_begin, dilation, wp.groups, False, &a.g,
           dims)
-    pbias = _fptr_opt(bias, "bias", dims[2])
+    a.N, a.C, a.Cout, a.groups = dims[0], dims[1], dims[2], wp.groups
+    a.bias = _fptr_opt(bias, "bias", a.Cout)
     cdef Py_ssize_t ny = _size(y)
-    _disjoint(py, ny, px, _size(x), "y", "x")
-    _disjoint(py, ny, wp.ptr, _size(wp.data), "y", "wp")
-    if pbias != NULL:
-        _disjoint(py, ny, pbias, _size(bias), "y", "bias")
-    cdef const float* pr = NULL
+    _disjoint(a.y, ny, a.x, _size(x), "y", "x")
+    _disjoint(a.y, ny, wp.ptr, _size(wp.data), "y", "wp")
+    if a.bias != NULL:
+        _disjoint(a.y, ny, a.bias, _size(bias), "y", "bias")
+    a.R = NULL
     if residual is not None:
-        pr = _fptr(residual, "residual", ny)      # y's element count, any shape
-        _disjoint(py, ny, pr, ny, "y", "residual")
-    cdef int lv = wp.isa
-    cdef float* pwork = _work(work, ek_conv_packed_workspace_at(lv, dims[1], dims[2], groups,
-                                                                &g, nt))
-    if pwork != NULL:
-        _disjoint(pwork, _size(work), py, ny, "work", "y")
-        _disjoint(pwork, _size(work), px, _size(x), "work", "x")
-        if pr != NULL:
-            _disjoint(pwork, _size(work), pr, ny, "work", "residual")
-    cdef ek_conv3d_packed_step_args step
-    if bind:
-        step.isa, step.x, step.wpk, step.bias, step.R, step.y = lv, px, wp.ptr, pbias, pr, py
-        step.N, step.C, step.Cout, step.groups, step.g = dims[0], dims[1], dims[2], groups, g
-        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
-        return ek_conv3d_packed_step_bind(&step)
-    with nogil:
-        ek_conv3d_packed_at(lv, px, wp.ptr, pbias, pr, py, dims[0], dims[1], dims[2], groups,
-                            &g, ac, p0, p1, pwork, nt)
+        a.R = _fptr(residual, "residual", ny)      # y's element count, any shape
+        _disjoint(a.y, ny, a.R, ny, "y", "residual")
+    cdef int lv = _packed_level(wp, isa)
+    a.work = _work(work, ek_conv_packed_workspace_at(lv, a.C, a.Cout, a.groups, &a.g, a.nt))
+    if a.work != NULL:
+        _disjoint(a.work, _size(work), a.y, ny, "work", "y")
+        _disjoint(a.work, _size(work), a.x, _size(x), "work", "x")
+        if a.R != NULL:
+            _disjoint(a.work, _size(work), a.R, ny, "work", "residual")
+    return _call(ek_conv3d_packed_at[lv], &a, sizeof(a), bind)
 
 
 def conv_depthwise_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
@@ -385,30 +263,15 @@ def conv3d_depthwise(x, w, bias, y, stride, pad_begin, dilation, act=0, float p0
     x: (N, C, D, H, W); w: (Cout, 1, KD, KH, KW); bias: (Cout,) or None; y: (N, Cout, ...).
     work: None (slower bounds-checked path) or conv_depthwise_workspace(...) elements.
     """
-    cdef ek_geom3 g
-    cdef Py_ssize_t dims[3]
-    cdef const float* px
-    cdef const float* pw
-    cdef const float* pbias
-    cdef float* py
-    cdef int nt = _threads(nthreads)
-    cdef int ac = _act(act)
-    _prep(x, w, bias, y, stride, pad_begin, dilation, 0, False, &g, dims, &px, &pw, &pbias,
-          &py)
+    cdef ek_conv_args a
+    a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
+    _prep(x, w, bias, y, stride, pad_begin, dilation, 0, False, &a)
     cdef int lv = _isa_arg(isa)
-    cdef float* pwork = NULL
+    a.work = NULL
     if work is not None:
-        pwork = _work(work, ek_conv_depthwise_workspace_at(lv, dims[0], dims[2], &g, nt))
-        _check_work(pwork, work, x, w, y)
-    cdef ek_conv3d_depthwise_step_args step
-    if bind:
-        step.isa, step.x, step.w, step.bias, step.y, step.g = lv, px, pw, pbias, py, g
-        step.N, step.C, step.Cout = dims[0], dims[1], dims[2]
-        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
-        return ek_conv3d_depthwise_step_bind(&step)
-    with nogil:
-        ek_conv3d_depthwise_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], &g, ac, p0,
-                               p1, pwork, nt)
+        a.work = _work(work, ek_conv_depthwise_workspace_at(lv, a.N, a.Cout, &a.g, a.nt))
+        _check_work(a.work, work, x, w, y)
+    return _call(ek_conv3d_depthwise_at[lv], &a, sizeof(a), bind)
 
 
 def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=0,
@@ -421,31 +284,15 @@ def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t grou
     pad_begin: the conv_transpose padding p (outputs start at -p).
     work: conv_transpose_workspace(...) elements.
     """
-    cdef ek_geom3 g
-    cdef Py_ssize_t dims[3]
-    cdef const float* px
-    cdef const float* pw
-    cdef const float* pbias
-    cdef float* py
-    cdef int nt = _threads(nthreads)
-    cdef int ac = _act(act)
+    cdef ek_conv_args a
+    a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
-    _prep(x, w, bias, y, stride, pad_begin, dilation, groups, True, &g, dims, &px, &pw,
-          &pbias, &py)
+    _prep(x, w, bias, y, stride, pad_begin, dilation, groups, True, &a)
     cdef int lv = _isa_arg(isa)
-    cdef float* pwork = _work(work, ek_conv_transpose_workspace_at(lv, dims[1], dims[2], groups,
-                                                                   &g, nt))
-    _check_work(pwork, work, x, w, y)
-    cdef ek_conv_transpose3d_step_args step
-    if bind:
-        step.isa, step.x, step.w, step.bias, step.y, step.g = lv, px, pw, pbias, py, g
-        step.N, step.C, step.Cout, step.groups = dims[0], dims[1], dims[2], groups
-        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
-        return ek_conv_transpose3d_step_bind(&step)
-    with nogil:
-        ek_conv_transpose3d_at(lv, px, pw, pbias, py, dims[0], dims[1], dims[2], groups, &g,
-                               ac, p0, p1, pwork, nt)
+    a.work = _work(work, ek_conv_transpose_workspace_at(lv, a.C, a.Cout, groups, &a.g, a.nt))
+    _check_work(a.work, work, x, w, y)
+    return _call(ek_conv_transpose3d_at[lv], &a, sizeof(a), bind)
 
 
 # -- Winograd F(m x m, 3 x 3), m = 2, 4, 6 (include/engine/ek_winograd.h) --------------------
@@ -459,28 +306,8 @@ cdef extern from *:
     #define ek_winograd_pack_at(isa, ...) EK_ISA_SEL(isa, ek_winograd_pack)(__VA_ARGS__)
     #define ek_winograd_workspace_at(isa, ...) \
         EK_ISA_SEL(isa, ek_winograd_workspace)(__VA_ARGS__)
-    #define ek_conv2d_winograd_at(isa, ...) EK_ISA_SEL(isa, ek_conv2d_winograd)(__VA_ARGS__)
     #define ek_winograd_blocking_at(isa, ...) EK_ISA_SEL(isa, ek_winograd_blocking)(__VA_ARGS__)
-    EK_STEP_DEFINE(ek_conv2d_winograd_step,
-        (int isa; const float *x; const float *U; const float *bias; const float *R; float *y;
-         Py_ssize_t N; Py_ssize_t C; Py_ssize_t Cout; Py_ssize_t H; Py_ssize_t W;
-         Py_ssize_t OH; Py_ssize_t OW; Py_ssize_t ph; Py_ssize_t pw; int m; int act; float p0;
-         float p1; float *work; int nt;),
-        ek_conv2d_winograd_at(a->isa, a->x, a->U, a->bias, a->R, a->y, a->N, a->C, a->Cout,
-                              a->H, a->W, a->OH, a->OW, a->ph, a->pw, a->m, a->act, a->p0,
-                              a->p1, a->work, a->nt))
     """
-    ctypedef struct ek_conv2d_winograd_step_args:
-        int isa, m, act, nt
-        const float* x
-        const float* U
-        const float* bias
-        const float* R
-        float* y
-        Py_ssize_t N, C, Cout, H, W, OH, OW, ph, pw
-        float p0, p1
-        float* work
-    object ek_conv2d_winograd_step_bind(const ek_conv2d_winograd_step_args* a)
 
 cdef extern from "engine/ek_dispatch.h" nogil:
     Py_ssize_t ek_wg_tune[3]
@@ -492,11 +319,6 @@ cdef extern from "engine/ek_dispatch.h" nogil:
     void ek_winograd_blocking_at(int isa, Py_ssize_t N, Py_ssize_t Cin, Py_ssize_t Cout,
                                  Py_ssize_t OH, Py_ssize_t OW, int m, int nthreads,
                                  Py_ssize_t* out)
-    void ek_conv2d_winograd_at(int isa, const float* x, const float* U, const float* bias,
-                               const float* R, float* y, Py_ssize_t N, Py_ssize_t Cin,
-                               Py_ssize_t Cout, Py_ssize_t H, Py_ssize_t W, Py_ssize_t OH,
-                               Py_ssize_t OW, Py_ssize_t ph, Py_ssize_t pw, int m, int act,
-                               float p0, float p1, float* work, int nthreads)
 
 WINOGRAD_TILES = (2, 4, 6)
 
@@ -590,7 +412,7 @@ def winograd_blocking(x_shape, w_shape, y_shape, tile=4, nthreads=1, isa=None):
 
 
 def conv2d_winograd(x, wpk, bias, y, pad_begin, act=0, float p0=0.0, float p1=0.0,
-                    residual=None, work=None, nthreads=1, bint bind=False):
+                    residual=None, work=None, nthreads=1, bint bind=False, isa=None):
     """y = act(conv2d(x, w) + bias + residual), 3x3, stride 1, dilation 1, groups 1, by
     Winograd F(m x m, 3 x 3) with the weights packed by winograd_pack (their tile size m and
     instruction-set level).
@@ -630,7 +452,7 @@ def conv2d_winograd(x, wpk, bias, y, pad_begin, act=0, float p0=0.0, float p1=0.
     if residual is not None:
         pr = _fptr(residual, "residual", ny)      # y's element count, any shape
         _disjoint(py, ny, pr, ny, "y", "residual")
-    cdef int lv = wp.isa
+    cdef int lv = _packed_level(wp, isa)
     cdef float* pwork = _work(work, ek_winograd_workspace_at(lv, xs[0], xs[1], ys[1], ys[2],
                                                              ys[3], m, nt))
     _disjoint(pwork, _size(work) if pwork != NULL else 0, py, ny, "work", "y")
@@ -639,13 +461,9 @@ def conv2d_winograd(x, wpk, bias, y, pad_begin, act=0, float p0=0.0, float p1=0.
               "wp")
     if pr != NULL:
         _disjoint(pwork, _size(work) if pwork != NULL else 0, pr, ny, "work", "residual")
-    cdef ek_conv2d_winograd_step_args step
-    if bind:
-        step.isa, step.x, step.U, step.bias, step.R, step.y = lv, px, wp.ptr, pbias, pr, py
-        step.N, step.C, step.Cout, step.H, step.W = xs[0], xs[1], ys[1], xs[2], xs[3]
-        step.OH, step.OW, step.ph, step.pw, step.m = ys[2], ys[3], pb[0], pb[1], m
-        step.act, step.p0, step.p1, step.work, step.nt = ac, p0, p1, pwork, nt
-        return ek_conv2d_winograd_step_bind(&step)
-    with nogil:
-        ek_conv2d_winograd_at(lv, px, wp.ptr, pbias, pr, py, xs[0], xs[1], ys[1], xs[2], xs[3],
-                              ys[2], ys[3], pb[0], pb[1], m, ac, p0, p1, pwork, nt)
+    cdef ek_winograd_args a
+    a.x, a.U, a.bias, a.R, a.y = px, wp.ptr, pbias, pr, py
+    a.N, a.C, a.Cout, a.H, a.W = xs[0], xs[1], ys[1], xs[2], xs[3]
+    a.OH, a.OW, a.ph, a.pw, a.m = ys[2], ys[3], pb[0], pb[1], m
+    a.act, a.p0, a.p1, a.work, a.nt = ac, p0, p1, pwork, nt
+    return _call(ek_conv2d_winograd_at[lv], &a, sizeof(a), bind)
