@@ -355,6 +355,21 @@ static inline int ek_nthreads_work(int nthreads, ptrdiff_t items, ptrdiff_t elem
 #ifndef EK_COMMON_ISA
 #define EK_COMMON_ISA
 
+/* The one instruction-set ladder of the library: an op header includes the tile file of the
+   variant being compiled with `#include EK_ISA_FILE(type, op)`, e.g. f32/gemm_avx512.h
+   (types: f32 today; q8, bf16 next).  Every ISA an op specialises has its file. */
+#define EK_STR_(x) #x
+#define EK_STR(x) EK_STR_(x)
+#if EK_ISA_LEVEL >= 2
+#define EK_ISA_FILE(type, op) EK_STR(type/op##_avx512.h)
+#elif EK_ISA_LEVEL == 1
+#define EK_ISA_FILE(type, op) EK_STR(type/op##_avx2.h)
+#elif EK_NEON
+#define EK_ISA_FILE(type, op) EK_STR(type/op##_neon.h)
+#else
+#define EK_ISA_FILE(type, op) EK_STR(type/op##_scalar.h)
+#endif
+
 /*
  * Branch-free single-precision exp (Cephes polynomial, <= 1.4 ulp measured), written so that
  * gcc vectorises loops calling it (the selects if-convert with -fno-trapping-math).

@@ -23,3 +23,6 @@
 #undef EK_GEMM_MR
 #undef EK_GEMM_NR
 #undef EK_GEMM_KIND
+#undef EK_GEMM_DIRECT_B
+#undef EK_GV_VW
+#undef EK_ISA_FILE
