@@ -205,17 +205,23 @@ cdef Py_ssize_t _INT_LIMIT = (1 << 31) - 1
 
 
 cdef inline int _ints(object seq, str name, Py_ssize_t n, Py_ssize_t minimum,
-                      Py_ssize_t* out) except -1:
-    """Copy a sequence of exactly n ints, each >= minimum, into out."""
+                      Py_ssize_t* out, str axes=None) except -1:
+    """Copy a sequence of exactly n ints, each >= minimum, into out (axes: the dims' names
+    when the sequence is a shape, for the messages)."""
     try:
         vals = [int(v) for v in seq]
     except TypeError:
         raise ValueError(f"{name} must be a sequence of {n} ints, got {seq!r}") from None
     if len(vals) != n:
+        if axes is not None:
+            raise ValueError(f"{name} must be {n}-D ({axes}), got {len(vals)}-D "
+                             f"{tuple(vals)}")
         raise ValueError(f"{name} must have {n} entries, got {len(vals)}: {vals}")
     cdef Py_ssize_t i
     for i in range(n):
         if vals[i] < minimum:
+            if axes is not None:
+                raise ValueError(f"{name} dims must be >= {minimum}, got {tuple(vals)}")
             raise ValueError(f"{name} entries must be >= {minimum}, got {vals}")
         if vals[i] > _INT_LIMIT:
             raise ValueError(f"{name} entries must be <= {_INT_LIMIT}, got {vals}")

@@ -36,19 +36,11 @@ cdef extern from "engine/ek_dispatch.h" nogil:
 cdef int _shape_nd(object shape, str name, int n, str axes, Py_ssize_t limit,
                    Py_ssize_t* out) except -1:
     """shape as n ints >= 1 (and <= limit when limit > 0) into out; axes names them."""
-    try:
-        vals = [int(v) for v in shape]
-    except TypeError:
-        raise ValueError(f"{name} must be a sequence of {n} ints, got {shape!r}") from None
-    if len(vals) != n:
-        raise ValueError(f"{name} must be {n}-D ({axes}), got {len(vals)}-D {tuple(vals)}")
+    _ints(shape, name, n, 1, out, axes)
     cdef int i
     for i in range(n):
-        if vals[i] < 1:
-            raise ValueError(f"{name} dims must be >= 1, got {tuple(vals)}")
-        if limit > 0 and vals[i] > limit:
-            raise ValueError(f"{name} dims must be <= {limit}, got {tuple(vals)}")
-        out[i] = vals[i]
+        if limit > 0 and out[i] > limit:
+            raise ValueError(f"{name} dims must be <= {limit}, got {tuple(shape)}")
     return 0
 
 
@@ -111,21 +103,27 @@ cdef int _geom(object x_shape, object w_shape, object y_shape, object stride,
 def conv_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
                    Py_ssize_t groups=1, nthreads=1, isa=None):
     """float32 elements of workspace conv3d needs."""
-    cdef ek_geom3 g
-    cdef Py_ssize_t dims[3]
-    _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
-    return _sized(ek_conv_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
-                                       _threads(nthreads)), "the conv workspace")
+    return _conv_workspace(False, x_shape, w_shape, y_shape, stride, pad_begin, dilation,
+                           groups, nthreads, isa)
 
 
 def conv_packed_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilation,
                           Py_ssize_t groups=1, nthreads=1, isa=None):
     """float32 elements of workspace conv3d_packed needs (isa: the packed weights' level)."""
+    return _conv_workspace(True, x_shape, w_shape, y_shape, stride, pad_begin, dilation,
+                           groups, nthreads, isa)
+
+
+cdef Py_ssize_t _conv_workspace(bint packed, object x_shape, object w_shape, object y_shape,
+                                object stride, object pad_begin, object dilation,
+                                Py_ssize_t groups, object nthreads, object isa) except -1:
     cdef ek_geom3 g
     cdef Py_ssize_t dims[3]
     _geom(x_shape, w_shape, y_shape, stride, pad_begin, dilation, groups, False, &g, dims)
-    return _sized(ek_conv_packed_workspace_at(_isa_arg(isa), dims[1], dims[2], groups, &g,
-                                              _threads(nthreads)), "the conv workspace")
+    cdef int lv = _isa_arg(isa), nt = _threads(nthreads)
+    return _sized(ek_conv_packed_workspace_at(lv, dims[1], dims[2], groups, &g, nt) if packed
+                  else ek_conv_workspace_at(lv, dims[1], dims[2], groups, &g, nt),
+                  "the conv workspace")
 
 
 def conv_pack(w, Py_ssize_t groups=1, isa=None):
@@ -187,6 +185,27 @@ cdef int _check_work(float* pwork, object work, object x, object w, object y) ex
     return 0
 
 
+cdef object _conv_gemm(bint transposed, object x, object w, object bias, object y,
+                       object stride, object pad_begin, object dilation, Py_ssize_t groups,
+                       object act, float p0, float p1, object work, object nthreads,
+                       object isa, bint bind):
+    """conv3d / conv_transpose3d: im2col (col2im) + GEMM, checked, then run or bound."""
+    cdef ek_conv_args a
+    a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
+    if groups < 1:
+        raise ValueError(f"groups must be >= 1, got {groups}")
+    _prep(x, w, bias, y, stride, pad_begin, dilation, groups, transposed, &a)
+    cdef int lv = _isa_arg(isa)
+    if transposed:
+        a.work = _work(work, ek_conv_transpose_workspace_at(lv, a.C, a.Cout, groups, &a.g,
+                                                            a.nt))
+    else:
+        a.work = _work(work, ek_conv_workspace_at(lv, a.C, a.Cout, groups, &a.g, a.nt))
+    _check_work(a.work, work, x, w, y)
+    cdef ek_entry_fn entry = ek_conv_transpose3d_at[lv] if transposed else ek_conv3d_at[lv]
+    return _call(entry, &a, sizeof(a), bind)
+
+
 def conv3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=0,
            float p0=0.0, float p1=0.0, work=None, nthreads=1, isa=None, bint bind=False):
     """y = act(conv(x, w) + bias) (PyTorch conv semantics).
@@ -196,15 +215,8 @@ def conv3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t groups=1, act=
     >= 0 (the end padding is implied by the output size).  work: 1-D float32 with at least
     conv_workspace(...) elements.
     """
-    cdef ek_conv_args a
-    a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    _prep(x, w, bias, y, stride, pad_begin, dilation, groups, False, &a)
-    cdef int lv = _isa_arg(isa)
-    a.work = _work(work, ek_conv_workspace_at(lv, a.C, a.Cout, groups, &a.g, a.nt))
-    _check_work(a.work, work, x, w, y)
-    return _call(ek_conv3d_at[lv], &a, sizeof(a), bind)
+    return _conv_gemm(False, x, w, bias, y, stride, pad_begin, dilation, groups, act, p0, p1,
+                      work, nthreads, isa, bind)
 
 
 def conv3d_packed(x, Packed wp, bias, y, stride, pad_begin, dilation, act=0, float p0=0.0,
@@ -284,15 +296,8 @@ def conv_transpose3d(x, w, bias, y, stride, pad_begin, dilation, Py_ssize_t grou
     pad_begin: the conv_transpose padding p (outputs start at -p).
     work: conv_transpose_workspace(...) elements.
     """
-    cdef ek_conv_args a
-    a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
-    if groups < 1:
-        raise ValueError(f"groups must be >= 1, got {groups}")
-    _prep(x, w, bias, y, stride, pad_begin, dilation, groups, True, &a)
-    cdef int lv = _isa_arg(isa)
-    a.work = _work(work, ek_conv_transpose_workspace_at(lv, a.C, a.Cout, groups, &a.g, a.nt))
-    _check_work(a.work, work, x, w, y)
-    return _call(ek_conv_transpose3d_at[lv], &a, sizeof(a), bind)
+    return _conv_gemm(True, x, w, bias, y, stride, pad_begin, dilation, groups, act, p0, p1,
+                      work, nthreads, isa, bind)
 
 
 # -- Winograd F(m x m, 3 x 3), m = 2, 4, 6 (include/engine/ek_winograd.h) --------------------

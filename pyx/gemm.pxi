@@ -85,31 +85,48 @@ def gemm_workspace(Py_ssize_t M, Py_ssize_t N, Py_ssize_t K, bint trans_b=False,
 
 def pack_a(a, bint trans_a=False, isa=None):
     """Pack op(a) (M x K; a is (K, M) with trans_a) once for the GEMM's A operand."""
-    cdef int lv = _isa_arg(isa)
-    cdef const float* pa = _fptr(a, "a", -1, 2)
-    sa = _shape(a)
-    cdef Py_ssize_t M = sa[1] if trans_a else sa[0]
-    cdef Py_ssize_t K = sa[0] if trans_a else sa[1]
-    cdef Packed p = _new_packed("gemm_a", (M, K), 1, lv, ek_gemm_pack_a_size_at(lv, M, K))
-    cdef Py_ssize_t lda = sa[1]
-    with nogil:
-        ek_gemm_pack_a_at(lv, M, K, pa, lda, trans_a, p.ptr)
-    return p
+    return _pack(a, "a", False, trans_a, isa)
 
 
 def pack_b(b, bint trans_b=False, isa=None):
     """Pack op(b) (K x N; b is (N, K) with trans_b, e.g. a linear layer's weight) once for
     the GEMM's B operand."""
+    return _pack(b, "b", True, trans_b, isa)
+
+
+cdef Packed _pack(object arr, str name, bint is_b, bint trans, object isa):
     cdef int lv = _isa_arg(isa)
-    cdef const float* pb = _fptr(b, "b", -1, 2)
-    sb = _shape(b)
-    cdef Py_ssize_t K = sb[1] if trans_b else sb[0]
-    cdef Py_ssize_t N = sb[0] if trans_b else sb[1]
-    cdef Packed p = _new_packed("gemm_b", (K, N), 1, lv, ek_gemm_pack_b_size_at(lv, K, N))
-    cdef Py_ssize_t ldb = sb[1]
+    cdef const float* ptr
+    cdef Py_ssize_t rows, cols, ld
+    cdef int packed, tr
+    _operand(arr, None, name, trans, &ptr, &rows, &cols, &ld, &packed, &tr)
+    cdef Packed p = _new_packed("gemm_b" if is_b else "gemm_a", (rows, cols), 1, lv,
+                                ek_gemm_pack_b_size_at(lv, rows, cols) if is_b
+                                else ek_gemm_pack_a_size_at(lv, rows, cols))
     with nogil:
-        ek_gemm_pack_b_at(lv, K, N, pb, ldb, trans_b, p.ptr)
+        if is_b:
+            ek_gemm_pack_b_at(lv, rows, cols, ptr, ld, trans, p.ptr)
+        else:
+            ek_gemm_pack_a_at(lv, rows, cols, ptr, ld, trans, p.ptr)
     return p
+
+
+cdef int _operand(object arr, Packed pk, str name, bint trans, const float** ptr,
+                  Py_ssize_t* rows, Py_ssize_t* cols, Py_ssize_t* ld, int* packed,
+                  int* transposed) except -1:
+    """One GEMM operand op(arr) (rows x cols; arr is (cols, rows) with trans), or the
+    Packed pk: its pointer, sizes, leading dimension and flags."""
+    if pk is not None:
+        rows[0], cols[0] = pk.shape
+        ptr[0] = pk.ptr
+        packed[0] = 1
+        return 0
+    ptr[0] = _fptr(arr, name, -1, 2)
+    s = _shape(arr)
+    rows[0], cols[0] = (s[1], s[0]) if trans else (s[0], s[1])
+    ld[0] = s[1]
+    transposed[0] = trans
+    return 0
 
 
 def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=False,
@@ -145,28 +162,8 @@ def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=
     else:
         lv = _isa_arg(isa)
     cdef Py_ssize_t M, K, Kb, N
-    if pka is not None:
-        M, K = pka.shape
-        g.A = pka.ptr
-        g.a_packed = 1
-    else:
-        g.A = _fptr(a, "a", -1, 2)
-        sa = _shape(a)
-        M = sa[1] if trans_a else sa[0]
-        K = sa[0] if trans_a else sa[1]
-        g.lda = sa[1]
-        g.trans_a = trans_a
-    if pkb is not None:
-        Kb, N = pkb.shape
-        g.B = pkb.ptr
-        g.b_packed = 1
-    else:
-        g.B = _fptr(b, "b", -1, 2)
-        sb = _shape(b)
-        Kb = sb[1] if trans_b else sb[0]
-        N = sb[0] if trans_b else sb[1]
-        g.ldb = sb[1]
-        g.trans_b = trans_b
+    _operand(a, pka, "a", trans_a, &g.A, &M, &K, &g.lda, &g.a_packed, &g.trans_a)
+    _operand(b, pkb, "b", trans_b, &g.B, &Kb, &N, &g.ldb, &g.b_packed, &g.trans_b)
     if Kb != K:
         raise ValueError(f"inner dimensions differ: a gives K={K}, b gives K={Kb} "
                          f"(trans_a={bool(trans_a)}, trans_b={bool(trans_b)})")

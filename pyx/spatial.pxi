@@ -6,15 +6,15 @@ REFLECT = 1
 REPLICATE = 2
 
 
-cdef int _resize_xy(object x, object y, int ndim, const float** px, float** py) except -1:
-    """x, y (N, C, ...) of rank ndim, equal (N, C), not overlapping."""
+cdef tuple _resize_xy(object x, object y, int ndim, const float** px, float** py):
+    """x, y (N, C, ...) of rank ndim, equal (N, C), not overlapping; their shapes."""
     px[0] = _fptr(x, "x", -1, ndim)
     py[0] = _fptr(y, "y", -1, ndim, True)
     xs, ys = _shape(x), _shape(y)
     if xs[0] != ys[0] or xs[1] != ys[1]:
         raise ValueError(f"y must have the (N, C) of x = {xs[:2]}, got {ys[:2]}")
     _disjoint(py[0], _size(y), px[0], _size(x), "y", "x")
-    return 0
+    return xs, ys
 
 
 def resize_nearest3d(x, y, idx_d, idx_h, idx_w, nthreads=1, bint bind=False, isa=None):
@@ -24,11 +24,8 @@ def resize_nearest3d(x, y, idx_d, idx_h, idx_w, nthreads=1, bint bind=False, isa
     entries inside the input sizes.
     """
     cdef ek_plane_args a
-    cdef float* py
     a.nt = _threads(nthreads)
-    _resize_xy(x, y, 5, &a.x, &py)
-    a.y = py
-    xs, ys = _shape(x), _shape(y)
+    xs, ys = _resize_xy(x, y, 5, &a.x, &a.y)
     a.planes = xs[0] * xs[1]
     a.g.D, a.g.H, a.g.W = xs[2], xs[3], xs[4]
     a.g.OD, a.g.OH, a.g.OW = ys[2], ys[3], ys[4]
@@ -46,11 +43,8 @@ def resize_bilinear2d(x, y, h0, h1, lh0, lh1, w0, w1, lw0, lw1, nthreads=1, bint
     source indices h0/h1 (OH entries in [0, H)), w0/w1 (OW entries in [0, W)) and float32
     weights lh0/lh1 (OH), lw0/lw1 (OW)."""
     cdef ek_bilinear_args a
-    cdef float* py
     a.nt = _threads(nthreads)
-    _resize_xy(x, y, 4, &a.x, &py)
-    a.y = py
-    xs, ys = _shape(x), _shape(y)
+    xs, ys = _resize_xy(x, y, 4, &a.x, &a.y)
     a.planes, a.H, a.W, a.OH, a.OW = xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3]
     a.h0 = _iptr(h0, "h0", a.OH, 0, a.H)
     a.h1 = _iptr(h1, "h1", a.OH, 0, a.H)

@@ -50,39 +50,15 @@
 /* ---- AVX2 + FMA ---- */
 #define EK_SUFFIX _avx2
 #define EK_ISA_LEVEL 1
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2"))), \
-                             apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,bmi,bmi2")
-#endif
-#include "ek_all.h"
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#include "ek_reset.h"
+#define EK_TARGET "avx2,fma,f16c,bmi,bmi2"
+#include "ek_variant.h"
 
 /* ---- AVX-512 (x86-64-v4) ---- */
 #define EK_SUFFIX _avx512
 #define EK_ISA_LEVEL 2
-#if defined(__clang__)
-#pragma clang attribute push(__attribute__((target("avx2,fma,f16c,bmi,bmi2,avx512f,"   \
-    "avx512vl,avx512bw,avx512dq,avx512cd,prefer-vector-width=512"))), apply_to = function)
-#else
-#pragma GCC push_options
-#pragma GCC target("avx2,fma,f16c,bmi,bmi2,avx512f,avx512vl,avx512bw,avx512dq,avx512cd," \
-                   "prefer-vector-width=512")
-#endif
-#include "ek_all.h"
-#if defined(__clang__)
-#pragma clang attribute pop
-#else
-#pragma GCC pop_options
-#endif
-#include "ek_reset.h"
+#define EK_TARGET "avx2,fma,f16c,bmi,bmi2,avx512f,avx512vl,avx512bw,avx512dq,avx512cd," \
+                  "prefer-vector-width=512"
+#include "ek_variant.h"
 
 #define EK_ISA_COMPILED_MAX EK_ISA_AVX512
 #define EK_ISA_SEL(level, name) \
