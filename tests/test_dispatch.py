@@ -261,15 +261,19 @@ int main(int argc, char **argv) {
     for (i = 0; i < K * N; i++) B[i] = (float)((i * 5) % 11) - 5.0f;
     for (i = 0; i < M; i++) bias[i] = (float)(i % 5) - 2.0f;
     {
-        float *pa = malloc(sizeof(float) * EK_CALL(ek_gemm_pack_a_size)(M, K));
-        ptrdiff_t ws = EK_CALL(ek_gemm_workspace)(M, N, K, 1, EK_GEMM_B_MATRIX, 2);
+        float *pa = malloc(sizeof(float) * EK_ISA_SEL(lv, ek_gemm_pack_a_size)(M, K));
+        ptrdiff_t ws = EK_ISA_SEL(lv, ek_gemm_workspace)(M, N, K, 1, EK_GEMM_B_MATRIX, 2);
         float *w = malloc(sizeof(float) * (ws + 1));
-        ek_gemm_args g;
-        memset(&g, 0, sizeof(g));
-        EK_CALL(ek_gemm_pack_a)(M, K, A, K, 0, pa);
-        g.M = M; g.N = N; g.K = K; g.A = pa; g.a_packed = 1; g.B = B; g.ldb = N;
-        g.C = C; g.ldc = N; g.bias = bias; g.bias_mode = EK_BIAS_ROW; g.act = EK_ACT_RELU;
-        EK_CALL(ek_gemm_run)(&g, w, 2);
+        ek_sgemm_args a;                        /* the bound entry, through its table */
+        ek_gemm_args *g = &a.g;
+        memset(&a, 0, sizeof(a));
+        EK_ISA_SEL(lv, ek_gemm_pack_a)(M, K, A, K, 0, pa);
+        g->M = M; g->N = N; g->K = K; g->A = pa; g->a_packed = 1; g->B = B; g->ldb = N;
+        g->C = C; g->ldc = N; g->bias = bias; g->bias_mode = EK_BIAS_ROW;
+        g->act = EK_ACT_RELU;
+        a.work = w;
+        a.nt = 2;
+        ek_sgemm_at[lv](&a);
         free(w);
         free(pa);
     }
@@ -284,12 +288,12 @@ int main(int argc, char **argv) {
         enum { CI = 5, CO = 6, H = 9, W = 11 };
         static float x[CI * H * W], wt[CO * CI * 9], y[CO * H * W];
         ek_geom3 gm = {1, H, W, 1, 3, 3, 1, H, W, 1, 1, 1, 0, 1, 1, 1, 1, 1};
-        ptrdiff_t ws = EK_CALL(ek_conv_workspace)(CI, CO, 1, &gm, 2);
+        ptrdiff_t ws = EK_ISA_SEL(lv, ek_conv_workspace)(CI, CO, 1, &gm, 2);
         float *w = malloc(sizeof(float) * (ws + 1));
         int co, ci, oh, ow, kh, kw;
         for (i = 0; i < CI * H * W; i++) x[i] = (float)((i * 3) % 7) - 3.0f;
         for (i = 0; i < CO * CI * 9; i++) wt[i] = (float)((i * 5) % 9) - 4.0f;
-        EK_CALL(ek_conv3d)(x, wt, NULL, y, 1, CI, CO, 1, &gm, 0, 0, 0, w, 2);
+        EK_ISA_SEL(lv, ek_conv3d)(x, wt, NULL, y, 1, CI, CO, 1, &gm, 0, 0, 0, w, 2);
         free(w);
         for (co = 0; co < CO; co++)
             for (oh = 0; oh < H; oh++)

@@ -11,12 +11,14 @@ Run-time instruction-set dispatch
 ---------------------------------
 Every kernel is compiled once per instruction set ("scalar" = the x86-64 baseline / portable
 C, "avx2" = AVX2+FMA, "avx512" = AVX-512 F/VL/BW/DQ/CD) into the one extension module
-(include/engine/ek_dispatch.h).  At import the best level the CPU supports (CPUID, with the
-OS's register-state check) is chosen, unless the environment variable ``ENGINE_ISA``
-(``avx512`` | ``avx2`` | ``scalar``; ``auto`` or empty = best) forces one; forcing a level the
-CPU lacks raises ImportError.  ``set_isa`` switches every module in-process (tests run
-each level in one process).  Kernels prepared by the CPU backend stay bound to the level
-that was current at prepare time (pre-packed weights are laid out for it).
+(include/engine/ek_dispatch.h).  Every call takes its level explicitly (``isa=``); calls that
+name none use the process default: at import the best level the CPU supports (CPUID, with
+the OS's register-state check), unless the environment variable ``ENGINE_ISA`` (``avx512`` |
+``avx2`` | ``scalar``; ``auto`` or empty = best) forces one; forcing a level the CPU lacks
+raises ImportError.  ``set_isa`` changes the default in-process (tests run each level in
+one process).  A Session fixes its level at construction (``Session(isa=...)``, default:
+the process default then); its plans pack weights for it and run its kernels, whatever
+the default becomes later.
 """
 
 import os
@@ -55,12 +57,12 @@ def available_isas():
 
 
 def get_isa():
-    """The current instruction set (name) of the kernels."""
+    """The process's default instruction set (name): calls and sessions that name none."""
     return ISAS[gemm._isa_level()]
 
 
 def set_isa(isa):
-    """Switch every kernel module to ``isa`` (name or level); returns the previous name.
+    """Make ``isa`` (name or level) the process default; returns the previous name.
 
     ValueError when the CPU (or this build) cannot run it.  Not thread-safe against kernels
     running concurrently in other threads (they may finish on either level).
@@ -84,7 +86,7 @@ def cache_sizes():
 
 
 def set_cache_sizes(l1d=None, l2=None):
-    """Override the cache sizes of the GEMM blocking in every module (None: re-detect
+    """Override the cache sizes of the GEMM blocking (None: re-detect
     that one).  Kernels prepared before keep their workspace sizes; a call whose workspace
     became too small raises ValueError.  Returns the sizes now in use."""
     sizes = _detected(l1d, l2)

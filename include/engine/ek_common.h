@@ -5,24 +5,19 @@
  * ----------------------------------
  * Every kernel is a `static` function named through EK_FN(name), which appends the
  * suffix EK_SUFFIX (empty by default).  A translation unit may therefore include the
- * kernel headers several times, once per instruction-set variant:
+ * kernel headers several times, once per instruction-set variant: ek_dispatch.h does so
+ * for the extension module (suffixes _scalar, _avx2, _avx512 with EK_ISA_LEVEL 0 / 1 / 2;
+ * each variant compiled under its target options by ek_variant.h) and fills the dispatch
+ * tables name_at[level] (ek_bind.h) the bindings call through.  The part of this header
+ * below "ISA-independent" is guarded once per translation unit; every other kernel header
+ * is guarded by an EK_*_ISA macro that ek_reset.h undefines.
  *
- *     #include "engine/ek_all.h"              // baseline: ek_sgemm, ek_conv_nd, ...
- *     #include "engine/ek_reset.h"            // forget the per-ISA include guards
- *     #define EK_SUFFIX _avx2
- *     #pragma GCC push_options
- *     #pragma GCC target("avx2,fma")
- *     #include "engine/ek_all.h"              // ek_sgemm_avx2, ek_conv_nd_avx2, ...
- *     #pragma GCC pop_options
- *
- * (or compile one .c file per ISA with different flags and EK_SUFFIX values).  The part of
- * this header below "ISA-independent" is guarded once per translation unit; every other
- * kernel header is guarded by an EK_*_ISA macro that ek_reset.h undefines.
- *
- * ek_dispatch.h does exactly this for the extension modules (suffixes _scalar, _avx2,
- * _avx512, with EK_ISA_LEVEL 0 / 1 / 2 telling each variant which intrinsics it may use)
- * and selects a variant at run time (EK_CALL, EK_ISA_SEL; CPUID in ek_cpu.h).
- *
+ * Per-ISA code lives in files named by type, op and instruction set, f32/<op>_<isa>.h
+ * (isa: avx512, avx2, neon, scalar), picked by the one ladder of the library,
+ * EK_ISA_FILE(type, op) below; f32/vec_<isa>.h holds the vector primitives several ops
+ * share (the x86 lane layer EKX).  The op headers test capabilities (EKX, EKX_AVX512,
+ * EK_GEMM_DIRECT_B, EK_NEON, ...), not levels.
+
  * There is no global state: every function takes its sizes, pointers, a workspace (when
  * it needs one) and `nthreads`.  Kernels never validate their arguments: the callers
  * (the Cython layer in pyx/) check every size and pointer the preconditions name, and
@@ -341,6 +336,13 @@ static inline int ek_nthreads_work(int nthreads, ptrdiff_t items, ptrdiff_t elem
 
 /* Instruction-set level of this variant (0 baseline, 1 AVX2+FMA, 2 AVX-512; see ek_cpu.h):
    set by ek_dispatch.h for each variant, else derived from the compiler's target macros. */
+/* GNU vector extensions (gcc, clang): portable code may use explicit vector types. */
+#if defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
+#define EK_VEXT 1
+#else
+#define EK_VEXT 0
+#endif
+
 #ifndef EK_ISA_LEVEL
 #if defined(__AVX512F__) && defined(__AVX512VL__) && defined(__AVX512BW__) && \
     defined(__AVX512DQ__) && defined(__FMA__)
@@ -360,14 +362,19 @@ static inline int ek_nthreads_work(int nthreads, ptrdiff_t items, ptrdiff_t elem
    (types: f32 today; q8, bf16 next).  Every ISA an op specialises has its file. */
 #define EK_STR_(x) #x
 #define EK_STR(x) EK_STR_(x)
+/* EK_VW: float lanes of one vector register of the variant. */
 #if EK_ISA_LEVEL >= 2
 #define EK_ISA_FILE(type, op) EK_STR(type/op##_avx512.h)
+#define EK_VW 16
 #elif EK_ISA_LEVEL == 1
 #define EK_ISA_FILE(type, op) EK_STR(type/op##_avx2.h)
+#define EK_VW 8
 #elif EK_NEON
 #define EK_ISA_FILE(type, op) EK_STR(type/op##_neon.h)
+#define EK_VW 4
 #else
 #define EK_ISA_FILE(type, op) EK_STR(type/op##_scalar.h)
+#define EK_VW 4
 #endif
 
 /*
@@ -624,5 +631,8 @@ EK_INLINE void EK_FN(ek_act_inplace)(float *x, ptrdiff_t n, int act, float p0, f
 {
     if (act != EK_ACT_NONE) EK_FN(ek_act_row)(x, x, n, act, p0, p1);
 }
+
+/* The shared vector primitives of this instruction set (the x86 lane layer, ...). */
+#include EK_ISA_FILE(f32, vec)
 
 #endif /* EK_COMMON_ISA */

@@ -201,13 +201,7 @@ EK_API void EK_FN(ek_conv3d_packed)(const float *x, const float *wpk, const floa
  */
 /* chunk width = one vector register of the variant (a wider GNU vector would be split and
    spilled on narrower ISAs) */
-#if EK_ISA_LEVEL >= 2
-#define EK_DW_VW 16
-#elif EK_ISA_LEVEL == 1
-#define EK_DW_VW 8
-#else
-#define EK_DW_VW 4
-#endif
+#define EK_DW_VW EK_VW
 #define EK_DW_NB 4
 #ifndef EK_DW_GEOM_DEFINED
 #define EK_DW_GEOM_DEFINED
@@ -262,40 +256,7 @@ EK_INLINE int EK_FN(ek_dw_fast)(const ek_geom3 *g, ek_dw_geom *d)
  * plane.  Parallel over (image, channel) planes, dynamic chunks of a quarter of a thread's
  * share.
  */
-#if EK_ISA_LEVEL >= 1 && !EK_NEON
-#if EK_ISA_LEVEL >= 2
-#define EKX_VW 16
-#define EKX_V __m512
-#define EKX_M __mmask16
-#define ekx_ld(p) _mm512_loadu_ps(p)
-#define ekx_st(p, v) _mm512_storeu_ps((p), (v))
-#define ekx_set1(f) _mm512_set1_ps(f)
-#define ekx_fma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-#define ekx_ldz(p, m) _mm512_maskz_loadu_ps((m), (p))
-#define ekx_stm(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
-#define ekx_max(a, b) _mm512_max_ps((a), (b))
-#define ekx_min(a, b) _mm512_min_ps((a), (b))
-#define EKX_RB 8             /* output rows per block */
-#define EKX_SPLIT 1          /* two accumulators per output row */
-#define EKX_ADD(a, b) _mm512_add_ps((a), (b))
-#define EKX_ALLMASKED 1      /* masked loads cost as much as plain ones: no interior path */
-#else
-#define EKX_VW 8
-#define EKX_V __m256
-#define EKX_M __m256i
-#define ekx_ld(p) _mm256_loadu_ps(p)
-#define ekx_st(p, v) _mm256_storeu_ps((p), (v))
-#define ekx_set1(f) _mm256_set1_ps(f)
-#define ekx_fma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-#define ekx_ldz(p, m) _mm256_maskload_ps((p), (m))
-#define ekx_stm(p, m, v) _mm256_maskstore_ps((p), (m), (v))
-#define ekx_max(a, b) _mm256_max_ps((a), (b))
-#define ekx_min(a, b) _mm256_min_ps((a), (b))
-#define EKX_RB 4             /* (6 and 8 measured no faster) */
-#define EKX_SPLIT 0          /* (measured slower: 16 registers) */
-#define EKX_ADD(a, b) _mm256_add_ps((a), (b))
-#define EKX_ALLMASKED 0
-#endif
+#if EKX
 #define EKX_MAXCH 64         /* column vectors per output row (OW <= 64 VW) */
 #define EKX_FLAT_MAX 16      /* flat mode: at most this many vectors per plane */
 /* flat mode when it needs < 2/3 of row mode's vectors (a flat tap costs a masked load per
@@ -308,62 +269,6 @@ EK_INLINE int EK_FN(ek_dw_fast)(const ek_geom3 *g, ek_dw_geom *d)
 #else
 #define EKX_REG(v) ((void)0)
 #endif
-
-/* Lanes lo <= l < hi (any ints; clamped to the vector). */
-EK_INLINE EKX_M EK_FN(ekx_mask)(ptrdiff_t lo, ptrdiff_t hi)
-{
-    lo = EK_MAX(lo, 0);
-    hi = EK_MIN(hi, EKX_VW);
-#if EK_ISA_LEVEL >= 2
-    if (hi <= lo) return 0;
-    return (__mmask16)(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-#else
-    if (hi < lo) hi = lo;
-    {
-        const __m256i iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-        return _mm256_and_si256(_mm256_cmpgt_epi32(iota, _mm256_set1_epi32((int)lo - 1)),
-                                _mm256_cmpgt_epi32(_mm256_set1_epi32((int)hi), iota));
-    }
-#endif
-}
-
-/* Even / odd floats of the 2 VW floats (a, b), both in the lane order of an in-lane
-   shuffle (no lane-crossing permute per tap): output column order
-   AVX-512 {0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15}, AVX2 {0, 1, 4, 5, 2, 3,
-   6, 7}; ekx_unperm restores the order of a result. */
-EK_INLINE void EK_FN(ekx_deint)(EKX_V a, EKX_V b, EKX_V *e, EKX_V *o)
-{
-#if EK_ISA_LEVEL >= 2
-    *e = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-    *o = _mm512_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-#else
-    *e = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(2, 0, 2, 0));
-    *o = _mm256_shuffle_ps(a, b, _MM_SHUFFLE(3, 1, 3, 1));
-#endif
-}
-
-#if EK_ISA_LEVEL >= 2
-/* _mm512_alignr_epi32(hi, lo, 2 m) for m = 1, 2 (the 5x5 kernel's column pairs).  The
-   shift must be an immediate: a switch, folded away where the caller's loop is unrolled
-   (-O2 and up), and still compiling at -O0 / -O1 (sanitizer builds). */
-EK_INLINE __m512i EK_FN(ekx_alignr_2m)(__m512i hi, __m512i lo, int m)
-{
-    switch (m) {
-    case 1: return _mm512_alignr_epi32(hi, lo, 2);
-    default: return _mm512_alignr_epi32(hi, lo, 4);
-    }
-}
-#endif
-
-EK_INLINE EKX_V EK_FN(ekx_unperm)(EKX_V v)
-{
-#if EK_ISA_LEVEL >= 2
-    return _mm512_permutexvar_ps(
-        _mm512_setr_epi32(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15), v);
-#else
-    return _mm256_castpd_ps(_mm256_permute4x64_pd(_mm256_castps_pd(v), _MM_SHUFFLE(3, 1, 2, 0)));
-#endif
-}
 
 #ifndef EK_DWX_GEOM_DEFINED
 #define EK_DWX_GEOM_DEFINED
@@ -388,13 +293,13 @@ EK_INLINE int EK_FN(ek_dwx_fast)(const ek_geom3 *g, ek_dwx_geom *d)
     d->K = (int)K;
     d->cpr = (g->OW + VW - 1) / VW;
     if (d->cpr > EKX_MAXCH) return 0;
-    d->T = S == 1 ? K : EK_ISA_LEVEL >= 2 ? 3 : 2 * ((K + 1) / 2);
-    d->A = EK_ISA_LEVEL >= 2 && S == 2 && K == 3 && g->pw == 1;
+    d->T = S == 1 ? K : EKX_AVX512 ? 3 : 2 * ((K + 1) / 2);
+    d->A = EKX_AVX512 && S == 2 && K == 3 && g->pw == 1;
     /* a chunk reads columns S ow0 - pw + [0, S VW + K): the zero row stands for input rows
        outside the image, from 16 floats before its origin */
     d->zlen = EK_ROUND16(16 + S * (d->cpr + 1) * VW + 2 * K + 16);
     d->nv = 0;
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
     /* flat mode (small "same" maps, stride 1): the plane as one flat vector of H W floats,
        every tap a masked load at a fixed offset; wins where row mode leaves most lanes
        idle */
@@ -432,8 +337,8 @@ EK_INLINE void EK_FN(ekx_dw_block)(const int S, const int K, const int A, const 
                 xv[kw] = M ? ekx_ldz(row + kw, cm[kw]) : ekx_ld(row + kw);
                 EKX_REG(xv[kw]);
             }
-        } else if (EK_ISA_LEVEL >= 2 && A) {
-#if EK_ISA_LEVEL >= 2
+        } else if (EKX_AVX512 && A) {
+#if EKX_AVX512
             /* 3x3, pad 1: loads at the 16-aligned a = c + 1 = 2 ow0 (aligned when the rows
                are): v[-1], v[0], v[1]; kw = 1, 2 are the even / odd floats of (v[0], v[1]),
                kw = 0 the odd ones of that pair shifted back by 2 */
@@ -450,8 +355,8 @@ EK_INLINE void EK_FN(ekx_dw_block)(const int S, const int K, const int A, const 
             EKX_REG(xv[1]);
             EKX_REG(xv[2]);
 #endif
-        } else if (EK_ISA_LEVEL >= 2) {
-#if EK_ISA_LEVEL >= 2
+        } else if (EKX_AVX512) {
+#if EKX_AVX512
             /* three loads (c, c + 16, c + 32); the pairs at c + 2 m shifted out of them */
             const __m512 a = ekx_ldz(row, cm[0]), b = ekx_ldz(row + 16, cm[1]);
             const __m512 n = ekx_ldz(row + 32, cm[2]);
@@ -508,7 +413,7 @@ typedef struct {
     const EKX_M *cm;               /* [cpr][T] load masks */
     const unsigned char *edge;     /* [cpr]: the chunk needs masked loads */
     EKX_M sm;                      /* store mask of a partial last chunk */
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
     const __mmask16 *fmk;          /* flat mode: [vector][tap] load masks */
 #endif
 } EK_FN(ekx_dw_ctx);
@@ -546,7 +451,7 @@ EK_INLINE void EK_FN(ekx_dw_plane)(const int S, const int K, const int A,
     ptrdiff_t oh0 = 0;
     int t;
     for (t = 0; t < K * K; t++) wv[t] = ekx_set1(wp[t]);
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
     if (S == 1 && d->nv) {
         const ptrdiff_t L = g->OH * OW;
         ptrdiff_t k0;
@@ -622,7 +527,7 @@ EK_INLINE void EK_FN(ekx_dw_plane)(const int S, const int K, const int A,
         EK_FN(ekx_dw_plane)(S_, K_, A_, cx, xin, wp, b, lo, hi, yp);                       \
     }
 EKX_DW_DEF(1, 3, 0) EKX_DW_DEF(2, 3, 0) EKX_DW_DEF(1, 5, 0) EKX_DW_DEF(2, 5, 0)
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
 EKX_DW_DEF(2, 3, 1)
 #endif
 #undef EKX_DW_DEF
@@ -657,7 +562,7 @@ static void EK_FN(ekx_dw_rows)(const void *args, ptrdiff_t q0, ptrdiff_t q1)
         float *yp = y + pl * L;
         if (d->K == 3) {
             if (d->S == 1) EK_FN(ekx_dw_plane_1_3_0)(cxp, xin, wp, b, lo, hi, yp);
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
             else if (d->A) EK_FN(ekx_dw_plane_2_3_1)(cxp, xin, wp, b, lo, hi, yp);
 #endif
             else EK_FN(ekx_dw_plane_2_3_0)(cxp, xin, wp, b, lo, hi, yp);
@@ -685,7 +590,7 @@ static void EK_FN(ekx_dw_run)(const float *x, const float *w, const float *bias,
     EK_FN(ekx_dw_ctx) cx;
     EKX_M cm[EKX_MAXCH * 6];
     unsigned char edge[EKX_MAXCH];
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
     __mmask16 fmk[(EKX_FLAT_MAX + 4) * 25];
 #endif
     ptrdiff_t ci, t;
@@ -697,13 +602,13 @@ static void EK_FN(ekx_dw_run)(const float *x, const float *w, const float *bias,
         for (t = 0; t < d->T; t++) {
             const ptrdiff_t o = c + (d->S == 1         ? t
                                      : d->A              ? 16 * t - 15
-                                     : EK_ISA_LEVEL >= 2 ? t * EKX_VW
+                                     : EKX_AVX512 ? t * EKX_VW
                                                          : (t & ~(ptrdiff_t)1) + (t & 1) * EKX_VW);
             cm[ci * d->T + t] = EK_FN(ekx_mask)(-o, g->W - o);
             if (o < 0 || o + EKX_VW > g->W) edge[ci] = 1;
         }
     }
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
     if (d->nv) {
         /* lane o of the plane, tap (kh, kw): input (o / W + kh - ph, o % W + kw - pw) */
         const ptrdiff_t K = d->K, KK2 = K * K, nvr = (d->nv + 3) / 4 * 4;
@@ -738,20 +643,6 @@ static void EK_FN(ekx_dw_run)(const float *x, const float *w, const float *bias,
     job.lo = lo; job.hi = hi;
     ek_parallel_rows(threads, planes, EK_FN(ekx_dw_rows), &job);
 }
-#undef ekx_ld
-#undef ekx_st
-#undef ekx_set1
-#undef ekx_fma
-#undef ekx_ldz
-#undef ekx_stm
-#undef ekx_max
-#undef ekx_min
-#undef EKX_V
-#undef EKX_M
-#undef EKX_RB
-#undef EKX_ALLMASKED
-#undef EKX_SPLIT
-#undef EKX_ADD
 #undef EKX_MAXCH
 #undef EKX_FLAT_MAX
 #undef EKX_FLAT_COST
@@ -815,12 +706,8 @@ EK_INLINE void EK_FN(ek_dw_copy)(float *EK_RESTRICT d, const float *EK_RESTRICT 
         return;
     }
 #endif
-#if EK_ISA_LEVEL >= 2
-    if (i < n) {
-        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
-        _mm512_mask_storeu_ps(d + i, m, _mm512_maskz_loadu_ps(m, s + i));
-        return;
-    }
+#ifdef EK_VEC_STRIDED_COPY
+    if (i < n && EK_FN(ek_vec_copy_strided)(d + i, s + i, n - i, 1)) return;
 #endif
     for (; i < n; i++) d[i] = s[i];
 }
@@ -910,7 +797,7 @@ EK_INLINE void EK_FN(ek_dw_plane)(const int S, const float *xp, const float *wp,
             if (ow + VW <= g->OW) {
                 memcpy(yp + oh * g->OW + ow, &v, sizeof(v));
             } else {
-#if EK_ISA_LEVEL >= 2
+#if EKX_AVX512
                 const __mmask16 m = (__mmask16)((1u << (g->OW - ow)) - 1u);
                 __m512 vv;
                 memcpy(&vv, &v, sizeof(vv));
@@ -1207,7 +1094,6 @@ EK_API void EK_FN(ek_conv3d_depthwise)(const float *x, const float *w, const flo
 }
 #undef EK_DW_FUSED_ACT
 #undef EK_DWX
-#undef EKX_VW
 #undef EK_DW_VEC
 #undef EK_DW_NB
 #undef EK_DW_VW

@@ -4,7 +4,7 @@
  * This header includes ek_all.h up to three times (see ek_common.h, "ISA variants"):
  *
  *     EK_SUFFIX _scalar   EK_ISA_LEVEL 0   the compiler's baseline flags (x86-64: SSE2)
- *     EK_SUFFIX _avx2     EK_ISA_LEVEL 1   #pragma GCC target("avx2,fma,f16c,bmi,bmi2")
+ *     EK_SUFFIX _avx2     EK_ISA_LEVEL 1   target("avx2,fma,f16c,bmi,bmi2") (ek_variant.h)
  *     EK_SUFFIX _avx512   EK_ISA_LEVEL 2   + avx512f/vl/bw/dq/cd, 512-bit auto-vectorisation
  *
  * so one binary carries ek_sgemm_scalar, ek_sgemm_avx2 and ek_sgemm_avx512 (and so on for
@@ -12,13 +12,13 @@
  * other targets (aarch64, MSVC) build the portable variant alone and every selector below
  * resolves to it.  No -m / -march flag is needed for the translation unit itself.
  *
- * Selection:
- *   EK_CALL(name)(args)             the variant of the current level `ek_isa_cur`
- *   EK_ISA_SEL(level, name)(args)   the variant of an explicit level (prepared data such as
- *                                   pre-packed weights is bound to the level it was packed for)
+ * Selection, always by an explicit level (a session's plan, a packed operand):
+ *   name_at[level](&args)           the dispatch table of a bound kernel (ek_bind.h,
+ *                                   EK_ENTRIES below): its entry for that level
+ *   EK_ISA_SEL(level, name)(args)   any other kernel function (sizes, packing)
  *
- * `ek_isa_cur` is one int per translation unit (each Cython module has its own); the Python
- * package sets every module's copy (engine._kernels.set_isa) and never above
+ * `ek_isa_cur` is only the default level of calls that name none (engine._kernels.set_isa
+ * and ENGINE_ISA set it; a Session fixes its own at construction), never above
  * ek_isa_max_level(), the lower of what the CPU supports and what was compiled.
  */
 #ifndef EK_DISPATCH_H
@@ -87,9 +87,8 @@
 EK_ENTRIES(EK_TABLE)
 #undef EK_TABLE
 
-/* The level EK_CALL uses in this translation unit. */
+/* The default level of calls that name none. */
 static int ek_isa_cur = EK_ISA_SCALAR;
-#define EK_CALL(name) EK_ISA_SEL(ek_isa_cur, name)
 
 /* The best level usable here: what the CPU supports, capped by what was compiled. */
 static int ek_isa_max_level(void)

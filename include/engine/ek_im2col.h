@@ -183,30 +183,8 @@ EK_INLINE void EK_FN(ek_pk_piece)(float *EK_RESTRICT d, const float *EK_RESTRICT
                                   ptrdiff_t n, ptrdiff_t sw)
 {
     ptrdiff_t i;
-#if EK_ISA_LEVEL >= 2
-    if (sw == 1) {
-        for (i = 0; i < n; i += 16) {
-            const ptrdiff_t q = EK_MIN(16, n - i);
-            const __mmask16 mk = (__mmask16)(q >= 16 ? 0xFFFF : (1u << q) - 1u);
-            _mm512_mask_storeu_ps(d + i, mk, _mm512_maskz_loadu_ps(mk, src + i));
-        }
-        return;
-    }
-    if (sw == 2) {
-        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22,
-                                               24, 26, 28, 30);
-        for (i = 0; i < n; i += 16) {
-            const ptrdiff_t q = EK_MIN(16, n - i);      /* outputs; reads 2q - 1 floats */
-            const ptrdiff_t r = 2 * q - 1;
-            const __mmask16 m0 = (__mmask16)(r >= 16 ? 0xFFFF : (1u << r) - 1u);
-            const __mmask16 m1 = (__mmask16)(r > 16 ? (1u << (r - 16)) - 1u : 0u);
-            const __m512 lo = _mm512_maskz_loadu_ps(m0, src + 2 * i);
-            const __m512 hi = _mm512_maskz_loadu_ps(m1, src + 2 * i + 16);
-            const __mmask16 mk = (__mmask16)(q >= 16 ? 0xFFFF : (1u << q) - 1u);
-            _mm512_mask_storeu_ps(d + i, mk, _mm512_permutex2var_ps(lo, even, hi));
-        }
-        return;
-    }
+#ifdef EK_VEC_STRIDED_COPY
+    if (EK_FN(ek_vec_copy_strided)(d, src, n, sw)) return;
 #endif
     if (sw == 1) {
         for (i = 0; i < n; i++) d[i] = src[i];

@@ -6,7 +6,6 @@
  * replaced when `v > m || v != v` and a NaN running value is never replaced.
  */
 #include "ek_common.h"
-#include "ek_conv.h"   /* the x86 lane-mask and even/odd deinterleave helpers (ekx_*) */
 #include <stdlib.h>
 
 #ifndef EK_POOL_ISA
@@ -23,13 +22,7 @@
  * once in vector registers.  Same NaN rule as the general path (v > m || v != v); on
  * aarch64 NEON's FMAX / FMIN implement it in one instruction.
  */
-#if EK_ISA_LEVEL >= 2
-#define EK_PL_VW 16
-#elif EK_ISA_LEVEL == 1
-#define EK_PL_VW 8
-#else
-#define EK_PL_VW 4
-#endif
+#define EK_PL_VW EK_VW
 #define EK_PL_NB 4
 #if defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
 #define EK_PL_VEC 1
@@ -85,86 +78,8 @@ EK_INLINE EK_FN(ek_pl_vf) EK_FN(ek_pl_load)(const int S, const float *t)
     return v;
 }
 
-#if EK_NEON
-/* One plane: xp is its padded copy, y its output.  NEON: FMAX / FMIN return NaN when
-   either operand is NaN, which is the (v > m || v != v) rule with a NaN running value
-   never replaced, in one instruction; stride-2 taps with one de-interleaving load. */
-EK_INLINE void EK_FN(ek_pool_plane)(const int S, const int is_max, const float *xp,
-                                    float *y, const ek_geom3 *g, ptrdiff_t P, ptrdiff_t cpr)
-{
-    enum { NB = EK_PL_NB, VW = EK_PL_VW };
-    const ptrdiff_t total = g->OH * cpr;
-    const float init = is_max ? -INFINITY : INFINITY;
-    ptrdiff_t it, oh = 0, c = 0;
-    for (it = 0; it < total; it += NB) {
-        float32x4_t acc[NB];
-        const float *base[NB];
-        ptrdiff_t kh, kw, q, qoh = oh, qc = c;
-        for (q = 0; q < NB; q++) {
-            base[q] = xp + qoh * g->sh * P + S * qc * VW;
-            acc[q] = vdupq_n_f32(init);
-            if (it + q + 1 < total && ++qc == cpr) { qc = 0; qoh++; }
-        }
-        for (kh = 0; kh < g->KH; kh++)
-            for (kw = 0; kw < g->KW; kw++) {
-                const ptrdiff_t off = kh * g->dh * P + kw * g->dw;
-#pragma GCC unroll 4
-                for (q = 0; q < NB; q++) {
-                    const float32x4_t v = S == 1 ? vld1q_f32(base[q] + off)
-                                                 : vld2q_f32(base[q] + off).val[0];
-                    acc[q] = is_max ? vmaxq_f32(acc[q], v) : vminq_f32(acc[q], v);
-                }
-            }
-        /* (fully unrolled: constant indices keep acc in registers) */
-#pragma GCC unroll 4
-        for (q = 0; q < NB; q++) {
-            const ptrdiff_t ow = c * VW;
-            if (it + q >= total) continue;
-            EK_FN(ek_neon_st_part)(y + oh * g->OW + ow, acc[q], EK_MIN(VW, g->OW - ow));
-            if (++c == cpr) { c = 0; oh++; }
-        }
-    }
-}
-#else
-/* One plane: xp is its padded copy, y its output. */
-EK_INLINE void EK_FN(ek_pool_plane)(const int S, const int is_max, const float *xp,
-                                    float *y, const ek_geom3 *g, ptrdiff_t P, ptrdiff_t cpr)
-{
-    enum { NB = EK_PL_NB, VW = EK_PL_VW };
-    const ptrdiff_t total = g->OH * cpr;
-    const float init = is_max ? -INFINITY : INFINITY;
-    ptrdiff_t it, oh = 0, c = 0;
-    for (it = 0; it < total; it += NB) {
-        EK_FN(ek_pl_vf) acc[NB];
-        const float *base[NB];
-        ptrdiff_t kh, kw, q, qoh = oh, qc = c;
-        for (q = 0; q < NB; q++) {
-            base[q] = xp + qoh * g->sh * P + S * qc * VW;
-            acc[q] = (EK_FN(ek_pl_vf)){0} + init;
-            if (it + q + 1 < total && ++qc == cpr) { qc = 0; qoh++; }
-        }
-        for (kh = 0; kh < g->KH; kh++)
-            for (kw = 0; kw < g->KW; kw++) {
-                const ptrdiff_t off = kh * g->dh * P + kw * g->dw;
-                for (q = 0; q < NB; q++) {
-                    const EK_FN(ek_pl_vf) v = EK_FN(ek_pl_load)(S, base[q] + off);
-                    const EK_FN(ek_pl_vi) take = (is_max ? (v > acc[q]) : (v < acc[q])) |
-                                                 (v != v);
-                    acc[q] = (EK_FN(ek_pl_vf))(((EK_FN(ek_pl_vi))v & take) |
-                                               ((EK_FN(ek_pl_vi))acc[q] & ~take));
-                }
-            }
-        for (q = 0; q < NB && it + q < total; q++) {
-            const ptrdiff_t ow = c * VW, n = EK_MIN(VW, g->OW - ow);
-            float lanes[EK_PL_VW];
-            ptrdiff_t t;
-            memcpy(lanes, &acc[q], sizeof(lanes));
-            for (t = 0; t < n; t++) y[oh * g->OW + ow + t] = lanes[t];
-            if (++c == cpr) { c = 0; oh++; }
-        }
-    }
-}
-#endif
+/* The plane kernel of this instruction set (ek_pool_plane): f32/pool_<isa>.h. */
+#include EK_ISA_FILE(f32, pool)
 
 #define EK_PL_DEF(S_, M_)                                                                \
     static EK_NOINLINE void EK_FN(ek_pool_plane_##S_##_##M_)(                            \
@@ -273,76 +188,25 @@ static int EK_FN(ek_pool_fast)(const float *x, float *y, ptrdiff_t planes, const
  * masked max keeping the new value where it is NaN; AVX2: OR of max(a, b) and max(b, a),
  * NaN when either is).  Sums propagate NaN by themselves.
  */
-#if EK_ISA_LEVEL >= 1 && !EK_NEON
-#if EK_ISA_LEVEL >= 2
-#define EKP_VW 16
-#define EKP_V __m512
-#define EKP_M __mmask16
-#define ekp_ld(p) _mm512_loadu_ps(p)
-#define ekp_ldf(p, m, f) _mm512_mask_loadu_ps((f), (m), (p))
-#define ekp_st(p, v) _mm512_storeu_ps((p), (v))
-#define ekp_stm(p, m, v) _mm512_mask_storeu_ps((p), (m), (v))
-#define ekp_set1(f) _mm512_set1_ps(f)
-#define ekp_fma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
-#define EKP_MUL(a, b) _mm512_mul_ps((a), (b))
-#define EKP_ADD(a, b) _mm512_add_ps((a), (b))
-#define ekp_hasnan(v) (_mm512_cmp_ps_mask((v), (v), _CMP_UNORD_Q) != 0)
-#define EKP_RB 8
-#define EKP_ALLMASKED 1
-#else
-#define EKP_VW 8
-#define EKP_V __m256
-#define EKP_M __m256i
-#define ekp_ld(p) _mm256_loadu_ps(p)
-#define ekp_ldf(p, m, f)                                                                   \
-    _mm256_blendv_ps((f), _mm256_maskload_ps((p), (m)), _mm256_castsi256_ps(m))
-#define ekp_st(p, v) _mm256_storeu_ps((p), (v))
-#define ekp_stm(p, m, v) _mm256_maskstore_ps((p), (m), (v))
-#define ekp_set1(f) _mm256_set1_ps(f)
-#define ekp_fma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
-#define EKP_MUL(a, b) _mm256_mul_ps((a), (b))
-#define EKP_ADD(a, b) _mm256_add_ps((a), (b))
-#define ekp_hasnan(v) (_mm256_movemask_ps(_mm256_cmp_ps((v), (v), _CMP_UNORD_Q)) != 0)
-#define EKP_RB 4
-#define EKP_ALLMASKED 0
-#endif
+#if EKX
 #define EKP_MAXCH 64
 
 
 /* Reduction op: max / min of a (the new value) and b (the running one), `safe`: NaN when
    either is NaN, else plain max / min; or the sum (op EKP_AVG). */
 #define EKP_AVG 2
-EK_INLINE EKP_V EK_FN(ekp_red)(const int op, const int safe, EKP_V a, EKP_V b)
-{
-    const int is_max = op == 1;
-#if EK_ISA_LEVEL >= 2
-    if (op == EKP_AVG) return _mm512_add_ps(a, b);
-    if (safe) {
-        /* lanes where a is a number: max(a, b) = a > b ? a : b keeps a NaN b; else a */
-        const __mmask16 num = _mm512_cmp_ps_mask(a, a, _CMP_ORD_Q);
-        return is_max ? _mm512_mask_max_ps(a, num, a, b) : _mm512_mask_min_ps(a, num, a, b);
-    }
-    return is_max ? _mm512_max_ps(a, b) : _mm512_min_ps(a, b);
-#else
-    if (op == EKP_AVG) return _mm256_add_ps(a, b);
-    if (safe)
-        return is_max ? _mm256_or_ps(_mm256_max_ps(a, b), _mm256_max_ps(b, a))
-                      : _mm256_or_ps(_mm256_min_ps(a, b), _mm256_min_ps(b, a));
-    return is_max ? _mm256_max_ps(a, b) : _mm256_min_ps(a, b);
-#endif
-}
 
 
 /* Loads per input row and column vector: S == 1: K (at c + kw); S == 2: AVX-512 c + {0,
    VW} (and 2 VW for K == 3), AVX2 c + 2 m + {0, VW}. */
-#define EKP_T(S, K) ((S) == 1 ? (K) : EK_ISA_LEVEL >= 2 ? (K) : 2 * (((K) + 1) / 2))
+#define EKP_T(S, K) ((S) == 1 ? (K) : EKX_AVX512 ? (K) : 2 * (((K) + 1) / 2))
 
 /* Offset of load t from the chunk's first column. */
 EK_INLINE ptrdiff_t EK_FN(ekp_off)(int S, ptrdiff_t t)
 {
     if (S == 1) return t;
-    if (EK_ISA_LEVEL >= 2) return t * EKP_VW;
-    return (t & ~(ptrdiff_t)1) + (t & 1) * EKP_VW;
+    if (EKX_AVX512) return t * EKX_VW;
+    return (t & ~(ptrdiff_t)1) + (t & 1) * EKX_VW;
 }
 
 /* One column vector of output rows oh0 .. oh0 + R - 1; rows[i]: input row S oh0 - ph + i
@@ -351,28 +215,28 @@ EK_INLINE ptrdiff_t EK_FN(ekp_off)(int S, ptrdiff_t t)
    redone with `safe`).  Average: the window sums times rinv[j] (row) times cinv (columns). */
 EK_INLINE int EK_FN(ekp_block)(const int S, const int K, const int op, const int R,
                                const int M, const int safe, const float *const *rows,
-                               ptrdiff_t c, const EKP_M *cm, EKP_V fill, float *out,
-                               ptrdiff_t OW, int full, EKP_M sm, const float *rinv,
-                               EKP_V cinv)
+                               ptrdiff_t c, const EKX_M *cm, EKX_V fill, float *out,
+                               ptrdiff_t OW, int full, EKX_M sm, const float *rinv,
+                               EKX_V cinv)
 {
     const int T = EKP_T(S, K);
-    EKP_V probe[2][4];             /* (independent FMA chains) */
+    EKX_V probe[2][4];             /* (independent FMA chains) */
     int i, j, t;
 #define EKP_LOAD(i_, t_, dst)                                                              \
     do {                                                                                   \
         const float *p_ = rows[i_] + c + EK_FN(ekp_off)(S, t_);                            \
-        (dst) = M ? ekp_ldf(p_, cm[t_], fill) : ekp_ld(p_);                                \
+        (dst) = M ? ekx_ldf(p_, cm[t_], fill) : ekx_ld(p_);                                \
         if (!safe && op != EKP_AVG)                                                        \
-            probe[(i_) & 1][t_] = ekp_fma((dst), (dst), probe[(i_) & 1][t_]);              \
+            probe[(i_) & 1][t_] = ekx_fma((dst), (dst), probe[(i_) & 1][t_]);              \
     } while (0)
-    for (t = 0; t < 4; t++) probe[0][t] = probe[1][t] = ekp_set1(0.0f);
+    for (t = 0; t < 4; t++) probe[0][t] = probe[1][t] = ekx_set1(0.0f);
     if (S == 2) {
         /* the window rows first, on the raw column vectors; then the window columns once
            per output row */
-        EKP_V va[EKP_RB][4];
+        EKX_V va[EKX_RB][4];
 #pragma GCC unroll 24
         for (i = 0; i < 2 * (R - 1) + K; i++) {
-            EKP_V raw[4];
+            EKX_V raw[4];
 #pragma GCC unroll 4
             for (t = 0; t < T; t++) {
                 if (rows[i] == NULL) raw[t] = fill;
@@ -381,18 +245,18 @@ EK_INLINE int EK_FN(ekp_block)(const int S, const int K, const int op, const int
 #pragma GCC unroll 8
             for (j = 0; j < R; j++) {
                 const int kh = i - 2 * j;
-                EKP_V e, od, r;
+                EKX_V e, od, r;
                 if (kh < 0 || kh >= K) continue;
 #pragma GCC unroll 4
                 for (t = 0; t < T; t++)
-                    va[j][t] = kh == 0 ? raw[t] : EK_FN(ekp_red)(op, safe, raw[t], va[j][t]);
+                    va[j][t] = kh == 0 ? raw[t] : EK_FN(ekx_red)(op, safe, raw[t], va[j][t]);
                 if (kh != K - 1) continue;
                 /* row j complete: its window columns */
                 EK_FN(ekx_deint)(va[j][0], va[j][1], &e, &od);
-                r = EK_FN(ekp_red)(op, safe, od, e);
+                r = EK_FN(ekx_red)(op, safe, od, e);
                 if (K > 2) {
-                    EKP_V e1, o1;
-#if EK_ISA_LEVEL >= 2
+                    EKX_V e1, o1;
+#if EKX_AVX512
                     const __m512i ai = _mm512_castps_si512(va[j][0]);
                     const __m512i bi = _mm512_castps_si512(va[j][1]);
                     const __m512i ni = _mm512_castps_si512(va[j][2]);
@@ -402,65 +266,65 @@ EK_INLINE int EK_FN(ekp_block)(const int S, const int K, const int op, const int
 #else
                     EK_FN(ekx_deint)(va[j][2], va[j][3], &e1, &o1);
 #endif
-                    r = EK_FN(ekp_red)(op, safe, e1, r);
+                    r = EK_FN(ekx_red)(op, safe, e1, r);
                 }
                 r = EK_FN(ekx_unperm)(r);
-                if (op == EKP_AVG) r = EKP_MUL(EKP_MUL(r, ekp_set1(rinv[j])), cinv);
-                if (full) ekp_st(out + j * OW, r);
-                else ekp_stm(out + j * OW, sm, r);
+                if (op == EKP_AVG) r = EKX_MUL(EKX_MUL(r, ekx_set1(rinv[j])), cinv);
+                if (full) ekx_st(out + j * OW, r);
+                else ekx_stm(out + j * OW, sm, r);
             }
         }
     } else {
         /* each input row across the window columns once, then into every output row whose
            window holds it */
-        EKP_V acc[EKP_RB];
+        EKX_V acc[EKX_RB];
 #pragma GCC unroll 24
         for (i = 0; i < R - 1 + K; i++) {
-            EKP_V h = fill;
+            EKX_V h = fill;
             if (rows[i] != NULL) {
-                EKP_V tv[3];
+                EKX_V tv[3];
 #pragma GCC unroll 3
                 for (t = 0; t < K; t++) EKP_LOAD(i, t, tv[t]);
                 h = tv[0];
 #pragma GCC unroll 3
-                for (t = 1; t < K; t++) h = EK_FN(ekp_red)(op, safe, tv[t], h);
+                for (t = 1; t < K; t++) h = EK_FN(ekx_red)(op, safe, tv[t], h);
             }
 #pragma GCC unroll 8
             for (j = 0; j < R; j++) {
                 const int kh = i - j;
                 if (kh == 0) acc[j] = h;
-                else if (kh > 0 && kh < K) acc[j] = EK_FN(ekp_red)(op, safe, h, acc[j]);
+                else if (kh > 0 && kh < K) acc[j] = EK_FN(ekx_red)(op, safe, h, acc[j]);
             }
         }
 #pragma GCC unroll 8
         for (j = 0; j < R; j++) {
-            EKP_V r = acc[j];
-            if (op == EKP_AVG) r = EKP_MUL(EKP_MUL(r, ekp_set1(rinv[j])), cinv);
-            if (full) ekp_st(out + j * OW, r);
-            else ekp_stm(out + j * OW, sm, r);
+            EKX_V r = acc[j];
+            if (op == EKP_AVG) r = EKX_MUL(EKX_MUL(r, ekx_set1(rinv[j])), cinv);
+            if (full) ekx_st(out + j * OW, r);
+            else ekx_stm(out + j * OW, sm, r);
         }
     }
 #undef EKP_LOAD
     if (safe || op == EKP_AVG) return 0;
-    for (t = 1; t < T; t++) probe[0][0] = EKP_ADD(probe[0][0], probe[0][t]);
-    for (t = 0; t < T; t++) probe[0][0] = EKP_ADD(probe[0][0], probe[1][t]);
-    return ekp_hasnan(probe[0][0]);
+    for (t = 1; t < T; t++) probe[0][0] = EKX_ADD(probe[0][0], probe[0][t]);
+    for (t = 0; t < T; t++) probe[0][0] = EKX_ADD(probe[0][0], probe[1][t]);
+    return ekx_hasnan(probe[0][0]);
 }
 
 typedef struct {
     const ek_geom3 *g;
     ptrdiff_t cpr, T;
-    const EKP_M *cm;               /* [cpr][T] load masks */
+    const EKX_M *cm;               /* [cpr][T] load masks */
     const unsigned char *edge;     /* [cpr]: the chunk needs masked loads */
-    EKP_M sm;                      /* store mask of a partial last chunk */
+    EKX_M sm;                      /* store mask of a partial last chunk */
     const float *rinv;             /* average: [OH] 1 / row divisor factor */
-    const EKP_V *cinv;             /* average: [cpr] 1 / column divisor factors */
+    const EKX_V *cinv;             /* average: [cpr] 1 / column divisor factors */
 } EK_FN(ekp_ctx);
 
 #define EKP_BLK(R_, M_, safe_)                                                             \
     EK_FN(ekp_block)(S, K, op, R_, M_, safe_, rows, c, cm, fill, out, OW, full, cx->sm,    \
                      cx->rinv + oh0, cx->cinv[ci])
-#if EKP_ALLMASKED
+#if EKX_ALLMASKED
 #define EKP_CHUNK(R_)                                                                      \
     do {                                                                                   \
         if (EKP_BLK(R_, 1, 0)) EKP_BLK(R_, 1, 1);                                          \
@@ -482,15 +346,15 @@ EK_INLINE void EK_FN(ekp_plane)(const int S, const int K, const int op,
 {
     const ek_geom3 *g = cx->g;
     const ptrdiff_t OW = g->OW;
-    const EKP_V fill = ekp_set1(op == 1 ? -INFINITY : op == 0 ? INFINITY : 0.0f);
+    const EKX_V fill = ekx_set1(op == 1 ? -INFINITY : op == 0 ? INFINITY : 0.0f);
     /* blocks of 7 rows where 8 do not divide the map and 7 do (GoogLeNet-like maps are
        7 * 2^k tall) */
-    const int RB = EKP_RB == 8 && g->OH % 8 != 0 && g->OH % 7 == 0 ? 7 : EKP_RB;
+    const int RB = EKX_RB == 8 && g->OH % 8 != 0 && g->OH % 7 == 0 ? 7 : EKX_RB;
     ptrdiff_t oh0 = 0;
     while (oh0 < g->OH) {
         const ptrdiff_t left = g->OH - oh0;
         const int R = left >= RB ? RB : left >= 4 ? 4 : left >= 2 ? 2 : 1;
-        const float *rows[2 * EKP_RB + 4];
+        const float *rows[2 * EKX_RB + 4];
         ptrdiff_t ci;
         int i;
         for (i = 0; i < S * (R - 1) + K; i++) {
@@ -498,15 +362,15 @@ EK_INLINE void EK_FN(ekp_plane)(const int S, const int K, const int op,
             rows[i] = ih >= 0 && ih < g->H ? xin + ih * g->W : NULL;
         }
         for (ci = 0; ci < cx->cpr; ci++) {
-            const ptrdiff_t ow0 = ci * EKP_VW, c = S * ow0 - g->pw;
-            const EKP_M *cm = cx->cm + ci * cx->T;
-            const int full = ow0 + EKP_VW <= OW;
+            const ptrdiff_t ow0 = ci * EKX_VW, c = S * ow0 - g->pw;
+            const EKX_M *cm = cx->cm + ci * cx->T;
+            const int full = ow0 + EKX_VW <= OW;
             float *out = yp + oh0 * OW + ow0;
-            if (R == EKP_RB) EKP_CHUNK(EKP_RB);
-#if EKP_RB == 8
+            if (R == EKX_RB) EKP_CHUNK(EKX_RB);
+#if EKX_RB == 8
             else if (R == 7) EKP_CHUNK(7);
 #endif
-#if EKP_RB > 4
+#if EKX_RB > 4
             else if (R == 4) EKP_CHUNK(4);
 #endif
             else if (R == 2) EKP_CHUNK(2);
@@ -574,8 +438,8 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
     const ptrdiff_t S = g->sw, K = g->KW, inL = g->H * g->W, L = g->OH * g->OW;
     const int op = mode == EK_POOL_MAX ? 1 : mode == EK_POOL_MIN ? 0 : EKP_AVG;
     EK_FN(ekp_ctx) cx;
-    EKP_M cm[EKP_MAXCH * 4];
-    EKP_V cinv[EKP_MAXCH];
+    EKX_M cm[EKP_MAXCH * 4];
+    EKX_V cinv[EKP_MAXCH];
     float rinv[MAXROWS];
     unsigned char edge[EKP_MAXCH];
     EK_FN(ekp_job) job;
@@ -583,23 +447,23 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
     if (g->KD != 1 || g->OD != 1 || g->D != 1 || g->KH != K || (K != 2 && K != 3) ||
         g->sh != S || S > 2 || g->dh != 1 || g->dw != 1 || g->ph >= K || g->pw >= K)
         return 0;
-    cx.cpr = (g->OW + EKP_VW - 1) / EKP_VW;
+    cx.cpr = (g->OW + EKX_VW - 1) / EKX_VW;
     if (cx.cpr > EKP_MAXCH || (op == EKP_AVG && g->OH > MAXROWS)) return 0;
     cx.T = EKP_T(S, K);
     cx.g = g;
     for (ci = 0; ci < cx.cpr; ci++) {
-        const ptrdiff_t c = S * ci * EKP_VW - g->pw;
+        const ptrdiff_t c = S * ci * EKX_VW - g->pw;
         edge[ci] = 0;
         for (t = 0; t < cx.T; t++) {
             const ptrdiff_t o = c + EK_FN(ekp_off)((int)S, t);
             cm[ci * cx.T + t] = EK_FN(ekx_mask)(-o, g->W - o);
-            if (o < 0 || o + EKP_VW > g->W) edge[ci] = 1;
+            if (o < 0 || o + EKX_VW > g->W) edge[ci] = 1;
         }
-        cinv[ci] = ekp_set1(1.0f);
+        cinv[ci] = ekx_set1(1.0f);
     }
     if (op == EKP_AVG) {
         /* divisor = row factor * column factor (PyTorch's, see ek_pool3d) */
-        float f[EKP_VW];
+        float f[EKX_VW];
         ptrdiff_t o, l;
         for (o = 0; o < g->OH; o++) {
             const ptrdiff_t s0 = o * S - g->ph, e = EK_MIN(s0 + K, g->H + pe_h);
@@ -608,8 +472,8 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
             rinv[o] = 1.0f / (float)n;
         }
         for (ci = 0; ci < cx.cpr; ci++) {
-            for (l = 0; l < EKP_VW; l++) {
-                const ptrdiff_t s0 = (ci * EKP_VW + l) * S - g->pw;
+            for (l = 0; l < EKX_VW; l++) {
+                const ptrdiff_t s0 = (ci * EKX_VW + l) * S - g->pw;
                 const ptrdiff_t e = EK_MIN(s0 + K, g->W + pe_w);
                 const ptrdiff_t n = count_include_pad
                                         ? e - s0 : EK_MAX(EK_MIN(e, g->W) - EK_MAX(s0, 0), 0);
@@ -620,7 +484,7 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
     }
     cx.cm = cm;
     cx.edge = edge;
-    cx.sm = EK_FN(ekx_mask)(0, g->OW - (cx.cpr - 1) * EKP_VW);
+    cx.sm = EK_FN(ekx_mask)(0, g->OW - (cx.cpr - 1) * EKX_VW);
     cx.rinv = rinv;
     cx.cinv = cinv;
     job.cx = &cx; job.x = x; job.y = y; job.inL = inL; job.L = L; job.S = S; job.K = K;
@@ -629,21 +493,7 @@ static int EK_FN(ekp_pool)(const float *x, float *y, ptrdiff_t planes, const ek_
                      EK_FN(ekp_rows), &job);
     return 1;
 }
-#undef ekp_ld
-#undef ekp_ldf
-#undef ekp_st
-#undef ekp_stm
-#undef ekp_set1
-#undef ekp_fma
-#undef EKP_MUL
 #undef EKP_AVG
-#undef EKP_ADD
-#undef ekp_hasnan
-#undef EKP_V
-#undef EKP_M
-#undef EKP_VW
-#undef EKP_RB
-#undef EKP_ALLMASKED
 #undef EKP_MAXCH
 #undef EKP_T
 #define EK_PLX 1

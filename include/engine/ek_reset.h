@@ -26,3 +26,27 @@
 #undef EK_GEMM_DIRECT_B
 #undef EK_GV_VW
 #undef EK_ISA_FILE
+#undef EK_VW
+#undef EK_WG_ROW_FAST
+/* the x86 lane layer of f32/vec_<isa>.h */
+#undef EKX
+#undef EKX_AVX512
+#undef EKX_VW
+#undef ekx_ld
+#undef ekx_st
+#undef ekx_set1
+#undef ekx_fma
+#undef ekx_ldz
+#undef ekx_stm
+#undef ekx_max
+#undef ekx_min
+#undef EKX_V
+#undef EKX_M
+#undef EKX_RB
+#undef EKX_ALLMASKED
+#undef EKX_SPLIT
+#undef EKX_ADD
+#undef ekx_ldf
+#undef EKX_MUL
+#undef ekx_hasnan
+#undef EK_VEC_STRIDED_COPY

@@ -22,9 +22,9 @@
  * (a layer of a network follows the previous one within a few) and then sleep on a
  * condition variable, leaving their core to whoever needs it.
  *
- * One pool serves the process: the extension module that defines EK_THREADPOOL_IMPL
- * (engine._kernels.executor) compiles it and every other module receives its entry point
- * at import (ek_parallel_set_impl).  Until then, without pthreads, or with threads <= 1,
+ * One pool serves the process: the kernel extension (engine._kernels._lib) defines
+ * EK_THREADPOOL_IMPL, compiles it and wires its entry point in at import
+ * (ek_parallel_set_impl).  Until then, without pthreads, or with threads <= 1,
  * ek_parallelize runs the tiles in order on the calling thread.  A standalone C program
  * (tests/c/neon_check.c) defines EK_THREADPOOL_IMPL itself.
  */
