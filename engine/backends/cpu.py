@@ -264,7 +264,6 @@ def conv_depthwise(node, ctx):
     xget = _getter(ctx, 0)
     wfn, bfn = _conv_weights(ctx, w5)
 
-    isa = _isa(ctx)
     scratch = _conv.conv_depthwise_workspace(x5, w5, y5, stride, pad_begin, dilation, threads,
                                              isa=isa)
 
@@ -289,7 +288,6 @@ def conv_transpose_gemm_col2im(node, ctx):
     isa = _isa(ctx)
     xget = _getter(ctx, 0)
     wfn, bfn = _conv_weights(ctx, w5)
-    isa = _isa(ctx)
     scratch = _conv.conv_transpose_workspace(x5, w5, y5, stride, pad_begin, dilation, groups,
                                              threads, isa=isa)
 
