@@ -1,4 +1,4 @@
-# Shared argument checking of the kernel wrappers (textually included by each pyx module).
+# Shared argument checking of the kernel bindings (included once, by pyx/_lib.pyx).
 #
 # Every array handed to C is checked here first: an ndarray of dtype float32 (index tables:
 # intp), C-contiguous, of the expected rank and size, writeable when written, not
@@ -21,11 +21,11 @@ cdef extern from "engine/ek_dispatch.h":
 
 
 # -- run-time instruction-set dispatch (include/engine/ek_dispatch.h) -----------------------
-# Levels: 0 scalar (baseline), 1 avx2 (AVX2+FMA), 2 avx512.  Each module holds its own
-# current level; engine._kernels.set_isa sets all of them together.
+# Levels: 0 scalar (baseline), 1 avx2 (AVX2+FMA), 2 avx512.  Every binding takes isa=; the
+# default level below serves calls that name none (engine._kernels.set_isa sets it).
 
 def _isa_level():
-    """This module's current instruction-set level (0 scalar, 1 avx2, 2 avx512)."""
+    """The default instruction-set level (0 scalar, 1 avx2, 2 avx512)."""
     return ek_isa_cur
 
 
@@ -40,12 +40,12 @@ def _isa_cpu_level():
 
 
 def _isa_compiled_max():
-    """The highest level compiled into this module (0 without the x86 multi-ISA build)."""
+    """The highest level compiled into the library (0 without the x86 multi-ISA build)."""
     return EK_ISA_COMPILED_MAX
 
 
 def _set_isa_level(int level):
-    """Set this module's level; returns the previous one.  ValueError if not usable."""
+    """Set the default level; returns the previous one.  ValueError if not usable."""
     cdef int prev = ek_isa_set(level)
     if prev < 0:
         raise ValueError(f"instruction-set level {level} is not usable here (max "
@@ -57,10 +57,11 @@ ek_isa_set(ek_isa_max_level())     # default: the best the CPU supports
 
 
 # -- prebound calls for the nogil executor (include/engine/ek_step.h) -----------------------
-# Every kernel wrapper takes ``bind=False``; with ``bind=True`` it validates its arguments
-# exactly as for a call, then returns an "engine.step" capsule holding the C call (pointers,
-# sizes, the instruction-set level current now) instead of running it.  engine._kernels.
-# executor runs a list of such steps without the GIL.  The caller keeps the arrays alive.
+# Every kernel binding takes ``bind=False``; with ``bind=True`` it validates its arguments
+# exactly as for a call, then returns an "engine.step" capsule holding the C call (its
+# argument struct and the entry of the call's instruction set, see _bind.pxi) instead of
+# running it.  The executor (executor.pxi) runs a list of such steps without the GIL.  The
+# caller keeps the arrays alive.
 
 cdef extern from "engine/ek_step.h":
     pass
@@ -76,18 +77,18 @@ ek_gemm_init_caches()              # the GEMM blocking's L1 / L2 sizes, from CPU
 
 
 def _cache_sizes():
-    """(L1d, L2) bytes this module's GEMM blocking uses."""
+    """(L1d, L2) bytes the GEMM blocking uses."""
     return int(ek_gemm_l1_bytes), int(ek_gemm_l2_bytes)
 
 
 def _set_cache_sizes(long l1d, long l2):
-    """Override this module's (L1d, L2) bytes (values too small are raised to 4 / 64 KiB)."""
+    """Override the (L1d, L2) bytes (values too small are raised to 4 / 64 KiB)."""
     ek_gemm_set_caches(l1d, l2)
     return _cache_sizes()
 
 
 cdef inline int _isa_arg(object isa) except -2:
-    """An explicit level argument (name or number; None: the module's current level)."""
+    """An explicit level argument (name or number; None: the default level)."""
     if isa is None:
         return ek_isa_cur
     if isinstance(isa, str):
@@ -287,7 +288,7 @@ cdef class Packed:
     Opaque to Python: ``kind`` says what it packs ("gemm_a": op(A) of shape (M, K),
     "gemm_b": op(B) of shape (K, N), "conv": conv weights of shape (Cout, C/groups, KD, KH,
     KW) in ``groups`` groups), ``isa`` the level it was packed for: calls using it run that
-    level's kernels whatever the module's current level is.  ``data`` holds the panels.
+    level's kernels whatever the default level is.  ``data`` holds the panels.
     """
     cdef readonly object data
     cdef readonly str kind
@@ -324,7 +325,7 @@ cdef Packed _new_packed(str kind, tuple shape, Py_ssize_t groups, int isa, Py_ss
 
 cdef inline Packed _packed_arg(object obj, str name, str kind):
     if not isinstance(obj, Packed):
-        raise ValueError(f"{name} must be a {kind} Packed operand of this module, got "
+        raise ValueError(f"{name} must be a {kind} Packed operand, got "
                          f"{type(obj).__name__}")
     cdef Packed p = <Packed>obj
     if p.kind != kind:

@@ -361,7 +361,7 @@ cdef int _wino_geom(object x_shape, object w_shape, object y_shape, Py_ssize_t* 
 
 
 def _winograd_tune(tiles=0, channels=0, split=0):
-    """Blocking overrides of this module's Winograd kernels, for experiments (0: automatic):
+    """Blocking overrides of the Winograd kernels, for experiments (0: automatic):
     tiles per block, output channels per block, split (1 force, -1 forbid the output-channel
     split).  Returns the previous values.  Workspace sizes depend on them: query
     winograd_workspace after changing them."""

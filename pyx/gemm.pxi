@@ -3,7 +3,7 @@
 #
 # All arrays are float32 and C-contiguous; every size is checked before the GIL is released
 # and the C kernel (include/engine/ek_gemm.h) runs.  ``isa`` arguments select the
-# instruction-set level explicitly (None: the module's current level); a Packed operand
+# instruction-set level explicitly (None: the default level); a Packed operand
 # carries its own level.
 
 from libc.string cimport memset
