@@ -51,7 +51,7 @@
  * He-initialised layers: ~5e-7 (F2), ~1e-5 (F4), ~1.8e-5 (F6) against ~3e-7.
  * tests/test_winograd.py states and checks the bound per tile size at every ISA level.
  *
- * Preconditions are checked by the callers (pyx/_conv.pyx); no function validates.
+ * Preconditions are checked by the callers (pyx/conv.pxi); no function validates.
  */
 #include "ek_common.h"
 #include "ek_gemm.h"
