@@ -23,7 +23,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
 
     ctypedef void (*ek_entry_fn)(const void* args) noexcept nogil
 
-    ctypedef struct ek_conv_args:
+    ctypedef struct ek_conv_call:
         const float *x
         const float *w
         const float *bias
@@ -35,7 +35,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         int act, nt
         float p0, p1
 
-    ctypedef struct ek_winograd_args:
+    ctypedef struct ek_winograd_call:
         const float *x
         const float *U
         const float *bias
@@ -46,7 +46,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         int m, act, nt
         float p0, p1
 
-    ctypedef struct ek_sgemm_args:
+    ctypedef struct ek_sgemm_call:
         ek_gemm_args g
         float *work
         const float *pa
@@ -57,7 +57,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         Py_ssize_t batch
         int nt
 
-    ctypedef struct ek_eltwise_args:
+    ctypedef struct ek_eltwise_call:
         const float *x
         const float *scale
         const float *shift
@@ -67,7 +67,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         int act, nt
         float p0, p1
 
-    ctypedef struct ek_binary_args:
+    ctypedef struct ek_binary_call:
         const float *a
         const float *b
         float *out
@@ -76,13 +76,13 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         Py_ssize_t sb[6]
         int op, nd, nt
 
-    ctypedef struct ek_softmax_args:
+    ctypedef struct ek_softmax_call:
         const float *x
         float *y
         Py_ssize_t outer, axis, inner
         int use_log, nt
 
-    ctypedef struct ek_norm_args:
+    ctypedef struct ek_norm_call:
         const float *x
         const float *gamma
         const float *beta
@@ -91,7 +91,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         float eps, alpha, beta_, k
         int nt
 
-    ctypedef struct ek_plane_args:
+    ctypedef struct ek_plane_call:
         const float *x
         float *y
         Py_ssize_t planes, pe_d, pe_h, pe_w
@@ -101,7 +101,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         const Py_ssize_t *pw
         int mode, count_include_pad, nt
 
-    ctypedef struct ek_bilinear_args:
+    ctypedef struct ek_bilinear_call:
         const float *x
         float *y
         Py_ssize_t planes, H, W, OH, OW
@@ -115,7 +115,7 @@ cdef extern from "engine/ek_dispatch.h" nogil:
         const float *lw1
         int nt
 
-    ctypedef struct ek_nd_args:
+    ctypedef struct ek_nd_call:
         const float *x
         float *y
         Py_ssize_t ins[6]

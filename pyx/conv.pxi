@@ -155,7 +155,7 @@ def conv_transpose_workspace(x_shape, w_shape, y_shape, stride, pad_begin, dilat
 
 
 cdef int _prep(object x, object w, object bias, object y, object stride, object pad_begin,
-               object dilation, Py_ssize_t groups, bint transposed, ek_conv_args* a) except -1:
+               object dilation, Py_ssize_t groups, bint transposed, ek_conv_call* a) except -1:
     """Check the arrays (dtype, contiguity, rank, sizes, overlap) and the geometry; fill a's
     operands, sizes and geometry (groups 0: depthwise, groups = C)."""
     cdef Py_ssize_t dims[3]
@@ -190,7 +190,7 @@ cdef object _conv_gemm(bint transposed, object x, object w, object bias, object 
                        object act, float p0, float p1, object work, object nthreads,
                        object isa, bint bind):
     """conv3d / conv_transpose3d: im2col (col2im) + GEMM, checked, then run or bound."""
-    cdef ek_conv_args a
+    cdef ek_conv_call a
     a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     if groups < 1:
         raise ValueError(f"groups must be >= 1, got {groups}")
@@ -227,7 +227,7 @@ def conv3d_packed(x, Packed wp, bias, y, stride, pad_begin, dilation, act=0, flo
     residual: None or an array of y's shape added before the activation (must not
     overlap y).  work: conv_packed_workspace(..., isa=wp.isa) elements.
     """
-    cdef ek_conv_args a
+    cdef ek_conv_call a
     cdef Py_ssize_t dims[3]
     a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     _packed_arg(wp, "wp", "conv")
@@ -275,7 +275,7 @@ def conv3d_depthwise(x, w, bias, y, stride, pad_begin, dilation, act=0, float p0
     x: (N, C, D, H, W); w: (Cout, 1, KD, KH, KW); bias: (Cout,) or None; y: (N, Cout, ...).
     work: None (slower bounds-checked path) or conv_depthwise_workspace(...) elements.
     """
-    cdef ek_conv_args a
+    cdef ek_conv_call a
     a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     _prep(x, w, bias, y, stride, pad_begin, dilation, 0, False, &a)
     cdef int lv = _isa_arg(isa)
@@ -466,7 +466,7 @@ def conv2d_winograd(x, wpk, bias, y, pad_begin, act=0, float p0=0.0, float p1=0.
               "wp")
     if pr != NULL:
         _disjoint(pwork, _size(work) if pwork != NULL else 0, pr, ny, "work", "residual")
-    cdef ek_winograd_args a
+    cdef ek_winograd_call a
     a.x, a.U, a.bias, a.R, a.y = px, wp.ptr, pbias, pr, py
     a.N, a.C, a.Cout, a.H, a.W = xs[0], xs[1], ys[1], xs[2], xs[3]
     a.OH, a.OW, a.ph, a.pw, a.m = ys[2], ys[3], pb[0], pb[1], m

@@ -12,7 +12,7 @@ DIV = 3
 
 def unary(x, y, act, float p0=0.0, float p1=0.0, nthreads=1, bint bind=False, isa=None):
     """y = act(x) elementwise (x and y of equal size; y may be x)."""
-    cdef ek_eltwise_args a
+    cdef ek_eltwise_call a
     a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     a.n = _size(x)
     a.x = _fptr(x, "x")
@@ -27,7 +27,7 @@ def channel_affine(x, scale, shift, y, act=0, float p0=0.0, float p1=0.0, nthrea
 
     scale / shift: (C,) float32 or None (1 / 0).  y: x's size, may be x.
     """
-    cdef ek_eltwise_args a
+    cdef ek_eltwise_call a
     a.nt, a.act, a.p0, a.p1 = _threads(nthreads), _act(act), p0, p1
     a.x = _fptr(x, "x")
     _nci(x, &a.outer, &a.C, &a.inner)
@@ -45,7 +45,7 @@ def channel_affine(x, scale, shift, y, act=0, float p0=0.0, float p1=0.0, nthrea
 
 def prelu(x, w, y, nthreads=1, bint bind=False, isa=None):
     """y = x < 0 ? w[c] * x : x, w broadcast over dim 1 of x (1 weight: all elements)."""
-    cdef ek_eltwise_args a
+    cdef ek_eltwise_call a
     a.nt = _threads(nthreads)
     a.x = _fptr(x, "x")
     a.n = _size(x)
@@ -72,7 +72,7 @@ def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1, bint bind
     sum(idx[d] * strides[d]) (stride 0 on broadcast dims); 1 <= len(shape) <= 6.
     out may be a or b only when that operand is read with out's own contiguous strides.
     """
-    cdef ek_binary_args args
+    cdef ek_binary_call args
     cdef Py_ssize_t* sh = args.sh
     cdef Py_ssize_t* sa = args.sa
     cdef Py_ssize_t* sb = args.sb
@@ -125,7 +125,7 @@ def softmax(x, y, Py_ssize_t outer, Py_ssize_t axis, Py_ssize_t inner, bint log=
             nthreads=1, bint bind=False, isa=None):
     """y = softmax (log_softmax with log=True) of x viewed as (outer, axis, inner) along
     the middle dim.  y may be x."""
-    cdef ek_softmax_args a
+    cdef ek_softmax_call a
     a.nt = _threads(nthreads)
     if outer < 0 or axis < 1 or inner < 0:
         raise ValueError(f"need outer >= 0, axis >= 1, inner >= 0; got {outer}, {axis}, {inner}")

@@ -142,7 +142,7 @@ def sgemm(a, b, c, bias=None, int bias_mode=0, bint trans_a=False, bint trans_b=
     work: 1-D float32 with at least gemm_workspace(M, N, K, trans_b, nthreads, a_packed,
     b_packed, isa) elements.  isa: level (None: current; a Packed operand fixes it).
     """
-    cdef ek_sgemm_args args
+    cdef ek_sgemm_call args
     memset(&args, 0, sizeof(args))
     cdef ek_gemm_args* g = &args.g
     cdef int nt = _threads(nthreads)
@@ -208,7 +208,7 @@ def matmul_batched(a, b, c, a_index, b_index, work=None, nthreads=1, isa=None, b
     a: (Ba, M, K), b: (Bb, K, N), c: (B, M, N); a_index, b_index: intp arrays of B entries
     in [0, Ba) and [0, Bb).  work: gemm_workspace(M, N, K, False, nthreads, isa=isa).
     """
-    cdef ek_sgemm_args args
+    cdef ek_sgemm_call args
     memset(&args, 0, sizeof(args))
     cdef int nt = _threads(nthreads)
     cdef int lv = _isa_arg(isa)

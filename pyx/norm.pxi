@@ -3,7 +3,7 @@
 # Statistics are computed in double (two-pass, biased variance).
 
 cdef int _norm_operands(object x, object gamma, object beta, object y, Py_ssize_t per,
-                        ek_norm_args* a) except -1:
+                        ek_norm_call* a) except -1:
     """x, y (same size, y may be x) and the optional (per,) gamma / beta into a."""
     cdef Py_ssize_t n = _size(x)
     a.x = _fptr(x, "x")
@@ -23,7 +23,7 @@ def group_norm(x, gamma, beta, y, Py_ssize_t groups, float eps, nthreads=1, bint
     """y = (x - mean) / sqrt(var + eps) * gamma[c] + beta[c], statistics per (n, group) of
     C/groups consecutive channels of x (N, C, ...).  gamma / beta: (C,) or None.  y may be x.
     """
-    cdef ek_norm_args a
+    cdef ek_norm_call a
     a.nt, a.groups, a.eps = _threads(nthreads), groups, eps
     _nci(x, &a.N, &a.C, &a.inner)
     if groups < 1 or a.C % groups != 0:
@@ -36,7 +36,7 @@ def layer_norm(x, gamma, beta, y, Py_ssize_t L, float eps, nthreads=1, bint bind
                isa=None):
     """Normalise every run of L trailing elements of x; gamma / beta: (L,) or None.
     y may be x."""
-    cdef ek_norm_args a
+    cdef ek_norm_call a
     cdef Py_ssize_t n = _size(x)
     if L < 1 or n % L != 0:
         raise ValueError(f"L must be >= 1 and divide x's {n} elements, got {L}")
@@ -48,7 +48,7 @@ def layer_norm(x, gamma, beta, y, Py_ssize_t L, float eps, nthreads=1, bint bind
 def lrn(x, y, Py_ssize_t size, float alpha, float beta, float k, nthreads=1, bint bind=False,
         isa=None):
     """Local response norm across dim 1 of x (N, C, ...) (PyTorch); y must not overlap x."""
-    cdef ek_norm_args a
+    cdef ek_norm_call a
     a.nt = _threads(nthreads)
     a.x = _fptr(x, "x")
     _nci(x, &a.N, &a.C, &a.inner)

@@ -7,7 +7,7 @@ MIN = 1
 AVG = 2
 
 
-cdef int _xy(object x, object y, ek_plane_args* a) except -1:
+cdef int _xy(object x, object y, ek_plane_call* a) except -1:
     """x, y (N, C, ...) of equal (N, C), not overlapping: pointers, planes and the spatial
     sizes of the geometry into a."""
     a.x = _fptr(x, "x", -1, 5)
@@ -38,7 +38,7 @@ def pool3d(x, y, kernel, stride, pad_begin, pad_end, dilation, int mode,
     padding pad_begin / pad_end, see ek_pool.h).  The output size (y's shape) is the
     caller's (ceil_mode is expressed by it).
     """
-    cdef ek_plane_args a
+    cdef ek_plane_call a
     cdef Py_ssize_t k[3]
     cdef Py_ssize_t st[3]
     cdef Py_ssize_t pb[3]
@@ -64,7 +64,7 @@ def pool3d(x, y, kernel, stride, pad_begin, pad_end, dilation, int mode,
 
 def adaptive_pool3d(x, y, int mode, nthreads=1, bint bind=False, isa=None):
     """Adaptive pooling of x to y's spatial size (PyTorch windows); mode MAX, MIN or AVG."""
-    cdef ek_plane_args a
+    cdef ek_plane_call a
     a.nt, a.mode = _threads(nthreads), _mode(mode)
     _xy(x, y, &a)
     # (windows [o In / Out, ceil((o + 1) In / Out)): o In must not wrap)

@@ -23,7 +23,7 @@ def resize_nearest3d(x, y, idx_d, idx_h, idx_w, nthreads=1, bint bind=False, isa
     x: (N, C, D, H, W); y: (N, C, OD, OH, OW); idx_*: intp tables of the output sizes with
     entries inside the input sizes.
     """
-    cdef ek_plane_args a
+    cdef ek_plane_call a
     a.nt = _threads(nthreads)
     xs, ys = _resize_xy(x, y, 5, &a.x, &a.y)
     a.planes = xs[0] * xs[1]
@@ -42,7 +42,7 @@ def resize_bilinear2d(x, y, h0, h1, lh0, lh1, w0, w1, lw0, lw1, nthreads=1, bint
     """Bilinear interpolation of x (N, C, H, W) into y (N, C, OH, OW) from per-dim tables:
     source indices h0/h1 (OH entries in [0, H)), w0/w1 (OW entries in [0, W)) and float32
     weights lh0/lh1 (OH), lw0/lw1 (OW)."""
-    cdef ek_bilinear_args a
+    cdef ek_bilinear_call a
     a.nt = _threads(nthreads)
     xs, ys = _resize_xy(x, y, 4, &a.x, &a.y)
     a.planes, a.H, a.W, a.OH, a.OW = xs[0] * xs[1], xs[2], xs[3], ys[2], ys[3]
@@ -63,7 +63,7 @@ def pad(x, y, pad_begin, int mode, float value=0.0, nthreads=1, bint bind=False,
     """y = pad(x): x and y of equal rank (1 to 6), pad_begin[d] elements before dim d
     (negative crops); y's shape fixes the end padding.  mode CONSTANT (value), REFLECT or
     REPLICATE (PyTorch F.pad)."""
-    cdef ek_nd_args a
+    cdef ek_nd_call a
     a.nt, a.mode, a.value = _threads(nthreads), mode, value
     if mode < 0 or mode > 2:
         raise ValueError(f"mode must be 0 (constant), 1 (reflect) or 2 (replicate), got {mode}")
@@ -106,7 +106,7 @@ def copy_strided(src, dst, shape, src_strides, dst_strides, Py_ssize_t src_offse
     for a repeated input).  Concat, split, permute and channel shuffle are this copy with
     the right strides.
     """
-    cdef ek_nd_args a
+    cdef ek_nd_call a
     cdef Py_ssize_t* sh = a.ins       # (copy_nd reads the shape from ins)
     cdef Py_ssize_t* ss = a.ss
     cdef Py_ssize_t* ds = a.ds

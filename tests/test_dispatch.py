@@ -264,7 +264,7 @@ int main(int argc, char **argv) {
         float *pa = malloc(sizeof(float) * EK_ISA_SEL(lv, ek_gemm_pack_a_size)(M, K));
         ptrdiff_t ws = EK_ISA_SEL(lv, ek_gemm_workspace)(M, N, K, 1, EK_GEMM_B_MATRIX, 2);
         float *w = malloc(sizeof(float) * (ws + 1));
-        ek_sgemm_args a;                        /* the bound entry, through its table */
+        ek_sgemm_call a;                        /* the bound entry, through its table */
         ek_gemm_args *g = &a.g;
         memset(&a, 0, sizeof(a));
         EK_ISA_SEL(lv, ek_gemm_pack_a)(M, K, A, K, 0, pa);
@@ -356,3 +356,61 @@ def test_c_headers_portable_aarch64(tmp_path):
         pytest.skip("qemu-aarch64 not installed (the cross build itself succeeded)")
     r = subprocess.run([qemu, str(exe)], stdout=subprocess.PIPE, text=True, timeout=120)
     assert r.returncode == 0 and "level=0 multi=0" in r.stdout, r.stdout
+
+
+PLAIN_DRIVER = r"""
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include "engine/ek_all.h"
+/* One variant, unsuffixed, from the compiler's own target flags: the bound GEMM entry
+   (ek_bind.h) on a small product with bias and relu, against double loops. */
+int main(void) {
+    enum { M = 19, N = 37, K = 23 };
+    static float A[M * K], B[K * N], C[M * N], bias[M], work[1 << 16];
+    ek_sgemm_call a;
+    double err = 0;
+    int i, j, k;
+    for (i = 0; i < M * K; i++) A[i] = (float)((i * 7) % 13) - 6.0f;
+    for (i = 0; i < K * N; i++) B[i] = (float)((i * 5) % 11) - 5.0f;
+    for (i = 0; i < M; i++) bias[i] = (float)(i % 5) - 2.0f;
+    if (ek_gemm_workspace(M, N, K, 0, EK_GEMM_B_MATRIX, 1) > (1 << 16)) return 3;
+    memset(&a, 0, sizeof(a));
+    a.g.M = M; a.g.N = N; a.g.K = K; a.g.A = A; a.g.lda = K; a.g.B = B; a.g.ldb = N;
+    a.g.C = C; a.g.ldc = N; a.g.bias = bias; a.g.bias_mode = EK_BIAS_ROW;
+    a.g.act = EK_ACT_RELU; a.work = work; a.nt = 1;
+    ek_sgemm_entry(&a);
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            double s = bias[i];
+            for (k = 0; k < K; k++) s += (double)A[i * K + k] * B[k * N + j];
+            s = s < 0 ? 0 : s;
+            if (fabs(s - C[i * N + j]) > err) err = fabs(s - C[i * N + j]);
+        }
+    printf("isa=%d err=%g\n", EK_ISA_LEVEL, err);
+    return err > 1e-3;
+}
+"""
+
+
+@pytest.mark.parametrize("flags, level", [([], 0), (["-mavx2", "-mfma"], 1),
+                                          (["-march=x86-64-v4"], 2)])
+def test_c_headers_plain_single_variant(tmp_path, flags, level):
+    """The headers included once, without ek_dispatch.h, at the compiler's own target (the
+    way ek_common.h documents): no clash between a binding's struct and a kernel's types,
+    every tunable defined before the tile file uses it, and the result right."""
+    import shutil
+    cc = shutil.which("gcc") or shutil.which("cc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    src, exe = tmp_path / "plain.c", tmp_path / "plain"
+    src.write_text(PLAIN_DRIVER)
+    r = subprocess.run([cc, "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unused-function",
+                        "-Werror", *flags, "-I", os.path.join(ROOT, "include"), str(src), "-o",
+                        str(exe), "-lm"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
+    assert r.returncode == 0, r.stdout
+    if K.ISAS[level] not in K.available_isas():
+        pytest.skip(f"this CPU cannot run {K.ISAS[level]} (the build itself succeeded)")
+    r = subprocess.run([str(exe)], stdout=subprocess.PIPE, text=True, timeout=60)
+    assert r.returncode == 0 and f"isa={level}" in r.stdout, r.stdout

@@ -175,13 +175,6 @@ EK_INLINE void EK_FN(ek_gemm_store)(const float *EK_RESTRICT t, ptrdiff_t ts, pt
     }
 }
 
-/* ------------------------------------------------------ micro-kernels -- */
-/* The register tile and micro-kernel of this instruction set: f32/gemm_<isa>.h. */
-#include EK_ISA_FILE(f32, gemm)
-#ifndef EK_GEMM_VEXT
-#define EK_GEMM_VEXT 0
-#endif
-
 /* Upper bounds of the cache blocks (the plan derives the actual ones from the caches). */
 #ifndef EK_GEMM_KC
 #define EK_GEMM_KC 384
@@ -203,6 +196,14 @@ EK_INLINE void EK_FN(ek_gemm_store)(const float *EK_RESTRICT t, ptrdiff_t ts, pt
 #ifndef EK_GEMM_SMALL_M
 #define EK_GEMM_SMALL_M 4
 #endif
+
+/* ------------------------------------------------------ micro-kernels -- */
+/* The register tile and micro-kernel of this instruction set: f32/gemm_<isa>.h. */
+#include EK_ISA_FILE(f32, gemm)
+#ifndef EK_GEMM_VEXT
+#define EK_GEMM_VEXT 0
+#endif
+
 
 /* Micro-kernel geometry of this variant: out[0..4] = MR, NR, KC, MC, NC (upper bounds). */
 EK_API void EK_FN(ek_gemm_blocking)(ptrdiff_t *out)
