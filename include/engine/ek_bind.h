@@ -3,12 +3,12 @@
  *
  * A kernel the runtime calls is bound as an argument struct, `ek_<family>_call` (declared
  * once, here; kernels of one family share it), and an entry `name_entry(const void *args)`
- * that unpacks it (defined here once per instruction set, like every kernel).  ek_dispatch.h fills the dispatch table
- * `name_at[level]` with the entry of each level; the Cython binding (pyx/<family>.pxi)
- * validates its arguments into the struct, then either calls `name_at[level](&args)` or
- * hands (entry, copy of the struct) to the nogil executor as a prebound step
- * (ek_step.h).  The level is the caller's (a session's plan, a packed operand), never a
- * process-wide setting.
+ * that unpacks it (defined here once per instruction set, like every kernel).
+ * ek_dispatch.h fills the dispatch table `name_at[level]` with the entry of each level;
+ * the Cython binding (pyx/<family>.pxi) validates its arguments into the struct, then
+ * either calls `name_at[level](&args)` or hands (entry, copy of the struct) to the nogil
+ * executor as a prebound step (ek_step.h).  The level is the caller's (a session's plan,
+ * a packed operand), never a process-wide setting.
  *
  * Adding a kernel: its struct and EK_ENTRY line here, its name in EK_ENTRIES
  * (ek_dispatch.h), the struct and its table in the Cython declarations (pyx/_bind.pxi).

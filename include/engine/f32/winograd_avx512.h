@@ -1,6 +1,6 @@
 /*
- * f32/winograd_avx512.h - the row layer of the Winograd convolution for AVX-512: permute tables that
- * deinterleave a row into its phases and interleave them back in registers.
+ * f32/winograd_avx512.h - the row layer of the Winograd convolution for AVX-512: permute
+ * tables that deinterleave a row into its phases and interleave them back in registers.
  *
  * Included by ek_winograd.h (EK_ISA_FILE) once for the instruction set being compiled:
  * ek_wg_tab (per-call tables), ek_wg_rowctx, ek_wg_load_row (one input row into the m + 2

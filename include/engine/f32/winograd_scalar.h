@@ -1,6 +1,7 @@
 /*
- * f32/winograd_scalar.h - the row layer of the Winograd convolution in portable C (GNU vectors of EK_WG_VW
- * lanes); the AVX2 and NEON variants use it too, AVX2 with its fast paths (EK_WG_ROW_FAST).
+ * f32/winograd_scalar.h - the row layer of the Winograd convolution in portable C (GNU
+ * vectors of EK_WG_VW lanes); the AVX2 and NEON variants use it too, AVX2 with its fast
+ * paths (EK_WG_ROW_FAST).
  *
  * Included by ek_winograd.h (EK_ISA_FILE) once for the instruction set being compiled:
  * ek_wg_tab (per-call tables), ek_wg_rowctx, ek_wg_load_row (one input row into the m + 2
