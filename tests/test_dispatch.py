@@ -246,16 +246,35 @@ def test_explicit_isa_arguments():
 
 # -- the C headers on their own: x86-64 with every level, and a portable aarch64 build ----
 
+# Shared by the C drivers: the GEMM + bias + relu result against double loops.
+GEMM_CHECK_C = r"""
+static double gemm_relu_err(int M, int N, int K, const float *A, const float *B,
+                            const float *bias, const float *C)
+{
+    double err = 0;
+    int i, j, k;
+    for (i = 0; i < M; i++)
+        for (j = 0; j < N; j++) {
+            double s = bias[i];
+            for (k = 0; k < K; k++) s += (double)A[i * K + k] * B[k * N + j];
+            s = s < 0 ? 0 : s;
+            if (fabs(s - C[i * N + j]) > err) err = fabs(s - C[i * N + j]);
+        }
+    return err;
+}
+"""
+
 C_DRIVER = r"""
 #include <stdio.h>
 #include <stdlib.h>
 #include "engine/ek_dispatch.h"
+/* gemm_relu_err */
 /* argv[1]: level; packed-A GEMM with bias + relu, and a padded 3x3 conv, vs double loops */
 int main(int argc, char **argv) {
     enum { M = 37, N = 45, K = 70 };
     static float A[M * K], B[K * N], C[M * N], bias[M];
     double err = 0;
-    int i, j, k, lv = argc > 1 ? atoi(argv[1]) : ek_isa_max_level();
+    int i, lv = argc > 1 ? atoi(argv[1]) : ek_isa_max_level();
     if (ek_isa_set(lv) < 0) { printf("level %d unavailable\n", lv); return 2; }
     for (i = 0; i < M * K; i++) A[i] = (float)((i * 7) % 13) - 6.0f;
     for (i = 0; i < K * N; i++) B[i] = (float)((i * 5) % 11) - 5.0f;
@@ -277,13 +296,7 @@ int main(int argc, char **argv) {
         free(w);
         free(pa);
     }
-    for (i = 0; i < M; i++)
-        for (j = 0; j < N; j++) {
-            double s = bias[i];
-            for (k = 0; k < K; k++) s += (double)A[i * K + k] * B[k * N + j];
-            s = s < 0 ? 0 : s;
-            if (fabs(s - C[i * N + j]) > err) err = fabs(s - C[i * N + j]);
-        }
+    err = gemm_relu_err(M, N, K, A, B, bias, C);
     {   /* conv 3x3 pad 1, 5 -> 6 channels, 9 x 11 */
         enum { CI = 5, CO = 6, H = 9, W = 11 };
         static float x[CI * H * W], wt[CO * CI * 9], y[CO * H * W];
@@ -319,7 +332,7 @@ int main(int argc, char **argv) {
 
 def _compile(cc, out, tmp_path, extra=()):
     src = tmp_path / "driver.c"
-    src.write_text(C_DRIVER)
+    src.write_text(C_DRIVER.replace("/* gemm_relu_err */", GEMM_CHECK_C))
     r = subprocess.run([cc, "-O2", "-pthread", "-Wall", "-Wno-unused-function", "-Werror",
                         "-I", os.path.join(ROOT, "include"), str(src), "-o", str(out), *extra,
                         "-lm"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -363,6 +376,7 @@ PLAIN_DRIVER = r"""
 #include <stdio.h>
 #include <string.h>
 #include "engine/ek_all.h"
+/* gemm_relu_err */
 /* One variant, unsuffixed, from the compiler's own target flags: the bound GEMM entry
    (ek_bind.h) on a small product with bias and relu, against double loops. */
 int main(void) {
@@ -370,7 +384,7 @@ int main(void) {
     static float A[M * K], B[K * N], C[M * N], bias[M], work[1 << 16];
     ek_sgemm_call a;
     double err = 0;
-    int i, j, k;
+    int i;
     for (i = 0; i < M * K; i++) A[i] = (float)((i * 7) % 13) - 6.0f;
     for (i = 0; i < K * N; i++) B[i] = (float)((i * 5) % 11) - 5.0f;
     for (i = 0; i < M; i++) bias[i] = (float)(i % 5) - 2.0f;
@@ -380,13 +394,7 @@ int main(void) {
     a.g.C = C; a.g.ldc = N; a.g.bias = bias; a.g.bias_mode = EK_BIAS_ROW;
     a.g.act = EK_ACT_RELU; a.work = work; a.nt = 1;
     ek_sgemm_entry(&a);
-    for (i = 0; i < M; i++)
-        for (j = 0; j < N; j++) {
-            double s = bias[i];
-            for (k = 0; k < K; k++) s += (double)A[i * K + k] * B[k * N + j];
-            s = s < 0 ? 0 : s;
-            if (fabs(s - C[i * N + j]) > err) err = fabs(s - C[i * N + j]);
-        }
+    err = gemm_relu_err(M, N, K, A, B, bias, C);
     printf("isa=%d err=%g\n", EK_ISA_LEVEL, err);
     return err > 1e-3;
 }
@@ -404,7 +412,7 @@ def test_c_headers_plain_single_variant(tmp_path, flags, level):
     if cc is None:
         pytest.skip("no C compiler")
     src, exe = tmp_path / "plain.c", tmp_path / "plain"
-    src.write_text(PLAIN_DRIVER)
+    src.write_text(PLAIN_DRIVER.replace("/* gemm_relu_err */", GEMM_CHECK_C))
     r = subprocess.run([cc, "-O2", "-pthread", "-Wall", "-Wextra", "-Wno-unused-function",
                         "-Werror", *flags, "-I", os.path.join(ROOT, "include"), str(src), "-o",
                         str(exe), "-lm"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

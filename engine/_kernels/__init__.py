@@ -61,18 +61,25 @@ def get_isa():
     return ISAS[gemm._isa_level()]
 
 
-def set_isa(isa):
-    """Make ``isa`` (name or level) the process default; returns the previous name.
-
-    ValueError when the CPU (or this build) cannot run it.  Not thread-safe against kernels
-    running concurrently in other threads (they may finish on either level).
-    """
+def usable_isa_level(isa):
+    """Level of ``isa`` (name or level); ValueError when it is unknown or this CPU (or
+    build) cannot run it."""
     lv = isa_level(isa)
     top = gemm._isa_max_level()
     if lv > top:
         raise ValueError(f"instruction set {ISAS[lv]!r} is not available: this CPU/build "
                          f"supports at most {ISAS[top]!r} (CPU: {cpu_isa()!r}, compiled: "
                          f"{ISAS[gemm._isa_compiled_max()]!r})")
+    return lv
+
+
+def set_isa(isa):
+    """Make ``isa`` (name or level) the process default; returns the previous name.
+
+    ValueError when the CPU (or this build) cannot run it.  Not thread-safe against kernels
+    running concurrently in other threads (they may finish on either level).
+    """
+    lv = usable_isa_level(isa)
     global _SOURCE
     prev = get_isa()
     _lib._set_isa_level(lv)

@@ -117,13 +117,9 @@ class Session:
         if isa is None:
             return _kernels.get_isa()
         try:
-            lv = _kernels.isa_level(isa)
+            return _kernels.ISAS[_kernels.usable_isa_level(isa)]
         except ValueError as e:
-            raise ArgumentError(str(e)) from None
-        if _kernels.ISAS[lv] not in _kernels.available_isas():
-            raise ArgumentError(f"isa={isa!r} is not available here: this CPU and build run "
-                                f"{_kernels.available_isas()}")
-        return _kernels.ISAS[lv]
+            raise ArgumentError(f"isa={isa!r}: {e}") from None
 
     # -- public ----------------------------------------------------------------------------
     @property

@@ -474,7 +474,7 @@ EK_API ptrdiff_t EK_FN(ek_sgemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K
  * the M rows of X in vector registers; horizontal sums at the end.
  */
 #if defined(__GNUC__) && !defined(EK_NO_VECTOR_EXT)
-typedef float EK_FN(ek_gv_vf) __attribute__((vector_size(EK_GV_VW * 4)));
+typedef float EK_FN(ek_gv_vf) __attribute__((vector_size(EK_VW * 4)));
 EK_INLINE EK_FN(ek_gv_vf) EK_FN(ek_gv_ld)(const float *p)
 {
     EK_FN(ek_gv_vf) v;
@@ -492,7 +492,7 @@ EK_INLINE void EK_FN(ek_gemv_t_rows)(const int M_, const int R_, ptrdiff_t K,
     int i, r, l;
     for (i = 0; i < M_; i++)
         for (r = 0; r < R_; r++) acc[i][r] = (EK_FN(ek_gv_vf)){0};
-    for (k = 0; k + EK_GV_VW <= K; k += EK_GV_VW) {
+    for (k = 0; k + EK_VW <= K; k += EK_VW) {
         /* loads into plain locals: an array of vectors filled by memcpy is not kept in
            registers by gcc (it went through the stack, store-forwarding stalls) */
 #if defined(__GNUC__)
@@ -523,7 +523,7 @@ EK_INLINE void EK_FN(ek_gemv_t_rows)(const int M_, const int R_, ptrdiff_t K,
     for (i = 0; i < M_; i++)
         for (r = 0; r < R_; r++) {
             float t = 0.0f;
-            for (l = 0; l < EK_GV_VW; l++) t += acc[i][r][l];
+            for (l = 0; l < EK_VW; l++) t += acc[i][r][l];
             s[i][r] = t;
         }
     for (; k < K; k++)
@@ -648,7 +648,6 @@ EK_API void EK_FN(ek_gemm_small)(const ek_gemm_args *g, int threads)
     const ptrdiff_t nch = (g->N + EK_GEMM_SMALL_CH - 1) / EK_GEMM_SMALL_CH;
     ek_parallelize(threads, nch, EK_FN(ek_gemm_small_tile), (void *)g);
 }
-#undef EK_GV_VW
 
 /*
  * The GEMM.  Preconditions (checked by the caller):

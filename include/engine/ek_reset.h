@@ -24,7 +24,6 @@
 #undef EK_GEMM_NR
 #undef EK_GEMM_KIND
 #undef EK_GEMM_DIRECT_B
-#undef EK_GV_VW
 #undef EK_ISA_FILE
 #undef EK_VW
 #undef EK_WG_ROW_FAST

@@ -4,14 +4,13 @@
  *
  * Included by ek_gemm.h (EK_ISA_FILE) once for the instruction set being compiled.
  * Defines the register tile (EK_GEMM_VW lanes, EK_GEMM_MR x EK_GEMM_NR, EK_GEMM_KIND),
- * the GEMV lane count EK_GV_VW, and ek_gemm_tile: one m x n x kc tile of packed A
- * and B into C with the fused epilogue (ek_gemm_epi).  It knows nothing of threads.
+ * and ek_gemm_tile: one m x n x kc tile of packed A and B into C with the fused
+ * epilogue (ek_gemm_epi).  It knows nothing of threads.
  */
 #define EK_GEMM_VW 8
 #define EK_GEMM_MR 6
 #define EK_GEMM_NR 16
 #define EK_GEMM_KIND "avx2+fma intrinsics"
-#define EK_GV_VW 8
 
 
 EK_INLINE __m256 EK_FN(ek_act_v)(__m256 x, int act, float p0, float p1)

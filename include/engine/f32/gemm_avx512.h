@@ -4,14 +4,13 @@
  *
  * Included by ek_gemm.h (EK_ISA_FILE) once for the instruction set being compiled.
  * Defines the register tile (EK_GEMM_VW lanes, EK_GEMM_MR x EK_GEMM_NR, EK_GEMM_KIND),
- * the GEMV lane count EK_GV_VW, and ek_gemm_tile: one m x n x kc tile of packed A
- * and B into C with the fused epilogue (ek_gemm_epi).  It knows nothing of threads.
+ * and ek_gemm_tile: one m x n x kc tile of packed A and B into C with the fused
+ * epilogue (ek_gemm_epi).  It knows nothing of threads.
  */
 #define EK_GEMM_VW 16
 #define EK_GEMM_MR 14
 #define EK_GEMM_NR 32
 #define EK_GEMM_KIND "avx512 intrinsics"
-#define EK_GV_VW 16
 
 /* Full-width column strips read B in place (ek_gemm.h, ek_gemm_direct_block). */
 #define EK_GEMM_DIRECT_B 1

@@ -4,15 +4,14 @@
  *
  * Included by ek_gemm.h (EK_ISA_FILE) once for the instruction set being compiled.
  * Defines the register tile (EK_GEMM_VW lanes, EK_GEMM_MR x EK_GEMM_NR, EK_GEMM_KIND),
- * the GEMV lane count EK_GV_VW, and ek_gemm_tile: one m x n x kc tile of packed A
- * and B into C with the fused epilogue (ek_gemm_epi).  It knows nothing of threads.
+ * and ek_gemm_tile: one m x n x kc tile of packed A and B into C with the fused
+ * epilogue (ek_gemm_epi).  It knows nothing of threads.
  */
 /* aarch64: 8 x 12 register tile, 24 of the 32 q-registers as accumulators */
 #define EK_GEMM_VW 4
 #define EK_GEMM_MR 8
 #define EK_GEMM_NR 12
 #define EK_GEMM_KIND "neon intrinsics"
-#define EK_GV_VW 4
 
 
 /*

@@ -4,8 +4,8 @@
  *
  * Included by ek_gemm.h (EK_ISA_FILE) once for the instruction set being compiled.
  * Defines the register tile (EK_GEMM_VW lanes, EK_GEMM_MR x EK_GEMM_NR, EK_GEMM_KIND),
- * the GEMV lane count EK_GV_VW, and ek_gemm_tile: one m x n x kc tile of packed A
- * and B into C with the fused epilogue (ek_gemm_epi).  It knows nothing of threads.
+ * and ek_gemm_tile: one m x n x kc tile of packed A and B into C with the fused
+ * epilogue (ek_gemm_epi).  It knows nothing of threads.
  */
 /* Baseline: GNU vector extensions (gcc, clang) give the micro-kernel explicit vector
    registers; other compilers get plain C99 loops. */
@@ -27,7 +27,6 @@
 #define EK_GEMM_NR 8
 #define EK_GEMM_KIND "portable (C loops)"
 #endif
-#define EK_GV_VW 4
 
 #if EK_GEMM_VEXT
 typedef float EK_FN(ek_vf) __attribute__((vector_size(EK_GEMM_VW * 4)));
