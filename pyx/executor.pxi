@@ -45,6 +45,7 @@ cdef extern from *:
     """
     int ek_threadpool_wire()
     const char* ek_threadpool_kind()
+    int ek_parallel_set_cap(int cap) nogil
 
 cdef bint _threads_wired = ek_threadpool_wire()
 
@@ -59,6 +60,13 @@ def threads_backend():
     include/engine/ek_threadpool.h), "openmp" (its fallback where there are no pthreads) or
     "none" (single-threaded build)."""
     return ek_threadpool_kind().decode()
+
+
+def set_thread_cap(int cap):
+    """Let the kernels that this Python thread calls use at most ``cap`` threads (0: as
+    many as each call asks for); returns the previous cap.  The tiling is unchanged, so the
+    results are too.  Used by engine.runtime.threads for a whole run."""
+    return ek_parallel_set_cap(cap)
 
 
 cdef extern from "engine/ek_step.h" nogil:

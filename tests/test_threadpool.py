@@ -6,6 +6,9 @@
 * From Python: every kernel module uses the one pool; results do not depend on the thread
   count; sessions run from several Python threads at once, and in a process forked from one
   whose pool has already started.
+* A run capped to fewer threads than its calls ask for (what engine.runtime.threads does
+  while fewer threads are faster): the kernels tile for the threads they get, within the
+  workspace sized for the count asked for, and give the same results; at every ISA level.
 """
 
 import multiprocessing
@@ -16,10 +19,14 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import engine
 from engine import _kernels
+from engine._kernels import conv as kconv
 from engine._kernels import executor
+from engine._kernels import gemm as kgemm
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SRC = os.path.join(ROOT, "tests", "c", "threadpool_check.c")
@@ -123,3 +130,77 @@ def test_forked_child_gets_a_new_pool():
     p.join(60)
     assert p.exitcode == 0
     np.testing.assert_array_equal(got, ref)
+
+
+# -- a run capped to fewer threads (engine.runtime.threads) ------------------------------
+
+@settings(max_examples=25, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(n=st.integers(1, 2), cin=st.integers(1, 48), cout=st.integers(1, 48),
+       h=st.integers(3, 30), w=st.integers(3, 30), tile=st.sampled_from([2, 4, 6]),
+       threads=st.integers(2, 5), seed=st.integers(0, 2**31))
+def test_capped_winograd_fits_its_workspace_and_gives_the_same_results(
+        isa, n, cin, cout, h, w, tile, threads, seed):
+    """The workspace of a call asking for `threads` covers the tiling of every smaller count
+    (NaN-filled, exactly that size: AddressSanitizer sees any overrun); the cap changes
+    nothing in the output."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, cin, h, w)).astype(np.float32)
+    wt = rng.standard_normal((cout, cin, 3, 3)).astype(np.float32)
+    ys = (n, cout, h, w)
+    wp = kconv.winograd_pack(wt, tile)
+    outs = {}
+    for cap in range(threads, 0, -1):
+        y = np.full(ys, np.nan, np.float32)
+        work = np.full(kconv.winograd_workspace(x.shape, wt.shape, ys, tile, threads),
+                       np.nan, np.float32)
+        previous = executor.set_thread_cap(cap)
+        try:
+            kconv.conv2d_winograd(x, wp, None, y, [1, 1], work=work, nthreads=threads)
+        finally:
+            executor.set_thread_cap(previous)
+        outs[cap] = y
+    for cap in outs:
+        np.testing.assert_array_equal(outs[cap], outs[threads], err_msg=f"cap {cap}")
+
+
+@pytest.mark.parametrize("shape", [(64, 3136, 576), (2048, 49, 512), (29, 2000, 700),
+                                   (7, 300, 90)])
+def test_capped_gemm_fits_its_workspace_and_gives_the_same_results(isa, shape):
+    M, N, K = shape
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((M, K)).astype(np.float32)
+    b = rng.standard_normal((K, N)).astype(np.float32)
+    threads = 4
+    outs = {}
+    for cap in (4, 3, 2, 1):
+        c = np.full((M, N), np.nan, np.float32)
+        work = np.full(kgemm.gemm_workspace(M, N, K, False, threads), np.nan, np.float32)
+        previous = executor.set_thread_cap(cap)
+        try:
+            kgemm.sgemm(a, b, c, work=work, nthreads=threads)
+        finally:
+            executor.set_thread_cap(previous)
+        outs[cap] = c
+    for cap in outs:
+        np.testing.assert_array_equal(outs[cap], outs[4], err_msg=f"cap {cap}")
+
+
+def test_an_adaptive_session_gives_the_results_of_a_fixed_one(isa):
+    """Sessions choosing their thread count per run (the default) agree with fixed ones,
+    at every count the chooser may pick."""
+    m = _model()
+    x = np.random.default_rng(3).standard_normal((2, 3, 20, 20)).astype(np.float32)
+    ref = engine.Session(m, threads=1, isa=isa).run(x)
+    s = engine.Session(m, threads=3, isa=isa)
+    plan = None
+    for _ in range(3):
+        np.testing.assert_array_equal(s.run(x), ref)
+        plan = plan or next(iter(s._plans.values()))
+    for count in (1, 2, 3):      # steer the chooser to each count in turn
+        plan.chooser.current = count
+        np.testing.assert_array_equal(s.run(x), ref)
+    fixed = engine.Session(m, threads=3, adapt_threads=False, isa=isa)
+    np.testing.assert_array_equal(fixed.run(x), ref)
+    assert next(iter(fixed._plans.values())).chooser is None
+    assert executor.set_thread_cap(0) == 0          # a run leaves no cap behind

@@ -25,7 +25,9 @@ Python path):
     python tools/bench.py overhead
 
 Our latency at 1 and 2 threads while other processes keep cores busy (a busy loop each;
-``--busy 0`` is the quiet reference), all thread counts interleaved in one process:
+``--busy 0`` is the quiet reference), all thread counts interleaved in one process; every
+count above one both as sessions run it (the count per run chosen by measurement,
+engine/runtime/threads.py) and pinned (``adapt_threads=False``):
 
     python tools/bench.py contention resnet18 mobilenet_v2 --busy 1
 
@@ -515,8 +517,12 @@ def contention_main(opts):
     import engine
     print(f"# latency with other processes busy, batch {opts.batch}, ms: median of "
           f"{opts.rounds} interleaved rounds (best in parentheses); machine: {_machine()}")
-    hdr = ["model", "busy processes"] + [f"{t} thread(s) (ms)" for t in opts.threads]
-    hdr += [f"{t} / {opts.threads[0]} threads" for t in opts.threads[1:]]
+    first = opts.threads[0]
+    kinds = [(t, True) for t in opts.threads] + [(t, False) for t in opts.threads if t > 1]
+    names = {k: f"{k[0]} thread(s)" + ("" if k[1] or k[0] == 1 else " pinned")
+             for k in kinds}
+    hdr = ["model", "busy processes"] + [f"{names[k]} (ms)" for k in kinds]
+    hdr += [f"{names[k]} / {first}" for k in kinds[1:]]
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     for spec in opts.models:
@@ -524,7 +530,7 @@ def contention_main(opts):
         if shape is None:
             shape = tuple(opts.batch if d is None else int(d) for d in model.inputs[0].shape)
         x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-        sessions = {t: engine.Session(model, threads=t) for t in opts.threads}
+        sessions = {k: engine.Session(model, threads=k[0], adapt_threads=k[1]) for k in kinds}
         for busy in sorted({0, opts.busy}):
             procs = [multiprocessing.Process(target=_busy_loop, daemon=True)
                      for _ in range(busy)]
@@ -540,8 +546,8 @@ def contention_main(opts):
                     pr.join()
             med = {k: _median(v) * 1e3 for k, v in t.items()}
             cells = [spec, str(busy)] + [f"{med[k]:.2f} ({min(t[k]) * 1e3:.2f})"
-                                         for k in opts.threads]
-            cells += [f"{med[k] / med[opts.threads[0]]:.2f}" for k in opts.threads[1:]]
+                                         for k in kinds]
+            cells += [f"{med[k] / med[kinds[0]]:.2f}" for k in kinds[1:]]
             print("| " + " | ".join(cells) + " |", flush=True)
 
 

@@ -27,6 +27,7 @@ from ..backends.base import PrepareContext, plan_rows, select_kernel
 from ..errors import EngineError, node_error, node_error_from
 from ..limits import LimitError, check_buffer
 from ..memory import MemoryReport, needs_kernel, plan_buffers, plan_views
+from .threads import ThreadChooser
 
 F32 = 4
 
@@ -160,8 +161,13 @@ class Plan:
     native: bool = True
     max_instances: int = 4
     timings: dict = field(default_factory=dict)
+    threads: int = 1
+    adapt_threads: bool = False
 
     def __post_init__(self):
+        # the thread count of each run, measured (engine.runtime.threads)
+        self.chooser = ThreadChooser(self.threads) \
+            if self.adapt_threads and self.threads > 1 else None
         self._free = []
         self._count = 0
         self._cond = threading.Condition()
@@ -201,9 +207,24 @@ class Plan:
     def execute(self, feeds, outputs):
         inst = self.acquire()
         try:
-            return inst.run(feeds, outputs)
+            if self.chooser is None:
+                return inst.run(feeds, outputs)
+            return self._run_chosen(inst, feeds, outputs)
         finally:
             self.release(inst)
+
+    def _run_chosen(self, inst, feeds, outputs):
+        from .._kernels._lib import set_thread_cap
+        count = self.chooser.pick()
+        previous = set_thread_cap(count if count < self.threads else 0)
+        try:
+            t0 = time.perf_counter()
+            result = inst.run(feeds, outputs)
+            seconds = time.perf_counter() - t0
+        finally:
+            set_thread_cap(previous)
+        self.chooser.record(count, seconds)
+        return result
 
     @property
     def segments(self):
@@ -247,6 +268,7 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
     """
     options = dict(options or {})
     native = options.get("executor", "native") != "python"
+    adapt_threads = bool(options.pop("adapt_threads", False))
     max_instances = int(options.get("max_instances", 4))
     tuner = options.pop("tuner", None)
     shapes = {k: v.shape for k, v in model.infer_shapes(input_shapes).items()}
@@ -299,4 +321,5 @@ def build_plan(model, input_shapes, backend, threads, keep=(), options=None):
         layout[f"#scratch:{steps[i].node.name}"] = (mem.buffers[key].offset,
                                                     (scratch_need[i],))
     return Plan(model, dict(input_shapes), shapes, steps, layout, mem.arena_bytes, mem.report,
-                outputs, native=native, max_instances=max_instances)
+                outputs, native=native, max_instances=max_instances, threads=threads,
+                adapt_threads=adapt_threads)

@@ -29,6 +29,12 @@ Tuning: ``tune=True`` times every candidate kernel of each layer once (at prepar
 and keeps the fastest; the choices are cached in ``<model file>.tune.json`` (or
 ``tune_cache=``) for later sessions (engine.runtime.tune).
 
+Threads: a run uses up to ``threads`` threads (default: the physical cores).  With
+``adapt_threads=True`` (the default) each plan measures its runs and uses fewer threads
+while fewer are faster, e.g. while another process keeps a core busy
+(engine.runtime.threads); ``adapt_threads=False`` runs every layer on ``threads``.  The
+results are the same either way.
+
 Thread safety: several Python threads may call ``run`` on one session at once.  Each call
 takes an idle *instance* of the plan for its input shape (its own activation arena bound to
 the shared, read-only prepared kernels and packed weights); up to ``max_concurrent``
@@ -60,7 +66,8 @@ def default_threads():
 
 class Session:
     def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None,
-                 executor="native", max_concurrent=4, tune=False, tune_cache=None, isa=None):
+                 executor="native", max_concurrent=4, tune=False, tune_cache=None, isa=None,
+                 adapt_threads=True):
         model_path = None
         if isinstance(model, (str, os.PathLike, Path)):
             from ..format import load
@@ -99,6 +106,9 @@ class Session:
         self.model = model
         self.backend = backend
         self.threads = threads
+        if not isinstance(adapt_threads, bool):
+            raise ArgumentError(f"adapt_threads must be True or False, got {adapt_threads!r}")
+        self.adapt_threads = adapt_threads
         self.optimize_graph = optimize_graph
         self._graphs = {}       # frozenset(keep) -> optimised Model
         self._plans = {}        # (keep, input shapes) -> Plan, oldest first
@@ -195,7 +205,8 @@ class Session:
         plan = self._plans.get(key)
         if plan is None:
             graph = self._graph(keep)
-            options = {"executor": self.executor, "max_instances": self.max_concurrent}
+            options = {"executor": self.executor, "max_instances": self.max_concurrent,
+                       "adapt_threads": self.adapt_threads}
             if self.tuner is not None:
                 options["tuner"] = self.tuner
             if self.device is not None:

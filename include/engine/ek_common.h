@@ -135,6 +135,9 @@ static inline float *ek_align64(float *p)
     return (float *)((u + 63u) & ~(uintptr_t)63u);
 }
 
+/* Most threads a call asks for (engine.limits.MAX_THREADS refuses more). */
+#define EK_NTHREADS_MAX 1024
+
 /* Number of threads to use for `work` independent items: min(nthreads, work), >= 1. */
 static inline int ek_nthreads(int nthreads, ptrdiff_t work)
 {

@@ -436,10 +436,9 @@ EK_API EK_FN(ek_gemm_plan_t) EK_FN(ek_gemm_plan)(ptrdiff_t M, ptrdiff_t N, ptrdi
     return p;
 }
 
-/* Floats of workspace ek_gemm_run needs (0 for the small-M and K == 0 paths; -1 when a
-   size is negative or above EK_SIZE_MAX, or the workspace would be). */
-EK_API ptrdiff_t EK_FN(ek_gemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int a_packed,
-                                          int b_mode, int nthreads)
+/* The workspace of a run on exactly `nthreads` threads (see ek_gemm_workspace). */
+EK_INLINE ptrdiff_t EK_FN(ek_gemm_workspace_exact)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
+                                                   int a_packed, int b_mode, int nthreads)
 {
     EK_FN(ek_gemm_plan_t) p;
     const int b_packed = b_mode == EK_GEMM_B_PACKED;
@@ -457,6 +456,23 @@ EK_API ptrdiff_t EK_FN(ek_gemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K,
                                                              EK_GEMM_NR))
                                : 0);
     return total <= 0 ? total : ek_szadd(total, 16);
+}
+
+/* Floats of workspace ek_gemm_run needs on nthreads threads or fewer (the runtime may cap
+   a call's threads, ek_parallel_threads): 0 for the small-M and K == 0 paths; -1 when a
+   size is negative or above EK_SIZE_MAX, or the workspace would be. */
+EK_API ptrdiff_t EK_FN(ek_gemm_workspace)(ptrdiff_t M, ptrdiff_t N, ptrdiff_t K, int a_packed,
+                                          int b_mode, int nthreads)
+{
+    ptrdiff_t most = 0;
+    int t;
+    if (nthreads > EK_NTHREADS_MAX) nthreads = EK_NTHREADS_MAX;
+    for (t = 1; t <= EK_MAX(nthreads, 1); t++) {
+        const ptrdiff_t need = EK_FN(ek_gemm_workspace_exact)(M, N, K, a_packed, b_mode, t);
+        if (need < 0) return need;
+        if (need > most) most = need;
+    }
+    return most;
 }
 
 /* Old interface: floats of workspace ek_sgemm needs. */

@@ -42,10 +42,35 @@ static ek_parallelize_fn ek_parallel_impl = NULL;
 
 static void ek_parallel_set_impl(ek_parallelize_fn impl) { ek_parallel_impl = impl; }
 
+#if defined(__STDC_VERSION__) && __STDC_VERSION__ >= 201112L
+#define EK_THREAD_LOCAL _Thread_local
+#else
+#define EK_THREAD_LOCAL __thread
+#endif
+
+/* The most threads the calling thread's grids may use (0: as many as asked).  The runtime
+   lowers it for a whole run when fewer threads measure faster, e.g. while another process
+   holds a core (engine/runtime/threads.py); the kernels' tiling does not change. */
+static EK_THREAD_LOCAL int ek_parallel_cap = 0;
+
+static inline int ek_parallel_set_cap(int cap)
+{
+    const int old = ek_parallel_cap;
+    ek_parallel_cap = cap > 0 ? cap : 0;
+    return old;
+}
+
+/* The threads a call asking for `threads` gets on this thread: at most the cap. */
+static inline int ek_parallel_threads(int threads)
+{
+    return ek_parallel_cap > 0 && threads > ek_parallel_cap ? ek_parallel_cap : threads;
+}
+
 /* Run fn(ctx, t, worker) for t in [0, ntiles) on up to `threads` threads (see above). */
 static inline void ek_parallelize(int threads, ptrdiff_t ntiles, ek_tile_fn fn, void *ctx)
 {
     ptrdiff_t t;
+    threads = ek_parallel_threads(threads);
     if (threads > 1 && ntiles > 1 && ek_parallel_impl != NULL) {
         ek_parallel_impl(threads, ntiles, fn, ctx);
         return;

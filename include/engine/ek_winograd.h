@@ -243,10 +243,10 @@ EK_INLINE EK_FN(ek_wg_plan_t) EK_FN(ek_wg_plan)(ptrdiff_t N, ptrdiff_t Cin, ptrd
     return p;
 }
 
-/* Floats of workspace ek_conv2d_winograd needs (-1 when a size overflows or exceeds
-   EK_SIZE_MAX; the sizes are those ek_wg_plan takes: each in [1, EK_DIM_MAX]). */
-EK_API ptrdiff_t EK_FN(ek_winograd_workspace)(ptrdiff_t N, ptrdiff_t Cin, ptrdiff_t Cout,
-                                              ptrdiff_t OH, ptrdiff_t OW, int m, int nthreads)
+/* The workspace of a call on exactly `nthreads` threads (see ek_winograd_workspace). */
+EK_INLINE ptrdiff_t EK_FN(ek_winograd_workspace_exact)(ptrdiff_t N, ptrdiff_t Cin,
+                                                       ptrdiff_t Cout, ptrdiff_t OH,
+                                                       ptrdiff_t OW, int m, int nthreads)
 {
     EK_FN(ek_wg_plan_t) p;
     ptrdiff_t tiles;
@@ -260,6 +260,24 @@ EK_API ptrdiff_t EK_FN(ek_winograd_workspace)(ptrdiff_t N, ptrdiff_t Cin, ptrdif
     return ek_szadd(ek_szadd(ek_szmul(p.threads, p.per),
                              p.shared ? ek_szmul(p.ntb, ek_szround16(p.vsz)) : 0),
                     16);
+}
+
+/* Floats of workspace ek_conv2d_winograd needs on nthreads threads or fewer (the runtime
+   may cap a call's threads, ek_parallel_threads; the tiling, and so the workspace, follows
+   the count): -1 when a size overflows or exceeds EK_SIZE_MAX; the sizes are those
+   ek_wg_plan takes, each in [1, EK_DIM_MAX]. */
+EK_API ptrdiff_t EK_FN(ek_winograd_workspace)(ptrdiff_t N, ptrdiff_t Cin, ptrdiff_t Cout,
+                                              ptrdiff_t OH, ptrdiff_t OW, int m, int nthreads)
+{
+    ptrdiff_t most = 0;
+    int t;
+    if (nthreads > EK_WG_MAXT) nthreads = EK_WG_MAXT;
+    for (t = 1; t <= EK_MAX(nthreads, 1); t++) {
+        const ptrdiff_t need = EK_FN(ek_winograd_workspace_exact)(N, Cin, Cout, OH, OW, m, t);
+        if (need < 0) return need;
+        if (need > most) most = need;
+    }
+    return most;
 }
 
 /* The blocking a call would use: out[0..6] = tiles, tiles per block, blocks, output
