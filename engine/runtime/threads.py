@@ -9,21 +9,24 @@ process busy").  Each layer's grid is too short to tell; a whole run is not.
 The chooser runs the current count and now and then probes a neighbour (one thread fewer
 or more), keeping whichever is faster.  Probes are spaced so that what they cost (the
 probe's measured excess over the current count) stays under ``PROBE_BUDGET`` of the run
-time, and further apart while they keep losing; a run that gets markedly slower than the
-level the last decision saw triggers a probe at once.  The count caps the calling thread's grids for one run
+time, and further apart while they keep losing.  The current count's time is the median of
+its last few runs (robust to an odd slow run, quick to follow a change); when it gets
+markedly slower than at the last decision, a probe follows at once.  The count caps the calling thread's grids for one run
 (``engine._kernels._lib.set_thread_cap``); the kernels' tiling stays that of ``threads``,
 so the results do not depend on the count chosen.
 """
 
+import statistics
 import threading
+from collections import deque
 
 PROBE_BUDGET = 0.02     # probes cost about this share of the run time at most
 MIN_INTERVAL = 4        # runs between two probes at least; doubled after each probe
 MAX_BACKOFF = 3         # that loses in a row, up to 8x
-SLOWDOWN = 1.2          # the current count's runs this much slower than at the last
-                        # decision: conditions changed, probe now
+WINDOW = 5              # the current count's time: median of its last WINDOW runs
+SLOWDOWN = 1.2          # that time this much above its value at the last decision:
+                        # conditions changed, probe now
 WIN = 0.97              # a probe must beat the current count by 3 % to take over
-SMOOTHING = 0.25        # weight of a new run in the current count's running mean
 
 
 class ThreadChooser:
@@ -33,8 +36,8 @@ class ThreadChooser:
     def __init__(self, threads):
         self.threads = threads
         self.current = threads
-        self.mean = None          # running mean of the current count's run seconds
-        self.level = None         # that mean when the current count was last confirmed
+        self.recent = deque(maxlen=WINDOW)    # the current count's last run seconds
+        self.level = None         # their median when the current count was last confirmed
         self.runs = 0
         self.losses = 0           # probes lost in a row
         self.recorded = 0
@@ -42,13 +45,16 @@ class ThreadChooser:
         self.probing = None       # the count a run in flight is probing
         self._lock = threading.Lock()
 
+    def _time(self):
+        return statistics.median(self.recent) if self.recent else None
+
     def pick(self):
         """The thread count for the next run."""
         if self.threads <= 1:
             return 1
         with self._lock:
             self.runs += 1
-            if self.probing is None and self.runs >= self.next_probe and self.mean:
+            if self.probing is None and self.runs >= self.next_probe and self.recent:
                 self.probing = self._neighbour()
                 return self.probing
             return self.current
@@ -73,31 +79,34 @@ class ThreadChooser:
                 self.probing = None
                 self._decide(count, seconds)
             elif count == self.current:
-                self.mean = seconds if self.mean is None else \
-                    self.mean + SMOOTHING * (seconds - self.mean)
+                self.recent.append(seconds)
+                now = self._time()
                 if self.level is None:
-                    self.level = self.mean
-                elif self.mean > SLOWDOWN * self.level:
+                    self.level = now
+                elif now > SLOWDOWN * self.level:
                     self.next_probe = min(self.next_probe, self.runs + 1)
 
     def _decide(self, count, seconds):
-        if seconds < WIN * self.mean:
+        now = self._time()
+        if seconds < WIN * now:
             # the probe wins: switch, and look again soon (the old count's figure is stale)
-            self.current, self.mean, self.level = count, seconds, seconds
+            self.current, self.level = count, seconds
+            self.recent.clear()
+            self.recent.append(seconds)
             self.losses = 0
             self.next_probe = self.runs + MIN_INTERVAL
             return
-        self.level = self.mean
+        self.level = now
         self.losses = min(self.losses + 1, MAX_BACKOFF)
         # space the next probe so that its expected excess is PROBE_BUDGET of the runs
         # in between, and probes that keep losing come less often
-        excess = max(seconds - self.mean, 0.0)
-        interval = excess / (PROBE_BUDGET * self.mean)
+        excess = max(seconds - now, 0.0)
+        interval = excess / (PROBE_BUDGET * now)
         self.next_probe = self.runs + max(MIN_INTERVAL << self.losses, int(interval))
 
     def state(self):
-        """{"threads", "current", "mean_ms", "runs"}: what the chooser settled on."""
+        """{"threads", "current", "time_ms", "runs"}: the count settled on and its time."""
         with self._lock:
+            now = self._time()
             return {"threads": self.threads, "current": self.current,
-                    "mean_ms": None if self.mean is None else self.mean * 1e3,
-                    "runs": self.runs}
+                    "time_ms": None if now is None else now * 1e3, "runs": self.runs}
