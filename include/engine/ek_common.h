@@ -434,6 +434,33 @@ EK_INLINE float EK_FN(ek_tanhf)(float x)
 }
 
 /*
+ * The standard normal CDF, Phi(x) = erfc(-x / sqrt 2) / 2, branch-free so that loops calling
+ * it vectorise (exact GELU is x Phi(x)).  With z = |x| / sqrt 2 and t = 1 / (1 + z / 2),
+ * erfc(z) = t exp(-z^2 + P(t)): P is our degree-9 least-squares fit (refined to minimax) of
+ * log(erfc(z) / t) + z^2 over z in [0, 10], max error 5e-8.  The tail x < 0 comes from
+ * erfc itself, not from 1 - erf (whose cancellation costs float32 all its digits there).
+ * Measured in float32 against float64: |x Phi(x) - ref| <= 1.1e-7 max(1, |x|); NaN -> NaN.
+ */
+EK_INLINE float EK_FN(ek_normcdf)(float x)
+{
+    const float z = (x < 0.0f ? -x : x) * 0.70710678118654752440f;
+    const float t = 1.0f / (1.0f + 0.5f * z);
+    float p = 1.422715336e-01f;
+    float q;
+    p = p * t - 6.664496660e-01f;
+    p = p * t + 1.123228073e+00f;
+    p = p * t - 6.522367001e-01f;
+    p = p * t - 1.160655469e-01f;
+    p = p * t + 1.986412518e-02f;
+    p = p * t + 2.845211513e-02f;
+    p = p * t + 3.878836036e-01f;
+    p = p * t + 9.984939694e-01f;
+    p = p * t - 1.265441537e+00f;
+    q = 0.5f * t * EK_FN(ek_expf)(p - z * z);
+    return x < 0.0f ? q : 1.0f - q;
+}
+
+/*
  * The range [*lo, *hi) of output positions o in [0, n_out) whose input position
  * o * s + off lies inside [0, n_in).  s >= 1.
  */
@@ -483,7 +510,7 @@ EK_INLINE float EK_FN(ek_act1)(float x, int act, float p0, float p1)
         return t / 6.0f;
     }
     case EK_ACT_GELU:
-        return 0.5f * x * (1.0f + erff(x * 0.70710678118654752440f));
+        return x * EK_FN(ek_normcdf)(x);
     case EK_ACT_GELU_TANH: {
         float inner = 0.79788456080286535588f * (x + 0.044715f * x * x * x);
         return 0.5f * x * (1.0f + EK_FN(ek_tanhf)(inner));
@@ -550,6 +577,9 @@ EK_API void EK_FN(ek_act_row)(const float *x, float *y, ptrdiff_t n, int act, fl
         break;
     case EK_ACT_SILU:
         for (i = 0; i < n; i++) { float v = x[i]; y[i] = v / (1.0f + EK_FN(ek_expf)(-v)); }
+        break;
+    case EK_ACT_GELU:
+        for (i = 0; i < n; i++) { float v = x[i]; y[i] = v * EK_FN(ek_normcdf)(v); }
         break;
     case EK_ACT_GELU_TANH:
         for (i = 0; i < n; i++) {
