@@ -11,20 +11,40 @@
 #define EK_NORM_ISA
 
 /* mean and 1/sqrt(var + eps) of n contiguous floats (two-pass, double). */
+/* Sums in EK_MOM_LANES independent double accumulators (element i into lane i % LANES,
+   added pairwise at the end): the loops vectorise without reassociating anything, and the
+   result is the same at every instruction-set level.  One accumulator was a chain of
+   dependent adds, ~4 cycles per element (ConvNeXt's layer norms: 2.2 ns per element). */
+#define EK_MOM_LANES 8
+
+EK_INLINE double EK_FN(ek_lanes_total)(const double *a)
+{
+    return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+
 EK_INLINE void EK_FN(ek_moments)(const float *x, ptrdiff_t n, double eps, double *mean,
                                  double *rstd)
 {
-    double s = 0.0, v = 0.0, mu;
+    double s[EK_MOM_LANES] = {0.0}, v[EK_MOM_LANES] = {0.0}, mu, var;
+    const ptrdiff_t nv = n / EK_MOM_LANES * EK_MOM_LANES;
     ptrdiff_t i;
-    for (i = 0; i < n; i++) s += (double)x[i];
-    mu = n > 0 ? s / (double)n : 0.0;
-    for (i = 0; i < n; i++) {
+    int k;
+    for (i = 0; i < nv; i += EK_MOM_LANES)
+        for (k = 0; k < EK_MOM_LANES; k++) s[k] += (double)x[i + k];
+    for (; i < n; i++) s[i % EK_MOM_LANES] += (double)x[i];
+    mu = n > 0 ? EK_FN(ek_lanes_total)(s) / (double)n : 0.0;
+    for (i = 0; i < nv; i += EK_MOM_LANES)
+        for (k = 0; k < EK_MOM_LANES; k++) {
+            const double d = (double)x[i + k] - mu;
+            v[k] += d * d;
+        }
+    for (; i < n; i++) {
         const double d = (double)x[i] - mu;
-        v += d * d;
+        v[i % EK_MOM_LANES] += d * d;
     }
-    v = n > 0 ? v / (double)n : 0.0;
+    var = n > 0 ? EK_FN(ek_lanes_total)(v) / (double)n : 0.0;
     *mean = mu;
-    *rstd = 1.0 / sqrt(v + eps);
+    *rstd = 1.0 / sqrt(var + eps);
 }
 
 /* Arguments of the normalisation kernels, shared by their tile functions. */
