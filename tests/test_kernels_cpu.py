@@ -978,3 +978,40 @@ def test_pool_x86_layers(op, hw, k, s, pad, ceil):
                  else dict(dilation=[1, 1]))
     for threads in (1, 2):
         check(op, attrs, [x], (), threads)
+
+
+# -- strided copy: permutes, and permutes written into a slice of a larger array -------------
+
+@settings(max_examples=120, **SETTINGS)
+@given(st.data())
+def test_copy_strided_permutes(data):
+    """copy_strided against NumPy for random permutes of random shapes (extents up to 40:
+    the 16 x 16 blocked transpose with full and partial blocks, dims merged where both
+    sides walk them as one, extent-1 dims), written into a contiguous array or into a slice
+    of a larger one (concat's layout), on 1 to 3 threads."""
+    rank = data.draw(st.integers(1, 5))
+    shape = tuple(data.draw(st.integers(1, 40 if rank <= 3 else 9)) for _ in range(rank))
+    perm = data.draw(st.permutations(range(rank)))
+    threads = data.draw(st.integers(1, 3))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    x = rng.standard_normal(shape).astype(np.float32)
+    want = x.transpose(perm)
+    out_shape = want.shape
+    src_strides = [x.strides[p] // 4 for p in perm]
+    # the destination: a slice [lo, lo + extent) of a larger array along one dim
+    axis = data.draw(st.integers(0, rank - 1))
+    pad = data.draw(st.integers(0, 3))
+    lo = data.draw(st.integers(0, pad))
+    big_shape = list(out_shape)
+    big_shape[axis] += pad
+    big = np.full(big_shape, np.nan, np.float32)
+    dst_strides = [s // 4 for s in big.strides]
+    offset = lo * dst_strides[axis]
+    ksp.copy_strided(x, big, out_shape, src_strides, dst_strides, dst_offset=offset,
+                     nthreads=threads)
+    index = tuple(slice(lo, lo + out_shape[d]) if d == axis else slice(None)
+                  for d in range(rank))
+    np.testing.assert_array_equal(big[index], want)
+    rest = np.ones(big.shape, bool)
+    rest[index] = False
+    assert np.isnan(big[rest]).all(), "wrote outside the destination slice"
