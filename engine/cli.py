@@ -770,7 +770,7 @@ def build_parser():
     b.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"])
     b.add_argument("--vs", default="", metavar="PEERS",
                    help="also time peers on the same input and threads: a comma list of "
-                        "torch, onnxruntime, openvino, or 'all' installed")
+                        "torch, onnxruntime, openvino, ncnn, or 'all' installed")
     b.set_defaults(fn=cmd_bench)
 
     v = sub.add_parser(

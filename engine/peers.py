@@ -4,6 +4,9 @@
   (what a user's ``forward`` does; BatchNorm stays unfused, as in eager PyTorch).
 * ``onnxruntime`` / ``openvino``: the graph exported to ONNX (opset 17) by ``to_onnx``;
   both runtimes apply their own graph optimisations.
+* ``ncnn``: that ONNX file converted by pnnx (pip packages ``ncnn`` and ``pnnx``; float32
+  weights) and run in float32: ``use_fp16_packed``, ``use_fp16_storage``,
+  ``use_fp16_arithmetic`` and ``use_bf16_storage`` off.  ncnn runs one sample at a time.
 
 Every peer gets the model as written (unoptimised): each applies its own optimisations.
 Thread counts are set per peer (``torch.set_num_threads``, ORT intra-op threads, OpenVINO
@@ -18,21 +21,30 @@ import numpy as np
 
 from .errors import UnsupportedError
 
-PEER_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino"}
+PEER_MODULES = {"torch": "torch", "onnxruntime": "onnxruntime", "openvino": "openvino",
+                "ncnn": "ncnn"}
+# what else a peer needs installed (its converter)
+PEER_EXTRAS = {"ncnn": ("pnnx",)}
+
+
+def _installed(peer):
+    return all(importlib.util.find_spec(mod) is not None
+               for mod in (PEER_MODULES[peer],) + PEER_EXTRAS.get(peer, ()))
 
 
 def available():
-    return [p for p, mod in PEER_MODULES.items() if importlib.util.find_spec(mod) is not None]
+    return [p for p in PEER_MODULES if _installed(p)]
 
 
 def make_runner(peer, model, threads):
     """A function x -> first output (numpy) running ``model`` on ``peer``."""
     if peer not in PEER_MODULES:
         raise UnsupportedError(f"unknown peer {peer!r}; known: {sorted(PEER_MODULES)}")
-    if importlib.util.find_spec(PEER_MODULES[peer]) is None:
-        raise UnsupportedError(f"peer {peer!r} is not installed (pip install {peer})")
+    if not _installed(peer):
+        pkgs = " ".join((peer,) + PEER_EXTRAS.get(peer, ()))
+        raise UnsupportedError(f"peer {peer!r} is not installed (pip install {pkgs})")
     make = {"torch": _torch_runner, "onnxruntime": _ort_runner,
-            "openvino": _openvino_runner}[peer]
+            "openvino": _openvino_runner, "ncnn": _ncnn_runner}[peer]
     try:
         return make(model, threads)
     except UnsupportedError:
@@ -560,4 +572,92 @@ def _openvino_runner(model, threads):
     def run(x):
         request.infer({0: x})
         return request.get_output_tensor(0).data.copy()
+    return run
+
+
+_NCNN_TRIAL = """
+import sys, numpy as np, ncnn
+net = ncnn.Net()
+net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = False
+net.opt.use_bf16_storage = False
+assert net.load_param("model.ncnn.param") == 0 and net.load_model("model.ncnn.bin") == 0
+ex = net.create_extractor()
+x = np.ones([int(v) for v in sys.argv[1].split(",")], np.float32)
+ex.input("in0", ncnn.Mat(x))
+assert ex.extract("out0")[0] == 0
+"""
+
+
+def _ncnn_trial(workdir, sample_shape):
+    """One inference of pnnx's conversion in a child process: some conversions crash ncnn
+    (seen on random graphs), which must not take the caller's process with them."""
+    import subprocess
+    import sys
+    r = subprocess.run([sys.executable, "-c", _NCNN_TRIAL,
+                        ",".join(str(d) for d in sample_shape)], cwd=workdir,
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                       timeout=600)
+    if r.returncode != 0:
+        raise UnsupportedError(f"ncnn fails on pnnx's conversion of this model (trial run "
+                               f"exit code {r.returncode})")
+
+
+def _ncnn_runner(model, threads):
+    """ncnn in float32 on the model converted by pnnx (from our ONNX export), converted at
+    the first call's input shape (pnnx needs one) and again if the sample shape changes."""
+    import ncnn
+    import os
+    import subprocess
+    import tempfile
+    import pnnx
+    if len(model.inputs) != 1 or len(model.inputs[0].shape) != 4:
+        raise UnsupportedError("ncnn: only models with one (N, C, H, W) input are run")
+    onnx_bytes = to_onnx(model).SerializeToString()
+    work = tempfile.TemporaryDirectory(prefix="engine-ncnn-")
+    state = {}
+
+    def convert(sample_shape):
+        path = os.path.join(work.name, "model.onnx")
+        with open(path, "wb") as f:
+            f.write(onnx_bytes)
+        shape = ",".join(str(d) for d in (1,) + tuple(sample_shape))
+        r = subprocess.run([pnnx.EXEC_PATH, path, f"inputshape=[{shape}]", "fp16=0"],
+                           cwd=work.name, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           text=True, timeout=600)
+        param = os.path.join(work.name, "model.ncnn.param")
+        if r.returncode != 0 or not os.path.exists(param):
+            tail = r.stdout.strip().splitlines()[-1:] or ["no output"]
+            raise UnsupportedError(f"pnnx could not convert the model: {tail[0][:300]}")
+        _ncnn_trial(work.name, sample_shape)
+        net = ncnn.Net()
+        o = net.opt
+        o.use_fp16_packed = o.use_fp16_storage = o.use_fp16_arithmetic = False
+        o.use_bf16_storage = False
+        o.num_threads = threads
+        if net.load_param(param) != 0 or \
+                net.load_model(os.path.join(work.name, "model.ncnn.bin")) != 0:
+            raise UnsupportedError("ncnn could not load pnnx's conversion of the model")
+        state.update(net=net, shape=tuple(sample_shape), work=work)
+
+    sample = tuple(model.inputs[0].shape[1:])
+    if None not in sample:
+        convert(sample)               # now, so that a refusal comes from make_runner
+
+    def run(x):
+        if state.get("shape") != tuple(x.shape[1:]):
+            convert(x.shape[1:])
+        outs = []
+        for sample in x:              # ncnn has no batch dimension
+            ex = state["net"].create_extractor()
+            ex.input("in0", ncnn.Mat(np.ascontiguousarray(sample)))
+            rc, out = ex.extract("out0")
+            if rc != 0:
+                raise UnsupportedError("ncnn failed to run the model")
+            outs.append(np.array(out))
+        y = np.stack(outs)
+        # ncnn drops leading dims of extent 1: give the output the model's shape back
+        want = (x.shape[0],) + tuple(model.values[model.outputs[0]].shape[1:])
+        if None not in want and math.prod(want) == y.size:
+            y = y.reshape(want)
+        return y
     return run

@@ -1,5 +1,6 @@
-"""Peers as independent oracles: PyTorch eager and ONNX Runtime / OpenVINO (through our
-ONNX export) compute the same outputs as engine on random graphs and zoo models.
+"""Peers as independent oracles: PyTorch eager and ONNX Runtime / OpenVINO / ncnn (through
+our ONNX export; ncnn after pnnx's conversion) compute the same outputs as engine on random
+graphs and zoo models.
 
 Tolerance: 1e-4 relative to the output magnitude.  Graphs a peer computes with other
 semantics (ONNX's even-sized LRN window, OpenVINO's ceil_mode pooling) are refused by
@@ -11,7 +12,7 @@ random graph while every other installed peer agrees, the example is set aside (
 ONNX Runtime and PyTorch agreed with us to 1.5e-7, OpenVINO was off by 1 %).
 """
 
-TOLERANCE = {"torch": 1e-4, "onnxruntime": 1e-4, "openvino": 1e-4}
+TOLERANCE = {"torch": 1e-4, "onnxruntime": 1e-4, "openvino": 1e-4, "ncnn": 1e-4}
 
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ def _need(peer):
         pytest.importorskip("onnx")
 
 
-@pytest.mark.parametrize("peer", ["torch", "onnxruntime", "openvino"])
+@pytest.mark.parametrize("peer", ["torch", "onnxruntime", "openvino", "ncnn"])
 @settings(max_examples=12)
 @given(seed=st.integers(0, 2**31))
 def test_random_graphs_agree_with_peer(peer, seed):
@@ -44,7 +45,7 @@ def test_random_graphs_agree_with_peer(peer, seed):
     x = rng_array(rng, shape)
     ours = engine.Session(model, threads=1).run(x)[0]
     got = run(x)
-    if peer == "openvino" and rel_err(got, ours) > TOLERANCE[peer]:
+    if peer in ("openvino", "ncnn") and rel_err(got, ours) > TOLERANCE[peer]:
         assume(not _others_agree(model, x, ours, peer))
     assert_close(got, ours, TOLERANCE[peer])
 
@@ -66,7 +67,7 @@ def _others_agree(model, x, ours, peer):
 
 @pytest.mark.parametrize("name,size", [("resnet18", 64), ("mobilenet_v2", 64),
                                        ("googlenet", 64), ("alexnet_original", None)])
-@pytest.mark.parametrize("peer", ["torch", "onnxruntime", "openvino"])
+@pytest.mark.parametrize("peer", ["torch", "onnxruntime", "openvino", "ncnn"])
 def test_zoo_models_agree_with_peer(name, size, peer):
     _need(peer)
     from engine import zoo

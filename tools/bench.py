@@ -390,7 +390,7 @@ def _ort_runner_no_spin(peers, model, threads):
 
 
 def _peer_list(opts):
-    """ONNX Runtime / OpenVINO (through engine.peers' ONNX export) to time as well."""
+    """ONNX Runtime / OpenVINO / ncnn (through engine.peers' ONNX export) to time as well."""
     if opts.no_peers:
         return []
     want = [p for p in opts.vs.split(",") if p and p != "torch"]
@@ -409,7 +409,7 @@ def model_main(opts):
     for res in results:
         for row in res["rows"]:
             for k in row:
-                if k in ("torch", "onnxruntime", "openvino") and k not in peers_seen:
+                if k in ("torch", "onnxruntime", "openvino", "ncnn") and k not in peers_seen:
                     peers_seen.append(k)
     print(f"# model latency, batch {opts.batch}, ms: median of {opts.rounds} interleaved "
           f"rounds (best in parentheses); machine: {_machine()}"
@@ -578,7 +578,7 @@ def main(argv=None):
     m.add_argument("--input-shape", default="")
     m.add_argument("--rounds", type=int, default=15)
     m.add_argument("--no-torch", action="store_true")
-    m.add_argument("--vs", default="torch,onnxruntime,openvino",
+    m.add_argument("--vs", default="torch,onnxruntime,openvino,ncnn",
                    help="peers to time (those installed); ONNX Runtime and OpenVINO run the "
                         "engine model exported to ONNX by engine.peers")
     m.add_argument("--no-peers", action="store_true", help="PyTorch only")
