@@ -208,8 +208,9 @@ _TORCH_OPS = {
     "clip": lambda F, t, i, a: t.clamp(i[0], a["min"], a["max"]),
     "softmax": lambda F, t, i, a: F.softmax(i[0], a["dim"]),
     "log_softmax": lambda F, t, i, a: F.log_softmax(i[0], a["dim"]),
-    "batch_norm": lambda F, t, i, a: F.batch_norm(i[0], i[1], i[2], *(i[3:] + [None, None])[:2],
-                                                  False, 0.0, a["eps"]),
+    "batch_norm": lambda F, t, i, a: _t_act(F, t, F.batch_norm(
+        i[0], i[1], i[2], *(i[3:] + [None, None])[:2], False, 0.0, a["eps"]),
+        a.get("activation")),
     "layer_norm": _t_norm("layer"), "instance_norm": _t_norm("instance"),
     "group_norm": _t_norm("group"),
     "local_response_norm": lambda F, t, i, a: F.local_response_norm(i[0], a["size"], a["alpha"],
@@ -419,8 +420,11 @@ def _o_bn(ex, n, shapes):
     ins = list(n.inputs) + [""] * (5 - len(n.inputs))
     w = ins[3] or ex.const(np.ones(c))
     b = ins[4] or ex.const(np.zeros(c))
-    ex.node("BatchNormalization", [ins[0], w, b, ins[1], ins[2]], n.outputs,
+    out = ex.tmp("bn") if n.attrs.get("activation") else n.outputs[0]
+    ex.node("BatchNormalization", [ins[0], w, b, ins[1], ins[2]], [out],
             epsilon=n.attrs["eps"])
+    if n.attrs.get("activation"):
+        ex.act(out, n.attrs["activation"], n.outputs[0])
 
 
 def _o_unary(op, **fixed):

@@ -64,8 +64,9 @@ def threads_backend():
 
 def set_thread_cap(int cap):
     """Let the kernels that this Python thread calls use at most ``cap`` threads (0: as
-    many as each call asks for); returns the previous cap.  The tiling is unchanged, so the
-    results are too.  Used by engine.runtime.threads for a whole run."""
+    many as each call asks for); returns the previous cap.  The kernels tile for the
+    threads they get, within workspaces sized for the count asked for, and compute the same
+    results.  engine.runtime.plan sets it for a whole run (engine.runtime.threads)."""
     return ek_parallel_set_cap(cap)
 
 

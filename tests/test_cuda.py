@@ -565,7 +565,8 @@ def _batch_norm(draw):
     c = shape[1]
     opt = [_arr(draw, (c,)) if draw(st.booleans()) else None for _ in range(2)]
     var = np.abs(_arr(draw, (c,))) + 0.5
-    return {"eps": 1e-5}, [_arr(draw, shape), _arr(draw, (c,)), var, *opt], [False] + [True] * 4
+    return {"eps": 1e-5, "activation": _act(draw)}, \
+        [_arr(draw, shape), _arr(draw, (c,)), var, *opt], [False] + [True] * 4
 
 
 def _layer_norm(draw):

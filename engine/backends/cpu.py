@@ -530,6 +530,7 @@ register_kernel(B, "log_softmax", "stable", note="max-subtracted, double sums")(
                  note="scale/shift folded at prepare time, one fused multiply-add pass")
 def batch_norm_kernel(node, ctx):
     eps = float(node.attrs["eps"])
+    code, p0, p1 = act_params(node.attrs.get("activation"))
     xget = _getter(ctx, 0)
     threads = ctx.threads
     isa = _isa(ctx)
@@ -563,7 +564,7 @@ def batch_norm_kernel(node, ctx):
         st = params(inputs, bind)
         if st is None:
             return None
-        return _elt.channel_affine(_c(xget(inputs)), st[0], st[1], outputs[0], 0, 0.0, 0.0,
+        return _elt.channel_affine(_c(xget(inputs)), st[0], st[1], outputs[0], code, p0, p1,
                                    threads, isa=isa, bind=bind)
     return NativeKernel(run, 0, "channel_affine")
 

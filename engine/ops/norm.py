@@ -7,6 +7,7 @@ import numbers
 
 import numpy as np
 
+from .activation import apply_activation, check_activation
 from .conv import is_int, known
 from .registry import check, register_op
 
@@ -41,7 +42,9 @@ def _affine(y, weight, bias, view):
 
 # -- batch_norm -----------------------------------------------------------------------------
 
-def _infer_batch_norm(x, running_mean, running_var, weight=None, bias=None, *, eps):
+def _infer_batch_norm(x, running_mean, running_var, weight=None, bias=None, *, eps,
+                      activation=None):
+    check_activation(activation)
     check(len(x) >= 2, f"batch_norm expects an input of rank >= 2 (N, C, ...), got shape "
                        f"{tuple(x)}")
     _check_eps(eps)
@@ -53,14 +56,17 @@ def _infer_batch_norm(x, running_mean, running_var, weight=None, bias=None, *, e
 
 
 @register_op("batch_norm", infer=_infer_batch_norm, n_inputs=(3, 5))
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, eps):
-    """(x - running_mean) / sqrt(running_var + eps) * weight + bias, per channel (dim 1)."""
+def batch_norm(x, running_mean, running_var, weight=None, bias=None, *, eps, activation=None):
+    """(x - running_mean) / sqrt(running_var + eps) * weight + bias, per channel (dim 1),
+    then the fused ``activation`` (engine.passes.fuse_activation: BatchNorm + ReLU of
+    pre-activation blocks, one pass)."""
     _infer_batch_norm(x.shape, running_mean.shape, running_var.shape,
                       None if weight is None else weight.shape,
-                      None if bias is None else bias.shape, eps=eps)
+                      None if bias is None else bias.shape, eps=eps, activation=activation)
     view = lambda v: _channel_view(v, x.ndim)  # noqa: E731
     y = (_f64(x) - view(_f64(running_mean))) / np.sqrt(view(_f64(running_var)) + eps)
-    return _affine(y, weight, bias, view).astype(np.float32)
+    y = _affine(y, weight, bias, view)
+    return np.asarray(apply_activation(y, activation), dtype=np.float32)
 
 
 # -- layer_norm -----------------------------------------------------------------------------

@@ -105,12 +105,15 @@ def fold_batchnorm(model, keep=frozenset()):
                     and g.single_consumer(x) is bn
                     and (layer.op != "linear" or (shape is not None and len(shape) == 2))):
                 _fold_after(model, g, layer, bn)
+                if bn.attrs.get("activation") is not None:    # moves on to the layer
+                    layer.attrs["activation"] = bn.attrs["activation"]
                 g.set_outputs(layer, [y])
                 g.remove(bn)
                 changed = True
                 continue
             nxt = g.single_consumer(y)
             if (nxt is not None and nxt.op in ("conv", "linear") and nxt.inputs[0] == y
+                    and bn.attrs.get("activation") is None
                     and _params_constant(model, nxt)
                     and (nxt.op != "conv"
                          or all(p == 0 for pair in nxt.attrs["padding"] for p in pair))

@@ -1,4 +1,5 @@
-"""Fuse an activation into the conv / linear before it: one kernel call, one memory pass.
+"""Fuse an activation into the conv / linear / batch_norm before it: one kernel call, one
+memory pass (batch_norm: the BatchNorm + ReLU pairs of pre-activation blocks, DenseNet's).
 
 The layer's ``activation`` attribute records the fused op and its attributes; kernels
 apply it in their store loop and the reference applies it right after the layer.
@@ -7,7 +8,7 @@ apply it in their store loop and the reference applies it right after the layer.
 from ..ops import get_op
 from .util import GraphIndex
 
-LAYERS = {"conv", "conv_transpose", "linear"}
+LAYERS = {"conv", "conv_transpose", "linear", "batch_norm"}
 FUSABLE = {"relu", "relu6", "leaky_relu", "clip", "sigmoid", "tanh", "silu", "hardswish",
            "hardsigmoid", "gelu"}
 

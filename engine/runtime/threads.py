@@ -11,9 +11,11 @@ or more), keeping whichever is faster.  Probes are spaced so that what they cost
 probe's measured excess over the current count) stays under ``PROBE_BUDGET`` of the run
 time, and further apart while they keep losing.  The current count's time is the median of
 its last few runs (robust to an odd slow run, quick to follow a change); when it gets
-markedly slower than at the last decision, a probe follows at once.  The count caps the calling thread's grids for one run
-(``engine._kernels._lib.set_thread_cap``); the kernels' tiling stays that of ``threads``,
-so the results do not depend on the count chosen.
+markedly slower than at the last decision, a probe follows at once.
+
+The count caps the calling thread's kernel calls for one run
+(``engine._kernels._lib.set_thread_cap``): they tile for the threads they get, and the
+results do not depend on the count chosen.
 """
 
 import statistics

@@ -48,9 +48,10 @@ static void ek_parallel_set_impl(ek_parallelize_fn impl) { ek_parallel_impl = im
 #define EK_THREAD_LOCAL __thread
 #endif
 
-/* The most threads the calling thread's grids may use (0: as many as asked).  The runtime
+/* The most threads the calling thread's calls may use (0: as many as asked).  The runtime
    lowers it for a whole run when fewer threads measure faster, e.g. while another process
-   holds a core (engine/runtime/threads.py); the kernels' tiling does not change. */
+   holds a core (engine/runtime/threads.py); kernel entries then tile for the threads they
+   get (ek_bind.h), with the same results. */
 static EK_THREAD_LOCAL int ek_parallel_cap = 0;
 
 static inline int ek_parallel_set_cap(int cap)

@@ -566,11 +566,12 @@ def batch_norm_kernel(node, ctx):
     x = tuple(ctx.in_shapes[0])
     C, inner, n = int(x[1]), prod(x[2:]), prod(x)
     eps = float(node.attrs["eps"])
+    code, p0, p1 = act_params(node.attrs.get("activation"))
 
     def emit(e):
         e.launch("ek_batch_norm", grid_1d(n, e.target), e.ins[0].ptr, e.outs[0].ptr, i64(n),
                  i64(inner), i32(C), e.ins[1].ptr, e.ins[2].ptr, _ptr(e, 3), _ptr(e, 4),
-                 f32(eps))
+                 f32(eps), i32(code), f32(p0), f32(p1))
     return CudaKernel("direct", emit)
 
 

@@ -50,13 +50,14 @@ extern "C" __global__ void ek_prelu(const float* x, const float* w, float* y, i6
 // (x - mean[c]) / sqrt(var[c] + eps) * w[c] + b[c]; w and b may be null.
 extern "C" __global__ void ek_batch_norm(const float* x, float* y, i64 n, i64 inner, int C,
                                          const float* mean, const float* var, const float* w,
-                                         const float* b, float eps) {
+                                         const float* b, float eps, int code, float p0,
+                                         float p1) {
     EK_FOR(i, n) {
         const int c = (int)((i / inner) % C);
         float v = (x[i] - mean[c]) / sqrtf(var[c] + eps);
         if (w) v *= w[c];
         if (b) v += b[c];
-        y[i] = v;
+        y[i] = ek_act(v, code, p0, p1);
     }
 }
 
