@@ -363,6 +363,19 @@ class Builder:
     def gelu(self, input, approximate="none", name=None):
         return self._node("gelu", [input], dict(approximate=approximate), name)
 
+    def elu(self, input, alpha=1.0, name=None):
+        return self._node("elu", [input], dict(alpha=float(alpha)), name)
+
+    def selu(self, input, name=None):
+        return self._node("selu", [input], {}, name)
+
+    def softplus(self, input, beta=1.0, threshold=20.0, name=None):
+        return self._node("softplus", [input], dict(beta=float(beta),
+                                                    threshold=float(threshold)), name)
+
+    def mish(self, input, name=None):
+        return self._node("mish", [input], {}, name)
+
     def clip(self, input, min=None, max=None, name=None):
         """``torch.clamp``: either bound may be None."""
         return self._node("clip", [input], dict(min=None if min is None else float(min),

@@ -726,7 +726,7 @@ def cmd_ops(args):
 
 def cmd_config(args):
     from .config import show_config
-    show_config()
+    show_config(peak=args.peak)
     return 0
 
 
@@ -804,6 +804,9 @@ def build_parser():
     o = sub.add_parser("ops", help="list ops and their CPU kernels")
     o.set_defaults(fn=cmd_ops)
     c = sub.add_parser("config", help="show build and runtime configuration")
+    c.add_argument("--peak", action="store_true",
+                   help="also measure this machine's floating-point peak (GFLOP/s, 1 thread "
+                        "and all cores; about a second)")
     c.set_defaults(fn=cmd_config)
     return p
 

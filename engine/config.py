@@ -70,9 +70,24 @@ def config_dict():
     return info
 
 
-def show_config(file=None):
-    """Print the build and runtime configuration (instruction set, thread pool, threads)."""
-    for k, v in config_dict().items():
+def measured_peak(threads=None, seconds=0.3, isa=None):
+    """{threads: GFLOP/s}: this machine's floating-point peak measured now at the session
+    level (engine._kernels.gemm.fma_peak: register-only multiply-add chains, 2 flops each),
+    on 1 thread and on ``threads`` (default: the physical cores).  On a shared machine it
+    moves with the load: measure it next to the figures it is a yardstick for."""
+    from ._kernels import gemm
+    threads = physical_cores() if threads is None else threads
+    return {t: gemm.fma_peak(seconds, t, isa=isa) / 1e9 for t in sorted({1, threads})}
+
+
+def show_config(file=None, peak=False):
+    """Print the build and runtime configuration (instruction set, thread pool, threads);
+    with ``peak``, also the measured floating-point peak (measured_peak)."""
+    info = config_dict()
+    if peak and "isa" in info:
+        info["peak_gflops"] = ", ".join(f"{g:.1f} on {t} thread{'s' if t > 1 else ''}"
+                                        for t, g in measured_peak().items())
+    for k, v in info.items():
         if isinstance(v, (list, tuple)):
             v = ", ".join(str(x) for x in v)
         print(f"{k:>16}: {v}", file=file)

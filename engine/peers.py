@@ -205,6 +205,9 @@ _TORCH_OPS = {
     "silu": lambda F, t, i, a: F.silu(i[0]), "hardswish": lambda F, t, i, a: F.hardswish(i[0]),
     "hardsigmoid": lambda F, t, i, a: F.hardsigmoid(i[0]),
     "gelu": lambda F, t, i, a: F.gelu(i[0], approximate=a.get("approximate", "none")),
+    "elu": lambda F, t, i, a: F.elu(i[0], a["alpha"]), "selu": lambda F, t, i, a: F.selu(i[0]),
+    "softplus": lambda F, t, i, a: F.softplus(i[0], a["beta"], a["threshold"]),
+    "mish": lambda F, t, i, a: F.mish(i[0]),
     "clip": lambda F, t, i, a: t.clamp(i[0], a["min"], a["max"]),
     "softmax": lambda F, t, i, a: F.softmax(i[0], a["dim"]),
     "log_softmax": lambda F, t, i, a: F.log_softmax(i[0], a["dim"]),
@@ -458,6 +461,23 @@ def _o_gelu(ex, x, out, a):
     ex.node("Mul", [ex.node("Mul", [x, ex.const(0.5)], [ex.tmp("half")]), one], [out])
 
 
+def _o_softplus(ex, x, out, a):
+    """ONNX Softplus has neither beta nor threshold: log(1 + exp(beta x)) / beta written
+    out, and x where beta x > threshold."""
+    beta, thr = float(a["beta"]), float(a["threshold"])
+    z = ex.node("Mul", [x, ex.const(beta)], [ex.tmp("bx")])
+    sp = ex.node("Div", [ex.node("Softplus", [z], [ex.tmp("sp")]), ex.const(beta)],
+                 [ex.tmp("spb")])
+    big = ex.node("Greater", [z, ex.const(thr)], [ex.tmp("big")])
+    ex.node("Where", [big, x, sp], [out])
+
+
+def _o_mish(ex, x, out):
+    """x tanh(softplus(x)) (ONNX's Mish is opset 18; the export is opset 17)."""
+    t = ex.node("Tanh", [ex.node("Softplus", [x], [ex.tmp("sp")])], [ex.tmp("t")])
+    ex.node("Mul", [x, t], [out])
+
+
 _ONNX_UNARY = {
     "relu": _o_unary("Relu"), "sigmoid": _o_unary("Sigmoid"), "tanh": _o_unary("Tanh"),
     "relu6": lambda ex, x, out, a: _o_clip(ex, x, out, {"min": 0.0, "max": 6.0}),
@@ -466,6 +486,10 @@ _ONNX_UNARY = {
     "clip": _o_clip, "silu": _o_silu, "gelu": _o_gelu,
     "hardswish": _o_unary("HardSwish"),
     "hardsigmoid": _o_unary("HardSigmoid", alpha=1 / 6, beta=0.5),
+    "elu": lambda ex, x, out, a: ex.node("Elu", [x], [out], alpha=a["alpha"]),
+    "selu": _o_unary("Selu", alpha=1.6732632423543772, gamma=1.0507009873554805),
+    "softplus": lambda ex, x, out, a: _o_softplus(ex, x, out, a),
+    "mish": lambda ex, x, out, a: _o_mish(ex, x, out),
 }
 
 

@@ -195,8 +195,8 @@ cdef inline int _threads(object nthreads) except -1:
 
 cdef inline int _act(object act) except -1:
     cdef long a = act
-    if a < 0 or a > 11:
-        raise ValueError(f"act must be an activation code in [0, 11], got {a}")
+    if a < 0 or a > 15:
+        raise ValueError(f"act must be an activation code in [0, 15], got {a}")
     return <int>a
 
 

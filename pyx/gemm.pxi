@@ -20,6 +20,7 @@ cdef extern from *:
         EK_ISA_SEL(isa, ek_gemm_pack_b)(K, N, B, ldb, t, buf)
     #define ek_gemm_blocking_at(isa, out) EK_ISA_SEL(isa, ek_gemm_blocking)(out)
     #define ek_gemm_kind_at(isa) EK_ISA_SEL(isa, ek_gemm_kind)()
+    #define ek_fma_peak_at(isa, seconds, nt) EK_ISA_SEL(isa, ek_fma_peak)(seconds, nt)
     static const char *ek_build_compiler(void) {
     #if defined(__clang__)
         return "clang " __clang_version__;
@@ -42,6 +43,7 @@ cdef extern from *:
                            Py_ssize_t ldb, int trans, float* buf) nogil
     void ek_gemm_blocking_at(int isa, Py_ssize_t* out)
     const char* ek_gemm_kind_at(int isa)
+    double ek_fma_peak_at(int isa, double seconds, int nthreads) nogil
     const char* ek_build_compiler()
 
 BIAS_NONE = 0
@@ -62,6 +64,22 @@ def build_config():
         "cache_l1d_kib": int(ek_gemm_l1_bytes) // 1024,
         "cache_l2_kib": int(ek_gemm_l2_bytes) // 1024,
     }
+
+
+def fma_peak(double seconds=0.2, nthreads=1, isa=None):
+    """This machine's measured floating-point peak at a level, in FLOP/s: `nthreads`
+    threads together, each running independent register-only multiply-add chains for about
+    `seconds` (include/engine/ek_peak.h).  The yardstick of GEMM efficiency figures."""
+    cdef int lv = _isa_arg(isa)
+    cdef int nt = _threads(nthreads)
+    cdef double r
+    if not 1e-3 <= seconds <= 10.0:
+        raise ValueError(f"seconds must be in [0.001, 10], got {seconds}")
+    if nt > 256:
+        raise ValueError(f"nthreads must be <= 256 for a peak measurement, got {nt}")
+    with nogil:
+        r = ek_fma_peak_at(lv, seconds, nt)
+    return r
 
 
 def blocking(isa=None):

@@ -12,7 +12,7 @@ import engine
 from helpers import rng_array
 
 ACTS = ["relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid",
-        "gelu", "clip", "prelu"]
+        "gelu", "clip", "prelu", "elu", "selu", "softplus", "mish"]
 
 
 def _divisors(n):

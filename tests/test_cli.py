@@ -651,3 +651,11 @@ def test_convert_refuses_hostile_checkpoint_in_one_line(hostile_checkpoints, tmp
         fails(capsys, ["convert", hostile_checkpoints / name, "--arch", "lenet5", "-o",
                        tmp_path / "x.safetensors"], "refused before")
     assert not (tmp_path / "x.safetensors").exists()
+
+
+def test_config_measures_the_peak(capsys):
+    assert main(["config", "--peak"]) == 0
+    out = capsys.readouterr().out
+    line = next(l for l in out.splitlines() if "peak_gflops" in l)
+    first = float(line.split(":", 1)[1].split()[0])
+    assert first > 0.5, line          # any CPU of the last decades does far more

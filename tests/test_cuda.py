@@ -418,7 +418,8 @@ def _act(draw):
     if name is None:
         return None
     extra = {"leaky_relu": {"negative_slope": 0.1}, "clip": {"min": -0.5, "max": 1.0},
-             "gelu": {"approximate": draw(st.sampled_from(["none", "tanh"]))}}
+             "gelu": {"approximate": draw(st.sampled_from(["none", "tanh"]))},
+             "elu": {"alpha": 0.7}, "softplus": {"beta": 1.5, "threshold": 4.0}}
     return {"op": name, **extra.get(name, {})}
 
 
@@ -534,7 +535,10 @@ def _unary(op):
         attrs = {"leaky_relu": {"negative_slope": draw(st.sampled_from([0.01, 0.2, -1.0]))},
                  "clip": {"min": draw(st.sampled_from([None, -1.0, 0.0])),
                           "max": draw(st.sampled_from([None, 1.0, 6.0]))},
-                 "gelu": {"approximate": draw(st.sampled_from(["none", "tanh"]))}}.get(op, {})
+                 "gelu": {"approximate": draw(st.sampled_from(["none", "tanh"]))},
+                 "elu": {"alpha": draw(st.sampled_from([1.0, 0.3]))},
+                 "softplus": {"beta": draw(st.sampled_from([1.0, 2.0, -0.5])),
+                              "threshold": draw(st.sampled_from([20.0, 3.0]))}}.get(op, {})
         shape = tuple(draw(st.integers(1, 5)) for _ in range(draw(st.integers(0, 4))))
         return attrs, [_arr(draw, shape, 4.0)], [False]
     return case
@@ -797,7 +801,8 @@ def test_special_values(device):
                    6.5, -100.0]], np.float32)
     for op in FUSABLE:
         attrs = {"leaky_relu": {"negative_slope": 0.1}, "clip": {"min": -1.0, "max": 2.0},
-                 "gelu": {"approximate": "none"}}.get(op, {})
+                 "gelu": {"approximate": "none"}, "elu": {"alpha": 1.0},
+                 "softplus": {"beta": 1.0, "threshold": 20.0}}.get(op, {})
         check_op(op, (attrs, [x], [False]))
     pool = dict(kernel_size=[2], stride=[2], padding=[1], dilation=[1], ceil_mode=True)
     check_op("max_pool", (pool, [x.reshape(1, 1, 12)], [False]))

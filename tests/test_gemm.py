@@ -29,7 +29,9 @@ SETTINGS = dict(deadline=None, derandomize=True, database=None,
 ACTS = [None, {"op": "relu"}, {"op": "relu6"}, {"op": "leaky_relu", "negative_slope": 0.1},
         {"op": "clip", "min": -0.5, "max": 0.75}, {"op": "sigmoid"}, {"op": "tanh"},
         {"op": "silu"}, {"op": "hardswish"}, {"op": "hardsigmoid"},
-        {"op": "gelu", "approximate": "none"}, {"op": "gelu", "approximate": "tanh"}]
+        {"op": "gelu", "approximate": "none"}, {"op": "gelu", "approximate": "tanh"},
+        {"op": "elu", "alpha": 0.7}, {"op": "selu"},
+        {"op": "softplus", "beta": 1.5, "threshold": 4.0}, {"op": "mish"}]
 EDGES = [1, 2, 3, 4, 5, 7, 8, 13, 14, 15, 16, 17, 20, 21, 28, 31, 32, 33, 47, 48, 49, 64, 65,
          97, 196, 257, 300]
 SIZE = st.one_of(st.sampled_from(EDGES), st.integers(1, 300))
@@ -359,3 +361,15 @@ def test_gemm_small_m_full_epilogue(isa, M):
             close(c, ref, f"{isa} M={M} bias_mode={mode} threads={t}")
             outs.append(c)
         np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_fma_peak_measures_and_checks_its_arguments(isa):
+    """The yardstick of the GEMM efficiency figures: finite and positive at every level,
+    two threads at least not slower than one; bad arguments raise."""
+    one = kgemm.fma_peak(0.02, 1)
+    two = kgemm.fma_peak(0.02, 2)
+    assert np.isfinite(one) and one > 5e8
+    assert two > 0.5 * one
+    for bad in (dict(seconds=0.0), dict(seconds=11.0), dict(nthreads=0), dict(nthreads=257)):
+        with pytest.raises(ValueError):
+            kgemm.fma_peak(**bad)

@@ -81,7 +81,9 @@ ACTIVATIONS = [None, {"op": "relu"}, {"op": "relu6"}, {"op": "leaky_relu", "nega
                {"op": "clip", "min": -0.5, "max": 0.75}, {"op": "clip", "min": None, "max": 0.5},
                {"op": "clip", "min": -0.25, "max": None}, {"op": "sigmoid"}, {"op": "tanh"},
                {"op": "silu"}, {"op": "hardswish"}, {"op": "hardsigmoid"},
-               {"op": "gelu", "approximate": "none"}, {"op": "gelu", "approximate": "tanh"}]
+               {"op": "gelu", "approximate": "none"}, {"op": "gelu", "approximate": "tanh"},
+               {"op": "elu", "alpha": 0.7}, {"op": "selu"},
+               {"op": "softplus", "beta": 1.5, "threshold": 4.0}, {"op": "mish"}]
 
 
 def rand(rng, shape, scale=1.0):
@@ -449,7 +451,10 @@ UNARY = [("relu", {}), ("relu6", {}), ("sigmoid", {}), ("tanh", {}), ("silu", {}
          ("leaky_relu", {"negative_slope": -1.5}), ("gelu", {"approximate": "none"}),
          ("gelu", {"approximate": "tanh"}), ("clip", {"min": -1.0, "max": 2.0}),
          ("clip", {"min": None, "max": 0.0}), ("clip", {"min": 0.5, "max": None}),
-         ("clip", {"min": 1.0, "max": -1.0})]
+         ("clip", {"min": 1.0, "max": -1.0}), ("elu", {"alpha": 1.0}), ("elu", {"alpha": 0.3}),
+         ("selu", {}), ("softplus", {"beta": 1.0, "threshold": 20.0}),
+         ("softplus", {"beta": 2.0, "threshold": 3.0}), ("softplus", {"beta": -1.0, "threshold": 20.0}),
+         ("mish", {})]
 
 
 @pytest.mark.parametrize("op,attrs", UNARY)
@@ -498,7 +503,7 @@ def test_unary_special_values_match_torch():
     t = torch.from_numpy(x)
     pairs = {"relu": F.relu(t), "relu6": F.relu6(t), "sigmoid": torch.sigmoid(t),
              "tanh": torch.tanh(t), "hardswish": F.hardswish(t), "hardsigmoid": F.hardsigmoid(t),
-             "silu": F.silu(t)}
+             "silu": F.silu(t), "selu": F.selu(t), "mish": F.mish(t)}
     for op, want in pairs.items():
         (y,), _, _, _ = run_cpu(op, {}, [x])
         finite = np.isfinite(x) if op == "silu" else np.ones(x.shape, bool)
@@ -791,7 +796,7 @@ BAD_CALLS = [
     lambda: kpool.adaptive_pool3d(_f(1, 2, 4, 4), _f(1, 2, 2, 2), kpool.AVG),
     # eltwise
     lambda: kelt.unary(_f(10), _f(9), 1),
-    lambda: kelt.unary(_f(10), _f(10), 12),
+    lambda: kelt.unary(_f(10), _f(10), 16),
     lambda: kelt.binary(0, _f(3), _f(4), _f(4), [4], [1], [1]),               # a too small
     lambda: kelt.binary(0, _f(4), _f(4), _f(5), [4], [1], [1]),               # out size
     lambda: kelt.binary(0, _f(4), _f(4), _f(4), [4], [-1], [1]),              # neg stride

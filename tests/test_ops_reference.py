@@ -115,6 +115,14 @@ def torch_activation(y, act):
         return F.gelu(y, approximate=act["approximate"])
     if name == "clip":
         return torch.clamp(y, act["min"], act["max"])
+    if name == "elu":
+        return F.elu(y, act["alpha"])
+    if name == "selu":
+        return F.selu(y)
+    if name == "softplus":
+        return F.softplus(y, act["beta"], act["threshold"])
+    if name == "mish":
+        return F.mish(y)
     raise AssertionError(name)
 
 
@@ -123,6 +131,8 @@ activations = st.sampled_from([
     {"op": "hardswish"}, {"op": "hardsigmoid"}, {"op": "leaky_relu", "negative_slope": 0.1},
     {"op": "gelu", "approximate": "none"}, {"op": "gelu", "approximate": "tanh"},
     {"op": "clip", "min": 0.0, "max": 6.0}, {"op": "clip", "min": -0.5, "max": None},
+    {"op": "elu", "alpha": 0.7}, {"op": "selu"}, {"op": "softplus", "beta": 1.5, "threshold": 4.0},
+    {"op": "mish"},
 ])
 
 
@@ -130,7 +140,8 @@ activations = st.sampled_from([
 
 ALL_OPS = {
     "relu", "relu6", "leaky_relu", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid",
-    "gelu", "clip", "prelu", "softmax", "log_softmax", "conv", "conv_transpose", "max_pool",
+    "gelu", "elu", "selu", "softplus", "mish", "clip", "prelu", "softmax", "log_softmax",
+    "conv", "conv_transpose", "max_pool",
     "min_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool", "linear", "matmul",
     "add", "sub", "mul", "div", "batch_norm", "layer_norm", "instance_norm", "group_norm",
     "local_response_norm", "dropout", "identity", "flatten", "reshape", "permute", "concat",
@@ -175,6 +186,13 @@ UNARY = [
     ("leaky_relu", {"negative_slope": 0.2}, lambda x: F.leaky_relu(x, 0.2)),
     ("gelu", {"approximate": "none"}, lambda x: F.gelu(x)),
     ("gelu", {"approximate": "tanh"}, lambda x: F.gelu(x, approximate="tanh")),
+    ("elu", {"alpha": 1.0}, F.elu),
+    ("elu", {"alpha": 0.3}, lambda x: F.elu(x, 0.3)),
+    ("selu", {}, F.selu),
+    ("softplus", {"beta": 1.0, "threshold": 20.0}, F.softplus),
+    ("softplus", {"beta": 2.0, "threshold": 3.0}, lambda x: F.softplus(x, 2.0, 3.0)),
+    ("softplus", {"beta": -0.5, "threshold": 20.0}, lambda x: F.softplus(x, -0.5, 20.0)),
+    ("mish", {}, F.mish),
     ("clip", {"min": 0.0, "max": 6.0}, lambda x: torch.clamp(x, 0.0, 6.0)),
     ("clip", {"min": None, "max": 1.5}, lambda x: torch.clamp(x, max=1.5)),
     ("clip", {"min": -1.0, "max": None}, lambda x: torch.clamp(x, min=-1.0)),

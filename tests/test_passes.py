@@ -96,7 +96,9 @@ def test_batchnorm_with_two_readers_is_not_folded():
 
 ACTS = [("relu", {}), ("relu6", {}), ("leaky_relu", {"negative_slope": 0.2}),
         ("clip", {"min": -0.5, "max": 0.7}), ("sigmoid", {}), ("tanh", {}), ("silu", {}),
-        ("hardswish", {}), ("hardsigmoid", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"})]
+        ("hardswish", {}), ("hardsigmoid", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"}),
+        ("elu", {"alpha": 0.5}), ("selu", {}), ("softplus", {"beta": 2.0, "threshold": 3.0}),
+        ("mish", {})]
 
 
 @pytest.mark.parametrize("act,kw", ACTS)

@@ -213,7 +213,7 @@ def test_wrapper_rejects_bad_arguments():
         dict(y=np.empty((1, 4, 6, 6), np.float32)), dict(bias=np.zeros(4, np.float32)),
         dict(residual=np.zeros(10, np.float32)), dict(work=np.empty(need - 1, np.float32)),
         dict(work=None), dict(pad=[1]), dict(pad=[-1, 0]), dict(wp=w), dict(wp=None),
-        dict(wp=kconv.conv_pack(w.reshape(5, 4, 1, 3, 3))), dict(act=12), dict(nthreads=0),
+        dict(wp=kconv.conv_pack(w.reshape(5, 4, 1, 3, 3))), dict(act=16), dict(nthreads=0),
     ]
     for b in bad:
         a = dict(x=x, wp=wp, bias=None, y=y, pad=[1, 1], act=0, residual=None, work=work,

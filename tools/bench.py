@@ -177,6 +177,9 @@ def gemm_worker(opts, threads):
     isas = [i for i in opts.isa.split(",") if i] if opts.isa else _kernels.available_isas()[::-1]
     rng = np.random.default_rng(0)
     rows = []
+    # the yardstick: this machine's FMA peak at each level and this thread count, measured
+    # before and after the GEMMs (the better of the two: the VM's speed drifts)
+    peak = {i: kg.fma_peak(0.3, threads, isa=i) / 1e9 for i in isas}
     for name, M, N, K, kind in RESNET50_GEMMS:
         if opts.only and not any(s in name for s in opts.only.split(",")):
             continue
@@ -229,7 +232,9 @@ def gemm_worker(opts, threads):
             row[n] = {"median_s": _median(v), "min_s": min(v),
                       "gflops": flop / _median(v) * 1e-9}
         rows.append(row)
-    return {"threads": threads, "rows": rows, "isas": isas}
+    for i in isas:
+        peak[i] = max(peak[i], kg.fma_peak(0.3, threads, isa=i) / 1e9)
+    return {"threads": threads, "rows": rows, "isas": isas, "peak": peak}
 
 
 def gemm_main(opts):
@@ -239,14 +244,18 @@ def gemm_main(opts):
     print(f"# GEMM GFLOP/s, median of {opts.rounds} interleaved rounds (best round in "
           f"parentheses); machine: {_machine()}; numpy {np.__version__}"
           + (f", OPENBLAS_CORETYPE={opts.coretype}" if opts.coretype else ""))
-    print("# ratio = ours / numpy from the medians (from the best rounds in parentheses)")
+    print("# ratio = ours / numpy from the medians (from the best rounds in parentheses); "
+          "% of peak = ours / the FMA peak measured in the same process at that level and "
+          "thread count (engine._kernels.gemm.fma_peak)")
     for res in results:
-        t, isas = res["threads"], res["isas"]
+        t, isas, peak = res["threads"], res["isas"], res["peak"]
         print(f"\n## {t} thread{'s' if t > 1 else ''}\n")
+        print("measured peak, GFLOP/s: " + ", ".join(f"{i} {peak[i]:.1f}" for i in isas) + "\n")
         hdr = "| GEMM (M x N x K) | numpy | " + " | ".join(f"ours {i}" for i in isas) + \
-              " | " + " | ".join(f"{i} / numpy" for i in isas) + " |"
+              " | " + " | ".join(f"{i} / numpy" for i in isas) + \
+              " | " + " | ".join(f"{i} % of peak" for i in isas) + " |"
         print(hdr)
-        print("|" + "---|" * (2 + 2 * len(isas)))
+        print("|" + "---|" * (2 + 3 * len(isas)))
         for row in res["rows"]:
             flop = 2.0 * row["M"] * row["N"] * row["K"] * 1e-9
             npm, npb = row["numpy"]["gflops"], flop / row["numpy"]["min_s"]
@@ -256,8 +265,10 @@ def gemm_main(opts):
                 om, ob = o["gflops"], flop / o["min_s"]
                 cells.append(f"{om:.1f} ({ob:.1f})")
                 ratios.append(f"{om / npm:.2f} ({ob / npb:.2f})")
+            effs = [f"{100 * row['ours_' + i]['gflops'] / peak[i]:.0f}" for i in isas]
             print(f"| {row['name']} ({row['M']}x{row['N']}x{row['K']}) | {npm:.1f} ({npb:.1f}) | "
-                  + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+                  + " | ".join(cells) + " | " + " | ".join(ratios) + " | " + " | ".join(effs)
+                  + " |")
     if opts.json:
         with open(opts.json, "w") as f:
             json.dump(results, f, indent=1)

@@ -371,7 +371,7 @@ ACTIVATIONS = [None, {"op": "relu"}, {"op": "relu6"}, {"op": "leaky_relu", "nega
 
 ALL_OPS = ["conv", "conv_transpose", "linear", "matmul", "add", "sub", "mul", "div", "relu",
            "relu6", "leaky_relu", "prelu", "sigmoid", "tanh", "silu", "hardswish",
-           "hardsigmoid", "gelu", "clip", "softmax", "log_softmax", "batch_norm", "layer_norm",
+           "hardsigmoid", "gelu", "elu", "selu", "softplus", "mish", "clip", "softmax", "log_softmax", "batch_norm", "layer_norm",
            "instance_norm", "group_norm", "local_response_norm", "max_pool", "min_pool",
            "avg_pool", "adaptive_avg_pool", "adaptive_max_pool", "interpolate", "pad",
            "flatten", "reshape", "permute", "concat", "split", "channel_shuffle", "dropout",

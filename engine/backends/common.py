@@ -7,7 +7,8 @@ import math
 from ..errors import UnsupportedError
 
 ACT_CODES = {"relu": 1, "relu6": 2, "leaky_relu": 3, "clip": 4, "sigmoid": 5, "tanh": 6,
-             "silu": 7, "hardswish": 8, "hardsigmoid": 9, "gelu": 10}
+             "silu": 7, "hardswish": 8, "hardsigmoid": 9, "gelu": 10, "elu": 12, "selu": 13,
+             "softplus": 14, "mish": 15}
 GELU_TANH = 11
 
 
@@ -28,6 +29,10 @@ def act_params(activation, backend="cpu"):
                 math.inf if hi is None else float(hi))
     if name == "gelu":
         return (GELU_TANH if activation.get("approximate", "none") == "tanh" else code), 0.0, 0.0
+    if name == "elu":
+        return code, float(activation.get("alpha", 1.0)), 0.0
+    if name == "softplus":
+        return code, float(activation.get("beta", 1.0)), float(activation.get("threshold", 20.0))
     return code, 0.0, 0.0
 
 

@@ -301,8 +301,24 @@ def _unary(op):
     return handler
 
 
-for _op in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid"):
+for _op in ("relu", "relu6", "sigmoid", "tanh", "silu", "hardswish", "hardsigmoid", "selu",
+            "mish"):
     aten(_op)(_unary(_op))
+
+
+@aten("elu")
+def _elu(cx, a):
+    scale, input_scale = cx.float(a.scale), cx.float(a.input_scale)
+    if scale != 1.0 or input_scale != 1.0:
+        raise Unsupported(f"elu with scale {scale} / input_scale {input_scale} (only "
+                          f"torch.nn.ELU's 1.0 / 1.0)")
+    return cx.b.elu(cx.graph(a.self), cx.float(a.alpha), name=cx.name)
+
+
+@aten("softplus")
+def _softplus(cx, a):
+    return cx.b.softplus(cx.graph(a.self), cx.float(a.beta), cx.float(a.threshold),
+                         name=cx.name)
 
 
 @aten("leaky_relu")

@@ -15,7 +15,7 @@ from .registry import OPS, check, register_op, same_shape
 
 #: Unary ops that conv / conv_transpose / linear may carry as a fused ``activation``.
 FUSABLE = ("relu", "relu6", "leaky_relu", "clip", "sigmoid", "tanh", "silu", "hardswish",
-           "hardsigmoid", "gelu")
+           "hardsigmoid", "gelu", "elu", "selu", "softplus", "mish")
 
 
 def _f64(x):
@@ -145,6 +145,58 @@ def gelu(x, *, approximate):
         inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)
         return _out(0.5 * x * (1.0 + np.tanh(inner)))
     return _out(0.5 * x * (1.0 + _erf(x / math.sqrt(2.0))))
+
+
+def _softplus64(z):
+    """log(1 + exp(z)) on float64 without overflow; NaN stays NaN."""
+    return np.maximum(z, 0.0) + np.log1p(np.exp(-np.abs(z)))
+
+
+def _infer_elu(x, *, alpha):
+    check(_is_number(alpha), f"elu alpha must be a number, got {alpha!r}")
+    return tuple(x)
+
+
+@register_op("elu", infer=_infer_elu, elementwise=True)
+def elu(x, *, alpha):
+    """x if x > 0 else alpha * (exp(x) - 1)."""
+    x = _f64(x)
+    return _out(np.where(x > 0, x, float(alpha) * np.expm1(x)))
+
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+
+
+@register_op("selu", infer=same_shape, elementwise=True)
+def selu(x):
+    """scale * elu(x, alpha) with torch's (self-normalising) constants."""
+    x = _f64(x)
+    return _out(SELU_SCALE * np.where(x > 0, x, SELU_ALPHA * np.expm1(x)))
+
+
+def _infer_softplus(x, *, beta, threshold):
+    check(_is_number(beta) and beta != 0, f"softplus beta must be a non-zero number, got "
+                                         f"{beta!r}")
+    check(_is_number(threshold), f"softplus threshold must be a number, got {threshold!r}")
+    return tuple(x)
+
+
+@register_op("softplus", infer=_infer_softplus, elementwise=True)
+def softplus(x, *, beta, threshold):
+    """log(1 + exp(beta x)) / beta, and x itself where beta x > threshold (torch)."""
+    x = _f64(x)
+    z = float(beta) * x
+    with np.errstate(invalid="ignore"):
+        return _out(np.where(z > float(threshold), x, _softplus64(z) / float(beta)))
+
+
+@register_op("mish", infer=same_shape, elementwise=True)
+def mish(x):
+    """x * tanh(softplus(x))."""
+    x = _f64(x)
+    with np.errstate(invalid="ignore"):
+        return _out(x * np.tanh(_softplus64(x)))
 
 
 def _infer_clip(x, *, min, max):  # noqa: A002 - attribute names are the IR's

@@ -10,7 +10,7 @@ from .util import GraphIndex
 
 LAYERS = {"conv", "conv_transpose", "linear", "batch_norm"}
 FUSABLE = {"relu", "relu6", "leaky_relu", "clip", "sigmoid", "tanh", "silu", "hardswish",
-           "hardsigmoid", "gelu"}
+           "hardsigmoid", "gelu", "elu", "selu", "softplus", "mish"}
 
 
 def _candidate(node):

@@ -14,4 +14,5 @@
 #include "ek_pad.h"
 #include "ek_winograd.h"
 #include "ek_copy.h"
+#include "ek_peak.h"
 #include "ek_bind.h"

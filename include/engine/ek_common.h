@@ -97,7 +97,11 @@ enum ek_act_code {
     EK_ACT_HARDSIGMOID = 9,
     EK_ACT_GELU = 10,       /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
     EK_ACT_GELU_TANH = 11,  /* 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))) */
-    EK_ACT_COUNT = 12
+    EK_ACT_ELU = 12,        /* x > 0 ? x : p0 (exp(x) - 1); p0 = alpha */
+    EK_ACT_SELU = 13,       /* scale elu(x, alpha), torch's constants */
+    EK_ACT_SOFTPLUS = 14,   /* log(1 + exp(p0 x)) / p0, x where p0 x > p1 (beta, threshold) */
+    EK_ACT_MISH = 15,       /* x tanh(softplus(x)) */
+    EK_ACT_COUNT = 16
 };
 
 /* Pooling modes. */
@@ -460,6 +464,54 @@ EK_INLINE float EK_FN(ek_normcdf)(float x)
     return x < 0.0f ? q : 1.0f - q;
 }
 
+/* exp(x) - 1 without the cancellation near 0: Taylor series for |x| < 0.5 (the first term
+   left out below 3e-9 relative), exp(x) - 1 beyond.  Branch-free. */
+EK_INLINE float EK_FN(ek_expm1f)(float x)
+{
+    const float ax = x < 0.0f ? -x : x;
+    float p = 1.0f / 40320.0f;
+    p = p * x + 1.0f / 5040.0f;
+    p = p * x + 1.0f / 720.0f;
+    p = p * x + 1.0f / 120.0f;
+    p = p * x + 1.0f / 24.0f;
+    p = p * x + 1.0f / 6.0f;
+    p = p * x + 0.5f;
+    p = p * x * x + x;
+    return ax < 0.5f ? p : EK_FN(ek_expf)(x) - 1.0f;
+}
+
+/* log(1 + exp(z)) for any z, branch-free: max(z, 0) + log1p(u) with u = exp(-|z|) in
+   (0, 1], log1p(u) = 2 atanh(s), s = u / (2 + u) <= 1/3, by its odd series to s^17
+   (truncation below 2e-9). */
+EK_INLINE float EK_FN(ek_softplus1)(float z)
+{
+    const float az = z < 0.0f ? -z : z;
+    const float u = EK_FN(ek_expf)(-az);
+    const float s = u / (2.0f + u), s2 = s * s;
+    float p = 1.0f / 17.0f;
+    p = p * s2 + 1.0f / 15.0f;
+    p = p * s2 + 1.0f / 13.0f;
+    p = p * s2 + 1.0f / 11.0f;
+    p = p * s2 + 1.0f / 9.0f;
+    p = p * s2 + 1.0f / 7.0f;
+    p = p * s2 + 1.0f / 5.0f;
+    p = p * s2 + 1.0f / 3.0f;
+    p = p * s2 + 1.0f;
+    return (z > 0.0f ? z : 0.0f) + 2.0f * s * p;
+}
+
+/* x tanh(softplus(x)) = x n / (n + 2), n = e (e + 2), e = exp(x): no log, no tanh.  For
+   x >= 20 the ratio is 1 in float (and e is clamped there so that n stays finite). */
+EK_INLINE float EK_FN(ek_mishf)(float x)
+{
+    const float e = EK_FN(ek_expf)(x < 20.0f ? x : 20.0f);
+    const float n = e * (e + 2.0f);
+    return x * (n / (n + 2.0f));
+}
+
+#define EK_SELU_ALPHA 1.6732632423543772848f
+#define EK_SELU_SCALE 1.0507009873554804934f
+
 /*
  * The range [*lo, *hi) of output positions o in [0, n_out) whose input position
  * o * s + off lies inside [0, n_in).  s >= 1.
@@ -515,6 +567,14 @@ EK_INLINE float EK_FN(ek_act1)(float x, int act, float p0, float p1)
         float inner = 0.79788456080286535588f * (x + 0.044715f * x * x * x);
         return 0.5f * x * (1.0f + EK_FN(ek_tanhf)(inner));
     }
+    case EK_ACT_ELU:
+        return x > 0.0f ? x : p0 * EK_FN(ek_expm1f)(x);
+    case EK_ACT_SELU:
+        return EK_SELU_SCALE * (x > 0.0f ? x : EK_SELU_ALPHA * EK_FN(ek_expm1f)(x));
+    case EK_ACT_SOFTPLUS:
+        return p0 * x > p1 ? x : EK_FN(ek_softplus1)(p0 * x) / p0;
+    case EK_ACT_MISH:
+        return EK_FN(ek_mishf)(x);
     default:
         return x;
     }
@@ -580,6 +640,27 @@ EK_API void EK_FN(ek_act_row)(const float *x, float *y, ptrdiff_t n, int act, fl
         break;
     case EK_ACT_GELU:
         for (i = 0; i < n; i++) { float v = x[i]; y[i] = v * EK_FN(ek_normcdf)(v); }
+        break;
+    case EK_ACT_ELU:
+        for (i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = v > 0.0f ? v : p0 * EK_FN(ek_expm1f)(v);
+        }
+        break;
+    case EK_ACT_SELU:
+        for (i = 0; i < n; i++) {
+            float v = x[i];
+            y[i] = EK_SELU_SCALE * (v > 0.0f ? v : EK_SELU_ALPHA * EK_FN(ek_expm1f)(v));
+        }
+        break;
+    case EK_ACT_SOFTPLUS:
+        for (i = 0; i < n; i++) {
+            float v = x[i], z = p0 * v;
+            y[i] = z > p1 ? v : EK_FN(ek_softplus1)(z) / p0;
+        }
+        break;
+    case EK_ACT_MISH:
+        for (i = 0; i < n; i++) y[i] = EK_FN(ek_mishf)(x[i]);
         break;
     case EK_ACT_GELU_TANH:
         for (i = 0; i < n; i++) {

@@ -17,6 +17,7 @@
 #undef EK_PAD_ISA
 #undef EK_WINOGRAD_ISA
 #undef EK_COPY_ISA
+#undef EK_PEAK_ISA
 #undef EK_BIND_ISA
 #undef EK_GEMM_VW
 #undef EK_GEMM_VEXT

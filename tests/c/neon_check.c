@@ -107,20 +107,34 @@ static double act_ref(double x, int act, double p0, double p1)
     case EK_ACT_GELU: return 0.5 * x * (1.0 + erf(x / sqrt(2.0)));
     case EK_ACT_GELU_TANH:
         return 0.5 * x * (1.0 + tanh(0.79788456080286535588 * (x + 0.044715 * x * x * x)));
+    case EK_ACT_ELU: return x > 0 ? x : p0 * expm1(x);
+    case EK_ACT_SELU:
+        return 1.0507009873554804934 * (x > 0 ? x : 1.6732632423543772848 * expm1(x));
+    case EK_ACT_SOFTPLUS: return p0 * x > p1 ? x : log1p(exp(p0 * x)) / p0;
+    case EK_ACT_MISH: return x * tanh(log1p(exp(x)));
     default: return x;
     }
 }
 
 static const char *const act_names[EK_ACT_COUNT] = {
     "none", "relu", "relu6", "leaky_relu", "clip", "sigmoid", "tanh", "silu", "hardswish",
-    "hardsigmoid", "gelu", "gelu_tanh"};
+    "hardsigmoid", "gelu", "gelu_tanh", "elu", "selu", "softplus", "mish"};
 
-/* activation parameters of the tests */
+/* activation parameters of the tests (elu alpha, softplus beta and threshold) */
 static float act_p0(int act)
 {
-    return act == EK_ACT_LEAKY_RELU ? 0.1f : act == EK_ACT_CLIP ? -0.5f : 0.0f;
+    switch (act) {
+    case EK_ACT_LEAKY_RELU: return 0.1f;
+    case EK_ACT_CLIP: return -0.5f;
+    case EK_ACT_ELU: return 0.7f;
+    case EK_ACT_SOFTPLUS: return 1.5f;
+    default: return 0.0f;
+    }
 }
-static float act_p1(int act) { return act == EK_ACT_CLIP ? 0.75f : 0.0f; }
+static float act_p1(int act)
+{
+    return act == EK_ACT_CLIP ? 0.75f : act == EK_ACT_SOFTPLUS ? 4.0f : 0.0f;
+}
 
 /* ------------------------------------------------------------------ results -- */
 

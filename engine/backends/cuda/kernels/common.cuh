@@ -36,6 +36,10 @@ typedef long long i64;
 #define ACT_HARDSIGMOID 9
 #define ACT_GELU 10
 #define ACT_GELU_TANH 11
+#define ACT_ELU 12
+#define ACT_SELU 13
+#define ACT_SOFTPLUS 14
+#define ACT_MISH 15
 
 // Overflow-free logistic function; NaN stays NaN.
 __device__ __forceinline__ float ek_sigmoid(float v) {
@@ -65,6 +69,17 @@ __device__ __forceinline__ float ek_act(float v, int code, float p0, float p1) {
     case ACT_GELU_TANH: {
         float u = 0.79788456080286536f * (v + 0.044715f * v * v * v);
         return 0.5f * v * (1.0f + tanhf(u));
+    }
+    case ACT_ELU: return v > 0.0f ? v : p0 * expm1f(v);
+    case ACT_SELU:
+        return 1.0507009873554805f * (v > 0.0f ? v : 1.6732632423543772f * expm1f(v));
+    case ACT_SOFTPLUS: {
+        const float z = p0 * v;           // log1p(exp(z)) = max(z, 0) + log1p(exp(-|z|))
+        return z > p1 ? v : (fmaxf(z, 0.0f) + log1pf(expf(-fabsf(z)))) / p0;
+    }
+    case ACT_MISH: {
+        const float z = v > 0.0f ? v : 0.0f;
+        return v * tanhf(z + log1pf(expf(-fabsf(v))));
     }
     default: return v;
     }
