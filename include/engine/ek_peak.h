@@ -15,7 +15,7 @@
 
 #include <time.h>
 
-#define EK_PEAK_CHAINS 12        /* + 2 constants: fits 16 registers (AVX2, SSE2, NEON has 32) */
+#define EK_PEAK_CHAINS 12         /* + 2 constants: 16 registers (AVX2, SSE2; NEON has 32) */
 #define EK_PEAK_STEPS 4096        /* multiply-adds per chain between two clock reads */
 #ifndef EK_PEAK_MAXT
 #define EK_PEAK_MAXT 256          /* threads one measurement uses at most */
@@ -50,11 +50,16 @@ static void EK_FN(ek_peak_tile)(void *ctx, ptrdiff_t t, int worker)
     int c, s;
     /* start together: a thread inside this tile cannot take another one, so every tile
        runs on its own thread at the same time (up to 1 s for the pool's workers to come) */
+#if defined(__GNUC__) || defined(__clang__)
     __atomic_add_fetch(&j->started, 1, __ATOMIC_SEQ_CST);
     wait = EK_FN(ek_peak_now)();
     while (__atomic_load_n(&j->started, __ATOMIC_SEQ_CST) < j->nthreads &&
            EK_FN(ek_peak_now)() - wait < 1.0) {
     }
+#else
+    wait = 0.0;
+    (void)wait;
+#endif
     t0 = t1 = EK_FN(ek_peak_now)();
 #if EK_VEXT
     EK_FN(ek_peak_vec) acc[EK_PEAK_CHAINS], m, a;
