@@ -7,10 +7,12 @@ conv-shaped GEMMs of ResNet-50:
     python tools/bench.py gemm                       # threads 1 and 2, every usable ISA
     python tools/bench.py gemm --threads 1 --isa avx512 --coretype SkylakeX --rounds 30
 
-Model latency (ours vs PyTorch, and ONNX Runtime / OpenVINO when installed; same input,
-same thread count, batch 1):
+Model latency (ours vs PyTorch, and ONNX Runtime / OpenVINO / ncnn when installed; same
+input, same thread count, batch 1):
 
     python tools/bench.py model resnet50 resnet18 mobilenet_v2 --threads 1,2
+    python tools/bench.py model tv:convnext_tiny   # any torchvision model, converted with
+                                                   # random weights (torch.manual_seed(0))
     python tools/bench.py model path/to/model.safetensors --input-shape 1,3,224,224
     python tools/bench.py model mypkg.mymod:build  # a callable returning an engine Model
                                                    # (or (Model, torch.nn.Module))
@@ -294,6 +296,15 @@ def _import_torchvision():
 def _load_model(spec, opts):
     """(engine Model, torch module or None, input shape)."""
     import importlib
+    if spec.startswith("tv:"):
+        # a torchvision model outside our zoo (ConvNeXt, ...): random weights, converted
+        import torch
+        from engine.convert import from_torch
+        torch.manual_seed(0)
+        tmod = getattr(_import_torchvision().models, spec[3:])(weights=None).eval()
+        shape = tuple(int(v) for v in opts.input_shape.split(",")) if opts.input_shape \
+            else (opts.batch, 3, 224, 224)
+        return from_torch(tmod, torch.zeros(shape)), tmod, shape
     if os.path.exists(spec):
         import engine
         model = engine.load(spec)
