@@ -390,6 +390,15 @@ static inline int ek_nthreads_work(int nthreads, ptrdiff_t items, ptrdiff_t elem
  * gcc vectorises loops calling it (the selects if-convert with -fno-trapping-math).
  * NaN -> NaN, x > 88.72 -> +inf, x < -103.98 -> 0; denormal results are scaled correctly.
  */
+#define EK_EXP_P5 1.9875691500E-4f         /* the leading coefficient */
+#define EK_EXP_P(p, r, fma)                                                                 \
+    do {                                                                                    \
+        p = fma(p, r, 1.3981999507E-3f); p = fma(p, r, 8.3334519073E-3f);                   \
+        p = fma(p, r, 4.1665795894E-2f); p = fma(p, r, 1.6666665459E-1f);                   \
+        p = fma(p, r, 5.0000001201E-1f);                                                    \
+    } while (0)
+#define EK_FMA1(a, b, c) ((a) * (b) + (c))
+
 EK_INLINE float EK_FN(ek_expf)(float x)
 {
     union { float f; int32_t i; } s1, s2;
@@ -401,12 +410,8 @@ EK_INLINE float EK_FN(ek_expf)(float x)
     n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     r = xc - n * 0.693359375f;
     r = r - n * -2.12194440e-4f;
-    p = 1.9875691500E-4f;
-    p = p * r + 1.3981999507E-3f;
-    p = p * r + 8.3334519073E-3f;
-    p = p * r + 4.1665795894E-2f;
-    p = p * r + 1.6666665459E-1f;
-    p = p * r + 5.0000001201E-1f;
+    p = EK_EXP_P5;
+    EK_EXP_P(p, r, EK_FMA1);
     p = p * r * r + r + 1.0f;
     ni = (int32_t)n;                          /* in [-150, 129] */
     n1 = ni >> 1;
@@ -445,38 +450,45 @@ EK_INLINE float EK_FN(ek_tanhf)(float x)
  * erfc itself, not from 1 - erf (whose cancellation costs float32 all its digits there).
  * Measured in float32 against float64: |x Phi(x) - ref| <= 1.1e-7 max(1, |x|); NaN -> NaN.
  */
+#define EK_NORMCDF_P(p, t, fma)                                                             \
+    do {                                                                                    \
+        p = fma(p, t, -6.664496660e-01f); p = fma(p, t, 1.123228073e+00f);                  \
+        p = fma(p, t, -6.522367001e-01f); p = fma(p, t, -1.160655469e-01f);                 \
+        p = fma(p, t, 1.986412518e-02f); p = fma(p, t, 2.845211513e-02f);                   \
+        p = fma(p, t, 3.878836036e-01f); p = fma(p, t, 9.984939694e-01f);                   \
+        p = fma(p, t, -1.265441537e+00f);                                                   \
+    } while (0)
+#define EK_NORMCDF_P9 1.422715336e-01f    /* the leading coefficient */
+
 EK_INLINE float EK_FN(ek_normcdf)(float x)
 {
     const float z = (x < 0.0f ? -x : x) * 0.70710678118654752440f;
     const float t = 1.0f / (1.0f + 0.5f * z);
-    float p = 1.422715336e-01f;
+    float p = EK_NORMCDF_P9;
     float q;
-    p = p * t - 6.664496660e-01f;
-    p = p * t + 1.123228073e+00f;
-    p = p * t - 6.522367001e-01f;
-    p = p * t - 1.160655469e-01f;
-    p = p * t + 1.986412518e-02f;
-    p = p * t + 2.845211513e-02f;
-    p = p * t + 3.878836036e-01f;
-    p = p * t + 9.984939694e-01f;
-    p = p * t - 1.265441537e+00f;
+    EK_NORMCDF_P(p, t, EK_FMA1);
     q = 0.5f * t * EK_FN(ek_expf)(p - z * z);
     return x < 0.0f ? q : 1.0f - q;
+}
+
+/* c[0] + x (c[1] + x (c[2] + ...)), n >= 1 coefficients lowest first (Horner's rule).
+   Inlined with constant c and n it unrolls into the caller's vectorised loop. */
+EK_INLINE float EK_FN(ek_horner)(float x, const float *c, int n)
+{
+    float p = c[n - 1];
+    int i;
+    for (i = n - 2; i >= 0; i--) p = p * x + c[i];
+    return p;
 }
 
 /* exp(x) - 1 without the cancellation near 0: Taylor series for |x| < 0.5 (the first term
    left out below 3e-9 relative), exp(x) - 1 beyond.  Branch-free. */
 EK_INLINE float EK_FN(ek_expm1f)(float x)
 {
+    static const float c[7] = {1.0f / 2, 1.0f / 6, 1.0f / 24, 1.0f / 120, 1.0f / 720,
+                               1.0f / 5040, 1.0f / 40320};
     const float ax = x < 0.0f ? -x : x;
-    float p = 1.0f / 40320.0f;
-    p = p * x + 1.0f / 5040.0f;
-    p = p * x + 1.0f / 720.0f;
-    p = p * x + 1.0f / 120.0f;
-    p = p * x + 1.0f / 24.0f;
-    p = p * x + 1.0f / 6.0f;
-    p = p * x + 0.5f;
-    p = p * x * x + x;
+    const float p = EK_FN(ek_horner)(x, c, 7) * x * x + x;
     return ax < 0.5f ? p : EK_FN(ek_expf)(x) - 1.0f;
 }
 
@@ -487,17 +499,10 @@ EK_INLINE float EK_FN(ek_softplus1)(float z)
 {
     const float az = z < 0.0f ? -z : z;
     const float u = EK_FN(ek_expf)(-az);
-    const float s = u / (2.0f + u), s2 = s * s;
-    float p = 1.0f / 17.0f;
-    p = p * s2 + 1.0f / 15.0f;
-    p = p * s2 + 1.0f / 13.0f;
-    p = p * s2 + 1.0f / 11.0f;
-    p = p * s2 + 1.0f / 9.0f;
-    p = p * s2 + 1.0f / 7.0f;
-    p = p * s2 + 1.0f / 5.0f;
-    p = p * s2 + 1.0f / 3.0f;
-    p = p * s2 + 1.0f;
-    return (z > 0.0f ? z : 0.0f) + 2.0f * s * p;
+    static const float c[9] = {1.0f, 1.0f / 3, 1.0f / 5, 1.0f / 7, 1.0f / 9, 1.0f / 11,
+                               1.0f / 13, 1.0f / 15, 1.0f / 17};
+    const float s = u / (2.0f + u);
+    return (z > 0.0f ? z : 0.0f) + 2.0f * s * EK_FN(ek_horner)(s * s, c, 9);
 }
 
 /* x tanh(softplus(x)) = x n / (n + 2), n = e (e + 2), e = exp(x): no log, no tanh.  For
@@ -511,6 +516,10 @@ EK_INLINE float EK_FN(ek_mishf)(float x)
 
 #define EK_SELU_ALPHA 1.6732632423543772848f
 #define EK_SELU_SCALE 1.0507009873554804934f
+
+/* The shared vector primitives of this instruction set (the x86 lane layer, ...); a tile
+   file may also provide EKX_ACT_ROW, a register version of some activations' row loops. */
+#include EK_ISA_FILE(f32, vec)
 
 /*
  * The range [*lo, *hi) of output positions o in [0, n_out) whose input position
@@ -589,6 +598,9 @@ EK_API void EK_FN(ek_act_row)(const float *x, float *y, ptrdiff_t n, int act, fl
                               float p1)
 {
     ptrdiff_t i;
+#ifdef EKX_ACT_ROW
+    if (EK_FN(ekx_act_row)(x, y, n, act)) return;
+#endif
     switch (act) {
     case EK_ACT_NONE:
         if (x != y) memcpy(y, x, (size_t)n * sizeof(float));
@@ -681,7 +693,5 @@ EK_INLINE void EK_FN(ek_act_inplace)(float *x, ptrdiff_t n, int act, float p0, f
     if (act != EK_ACT_NONE) EK_FN(ek_act_row)(x, x, n, act, p0, p1);
 }
 
-/* The shared vector primitives of this instruction set (the x86 lane layer, ...). */
-#include EK_ISA_FILE(f32, vec)
 
 #endif /* EK_COMMON_ISA */

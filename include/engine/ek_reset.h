@@ -32,6 +32,8 @@
 #undef EKX
 #undef EKX_AVX512
 #undef EKX_VW
+#undef EKX_ACT_ROW
+#undef EKX_FMAC
 #undef ekx_ld
 #undef ekx_st
 #undef ekx_set1

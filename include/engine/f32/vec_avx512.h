@@ -30,6 +30,61 @@
 #define EKX_MUL(a, b) _mm512_mul_ps((a), (b))
 #define ekx_hasnan(v) (_mm512_cmp_ps_mask((v), (v), _CMP_UNORD_Q) != 0)
 
+/* ---- activations on registers: ek_act_row's loops where the register form is faster ----
+   The scalar ek_expf / ek_normcdf (ek_common.h) with the same polynomials, and AVX-512's
+   own tools: vscalefps for the 2^n of exp, rcp14 and one Newton step for the reciprocal
+   (relative error ~1e-8).  Exact GELU 0.96 -> 0.67 ns per value here. */
+#define EKX_FMAC(a, b, c) _mm512_fmadd_ps((a), (b), _mm512_set1_ps(c))
+
+/* exp(x) for x in [-104, 89] (callers clamp); below -103.3 the result is 0. */
+EK_INLINE __m512 EK_FN(ekx_exp_clamped)(__m512 x)
+{
+    const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    __m512 p = _mm512_set1_ps(EK_EXP_P5);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(-2.12194440e-4f), r);
+    EK_EXP_P(p, r, EKX_FMAC);
+    p = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    return _mm512_scalef_ps(p, n);
+}
+
+/* x Phi(x) as ek_normcdf; |x| / sqrt 2 is capped at 20 (Phi is 0 or 1 in float beyond, and
+   the reciprocal's Newton step needs a finite operand).  NaN -> NaN through the last
+   product; -inf -> NaN and +inf -> +inf as the scalar form. */
+EK_INLINE __m512 EK_FN(ekx_gelu)(__m512 x)
+{
+    const __m512 z = _mm512_min_ps(
+        _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(0.70710678118654752440f)),
+        _mm512_set1_ps(20.0f));
+    const __m512 d = EKX_FMAC(z, _mm512_set1_ps(0.5f), 1.0f);
+    const __m512 t0 = _mm512_rcp14_ps(d);
+    const __m512 t = _mm512_mul_ps(t0, _mm512_fnmadd_ps(d, t0, _mm512_set1_ps(2.0f)));
+    __m512 p = _mm512_set1_ps(EK_NORMCDF_P9), q;
+    __mmask16 neg;
+    EK_NORMCDF_P(p, t, EKX_FMAC);
+    p = _mm512_max_ps(_mm512_fnmadd_ps(z, z, p), _mm512_set1_ps(-104.0f));
+    q = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t), EK_FN(ekx_exp_clamped)(p));
+    neg = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+    return _mm512_mul_ps(x, _mm512_mask_blend_ps(neg, _mm512_sub_ps(_mm512_set1_ps(1.0f), q),
+                                                 q));
+}
+
+/* y = act(x) for the activations done on registers here; 0: not one of them. */
+#define EKX_ACT_ROW 1
+EK_INLINE int EK_FN(ekx_act_row)(const float *x, float *y, ptrdiff_t n, int act)
+{
+    ptrdiff_t i;
+    if (act != EK_ACT_GELU) return 0;
+    for (i = 0; i + 16 <= n; i += 16)
+        _mm512_storeu_ps(y + i, EK_FN(ekx_gelu)(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 m = (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(y + i, m, EK_FN(ekx_gelu)(_mm512_maskz_loadu_ps(m, x + i)));
+    }
+    return 1;
+}
+
 /* Lanes lo <= l < hi (any ints; clamped to the vector). */
 EK_INLINE EKX_M EK_FN(ekx_mask)(ptrdiff_t lo, ptrdiff_t hi)
 {
