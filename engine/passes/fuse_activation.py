@@ -6,11 +6,10 @@ apply it in their store loop and the reference applies it right after the layer.
 """
 
 from ..ops import get_op
+from ..ops.activation import FUSABLE
 from .util import GraphIndex
 
 LAYERS = {"conv", "conv_transpose", "linear", "batch_norm"}
-FUSABLE = {"relu", "relu6", "leaky_relu", "clip", "sigmoid", "tanh", "silu", "hardswish",
-           "hardsigmoid", "gelu", "elu", "selu", "softplus", "mish"}
 
 
 def _candidate(node):
