@@ -39,6 +39,19 @@ MAX_JSON_DEPTH = 64
 MAX_NAME = 4096                   # characters of a tensor name
 
 
+def to_bytes(model):
+    """The bytes of ``model``'s file (what ``save`` writes; ``loads`` reads them back)."""
+    if not isinstance(model, Model):
+        raise ArgumentError(f"expected a Model, got {type(model).__name__}")
+    meta = {
+        "format": FORMAT,
+        "format_version": str(VERSION),
+        "graph": json.dumps(model.graph_dict(), separators=(",", ":")),
+        "metadata": json.dumps(model.metadata, separators=(",", ":")),
+    }
+    return dumps(model.constants, meta)
+
+
 def save(model, path):
     """Write ``model`` to ``path`` (conventionally ``*.safetensors``)."""
     if not isinstance(model, Model):
@@ -46,16 +59,11 @@ def save(model, path):
     path = _path(path)
     if os.path.isdir(path):
         raise ArgumentError(f"cannot save the model to {path!r}: it is a directory")
-    meta = {
-        "format": FORMAT,
-        "format_version": str(VERSION),
-        "graph": json.dumps(model.graph_dict(), separators=(",", ":")),
-        "metadata": json.dumps(model.metadata, separators=(",", ":")),
-    }
+    data = to_bytes(model)
     tmp = f"{path}.tmp{os.getpid()}"
     try:
         with open(tmp, "wb") as f:
-            f.write(dumps(model.constants, meta))
+            f.write(data)
         os.replace(tmp, path)       # never leave a half-written model behind
     except OSError as e:
         raise EngineError(f"cannot write model file {path!r}: {e.strerror}") from None

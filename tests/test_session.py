@@ -199,3 +199,53 @@ def test_plan_cache_is_bounded(model):
     for n in range(1, MAX_PLANS + 3):
         s.run(np.zeros((n, 3, 32, 32), np.float32))
     assert len(s._plans) == MAX_PLANS
+
+
+# -- pickling: the model and the options travel, the prepared plans do not ---------------------
+
+def _run_pickled(blob, x):
+    import pickle
+    return pickle.loads(blob).run(x)[0]
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_pickled_session_runs_anew_with_the_same_options(model, backend, tmp_path):
+    import pickle
+    x = rng_array(np.random.default_rng(3), (2, 3, 32, 32))
+    s = engine.Session(model, threads=2, backend=backend, max_concurrent=3,
+                       adapt_threads=False, executor="python")
+    want = s.run(x)[0]
+    back = pickle.loads(pickle.dumps(s))
+    assert back is not s and back.threads == 2 and back.max_concurrent == 3
+    assert back.adapt_threads is False and back.executor == "python"
+    assert back.backend == backend and not back._plans          # prepared anew
+    np.testing.assert_array_equal(back.run(x)[0], want)
+    # a session made from a file carries the model itself: the file may be gone
+    path = tmp_path / "m.safetensors"
+    engine.save(model, path)
+    blob = pickle.dumps(engine.Session(str(path), threads=1, backend=backend))
+    path.unlink()
+    np.testing.assert_array_equal(pickle.loads(blob).run(x)[0], want)
+
+
+def test_pickled_session_keeps_an_unset_isa_and_threads_unset():
+    import pickle
+    b = engine.Builder()
+    x = b.input("x", (None, 4))
+    b.output(b.relu(x))
+    back = pickle.loads(pickle.dumps(engine.Session(b.build(), isa="scalar")))
+    assert back.isa == "scalar" and back._options["threads"] is None
+    assert pickle.loads(pickle.dumps(engine.Session(b.build())))._options["isa"] is None
+
+
+def test_a_session_ships_to_worker_processes(model):
+    """What multiprocessing / Dask / Ray do: the session pickled to a fresh (spawned)
+    interpreter runs there and gives the same result."""
+    import multiprocessing
+    import pickle
+    x = rng_array(np.random.default_rng(4), (1, 3, 32, 32))
+    s = engine.Session(model, threads=1)
+    want = s.run(x)[0]
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        got = pool.apply(_run_pickled, (pickle.dumps(s), x))
+    np.testing.assert_array_equal(got, want)

@@ -35,6 +35,13 @@ while fewer are faster, e.g. while another process keeps a core busy
 (engine.runtime.threads); ``adapt_threads=False`` runs every layer on ``threads``.  The
 results are the same either way.
 
+Pickling: ``pickle.dumps(session)`` carries the model (its file's bytes) and the options
+the session was created with, not the prepared plans; unpickling creates the session anew
+on the receiving side, which prepares its own plans (for its CPU: an ``isa`` left to the
+default is chosen there).  So multiprocessing, Dask and Ray can ship a session to workers.
+The model bytes are validated as any model file; a pickle itself, as always, belongs on
+trusted channels only.
+
 Thread safety: several Python threads may call ``run`` on one session at once.  Each call
 takes an idle *instance* of the plan for its input shape (its own activation arena bound to
 the shared, read-only prepared kernels and packed weights); up to ``max_concurrent``
@@ -68,6 +75,12 @@ class Session:
     def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None,
                  executor="native", max_concurrent=4, tune=False, tune_cache=None, isa=None,
                  adapt_threads=True):
+        # what pickling carries: the arguments as given (threads, an isa or a tune cache left
+        # to the default are decided again where the session is unpickled)
+        self._options = dict(threads=threads, backend=backend, optimize_graph=optimize_graph,
+                             device=device, executor=executor, max_concurrent=max_concurrent,
+                             tune=tune, tune_cache=tune_cache, isa=isa,
+                             adapt_threads=adapt_threads)
         model_path = None
         if isinstance(model, (str, os.PathLike, Path)):
             from ..format import load
@@ -106,6 +119,7 @@ class Session:
         self.model = model
         self.backend = backend
         self.threads = threads
+
         if not isinstance(adapt_threads, bool):
             raise ArgumentError(f"adapt_threads must be True or False, got {adapt_threads!r}")
         self.adapt_threads = adapt_threads
@@ -130,6 +144,10 @@ class Session:
             return _kernels.ISAS[_kernels.usable_isa_level(isa)]
         except ValueError as e:
             raise ArgumentError(f"isa={isa!r}: {e}") from None
+
+    def __reduce__(self):
+        from ..format import to_bytes
+        return (_unpickle_session, (to_bytes(self.model), dict(self._options)))
 
     # -- public ----------------------------------------------------------------------------
     @property
@@ -277,3 +295,10 @@ class Session:
                 raise InputError(f"input {name!r}: empty array of shape {arr.shape}")
             feeds[name] = arr
         return feeds
+
+
+def _unpickle_session(model_bytes, options):
+    """A session from what ``Session.__reduce__`` pickled: the model file's bytes (validated
+    as any model file) and the creation options."""
+    from ..format import loads
+    return Session(loads(model_bytes, source="<pickled session>"), **options)
