@@ -712,15 +712,21 @@ def cmd_convert(args):
 
 
 def cmd_ops(args):
+    """Every op, then each of its CPU kernels (in the registry's order of preference) with
+    its note, wrapped to 100 columns."""
+    import textwrap
     from .backends import kernels_for
     from .ops import OPS
     cpu = kernels_for("cpu")
-    print(f"{'op':<22} {'cpu kernel':<34} note")
+    print("op / its cpu kernels (preferred first) and what they do")
     for name in sorted(OPS):
         specs = cpu.get(name, [])
-        kinds = ", ".join(s.variant for s in specs) or "-"
-        note = "; ".join(sorted({s.note for s in specs if s.note}))
-        print(f"{name:<22} {kinds:<34} {note}")
+        print(name + ("" if specs else "   (no cpu kernel: the reference runs it)"))
+        for s in specs:
+            lines = textwrap.wrap(s.note or "-", width=100 - 26) or ["-"]
+            print(f"  {s.variant:<22}  {lines[0]}")
+            for more in lines[1:]:
+                print(f"  {'':<22}  {more}")
     return 0
 
 

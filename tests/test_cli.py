@@ -71,6 +71,7 @@ def test_version_and_ops(capsys):
     out = capsys.readouterr().out
     for op in ("conv", "max_pool", "softmax", "interpolate"):
         assert op in out
+    assert "winograd_f4" in out and max(len(line) for line in out.splitlines()) <= 100
 
 
 # -- run --eval, images, zoo names -------------------------------------------------------------
