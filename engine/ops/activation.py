@@ -13,7 +13,7 @@ import numpy as np
 
 from .registry import OPS, check, register_op, same_shape
 
-#: Unary ops that conv / conv_transpose / linear may carry as a fused ``activation``.
+#: Unary ops that conv / conv_transpose / linear / batch_norm may carry as a fused ``activation``.
 FUSABLE = ("relu", "relu6", "leaky_relu", "clip", "sigmoid", "tanh", "silu", "hardswish",
            "hardsigmoid", "gelu", "elu", "selu", "softplus", "mish")
 
