@@ -28,7 +28,7 @@ import numpy as np
 
 from . import __version__
 from . import limits
-from .errors import EngineError, InputError, ModelFormatError
+from .errors import ArgumentError, EngineError, InputError, ModelFormatError
 from .limits import MAX_DIM, MAX_RANK, check_buffer, check_shape
 
 DEFAULT_MODEL = "default.safetensors"
@@ -363,7 +363,6 @@ def _random_input(shape, what):
 def _evaluate(model, model_path, args):
     """Accuracy on the bundled held-out digits, compared with PyTorch's at training."""
     from .data import load_heldout, preprocess_digits
-    from .runtime import Session
     shape = _input_shape(model)
     if shape[1:] != (1, 32, 32):
         raise InputError(f"--eval uses the bundled held-out MNIST digits (1x32x32 inputs); "
@@ -373,7 +372,7 @@ def _evaluate(model, model_path, args):
         {"mean": [0.1307], "std": [0.3081], "pad": 2, **prep}, shape)
     images, labels = load_heldout()
     x = preprocess_digits(images, mean=float(mean.flat[0]), std=float(std.flat[0]), pad=pad)
-    sess = Session(model, threads=args.threads, backend=args.backend)
+    sess = _session(model, args)
     t0 = time.perf_counter()
     pred = np.concatenate([sess.run(x[i:i + 250])[0].argmax(1) for i in range(0, len(x), 250)])
     dt = time.perf_counter() - t0
@@ -394,7 +393,6 @@ def _evaluate(model, model_path, args):
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_run(args):
-    from .runtime import Session
     if args.eval and args.inputs:
         raise EngineError("--eval uses the bundled held-out digits; it takes no input files")
     model_path = args.model or _data_path(DEFAULT_MODEL)
@@ -411,7 +409,7 @@ def cmd_run(args):
         shape = tuple(1 if d is None else d for d in _input_shape(model))
         x = _random_input(shape, "the model's input")
         names = ["random input"]
-    sess = Session(model, threads=args.threads, backend=args.backend)
+    sess = _session(model, args)
     out = sess.run(x)[0]
     desc = model.metadata.get("description")
     print(f"model: {model_path}" + (f"  ({desc})" if desc else ""))
@@ -475,14 +473,33 @@ def _peers_wanted(text):
     return wanted
 
 
+TUNE_HELP = ("time every candidate kernel of each layer once and keep the fastest (cpu); "
+             "the choices are cached in MODEL.tune.json next to a model file")
+
+
+def _session(model, args):
+    """The session of run / bench: --threads, --backend and --tune (the tuning cache next
+    to a model file whose folder is writable; else kept in memory)."""
+    from .runtime import Session
+    cache = None
+    if args.tune:
+        if args.backend != "cpu":
+            raise ArgumentError(f"--tune applies to the cpu backend, not {args.backend!r}")
+        path = getattr(args, "model", None)
+        if path and os.path.isfile(path) and \
+                os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
+            cache = path + ".tune.json"
+    return Session(model, threads=args.threads, backend=args.backend, tune=args.tune,
+                   tune_cache=cache)
+
+
 def cmd_bench(args):
     import resource
-    from .runtime import Session
     wanted = _peers_wanted(args.vs) if args.vs else None
     model = _load_model(args.model)
     shape = tuple(args.batch if d is None else d for d in _input_shape(model))
     check_shape(shape, f"the input at --batch {args.batch}")
-    sess = Session(model, threads=args.threads, backend=args.backend)
+    sess = _session(model, args)
     t0 = time.perf_counter()
     mem = sess.memory_report(args.batch)
     prep = time.perf_counter() - t0
@@ -755,6 +772,7 @@ def build_parser():
                    help=f"timed runs for the latency (1 to {MAX_REPEAT})")
     r.add_argument("--eval", action="store_true",
                    help="accuracy on the bundled held-out digits (the bundled LeNet-5)")
+    r.add_argument("--tune", action="store_true", help=TUNE_HELP)
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("summary", help="per-layer table: shapes, params, MACs, memory")
@@ -777,6 +795,7 @@ def build_parser():
     b.add_argument("--vs", default="", metavar="PEERS",
                    help="also time peers on the same input and threads: a comma list of "
                         "torch, onnxruntime, openvino, ncnn, or 'all' installed")
+    b.add_argument("--tune", action="store_true", help=TUNE_HELP)
     b.set_defaults(fn=cmd_bench)
 
     v = sub.add_parser(

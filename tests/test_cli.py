@@ -660,3 +660,16 @@ def test_config_measures_the_peak(capsys):
     line = next(l for l in out.splitlines() if "peak_gflops" in l)
     first = float(line.split(":", 1)[1].split()[0])
     assert first > 0.5, line          # any CPU of the last decades does far more
+
+
+def test_tune_flag_tunes_and_caches_next_to_a_model_file(tmp_path, capsys):
+    from engine import zoo
+    path = tmp_path / "m.safetensors"
+    engine.save(zoo.get("resnet18", input_size=(32, 32)), path)   # 3x3 convs: candidates
+    assert main(["bench", str(path), "--threads", "1", "--repeat", "2", "--warmup", "0",
+                 "--tune"]) == 0
+    assert (tmp_path / "m.safetensors.tune.json").exists()
+    assert main(["run", "lenet5", "--threads", "1", "--repeat", "1", "--tune"]) == 0
+    capsys.readouterr()
+    assert main(["bench", "lenet5", "--repeat", "1", "--tune", "--backend", "reference"]) == 2
+    assert "--tune applies to the cpu backend" in capsys.readouterr().err
