@@ -413,6 +413,10 @@ def cmd_run(args):
     out = sess.run(x)[0]
     desc = model.metadata.get("description")
     print(f"model: {model_path}" + (f"  ({desc})" if desc else ""))
+    if args.model is not None and not os.path.lexists(args.model):     # a zoo name
+        print(f"note: {args.model} from the model zoo has random weights, so its classes "
+              f"mean nothing; for trained weights: engine convert weights.pth --arch "
+              f"{args.model} -o model.safetensors")
     if out.ndim == 2:
         labels = model.metadata.get("labels")
         labels = labels if isinstance(labels, list) else []

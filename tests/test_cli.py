@@ -122,6 +122,11 @@ def test_zoo_names_work_as_models(capsys):
     assert main(["summary", "lenet5"]) == 0
     assert "parameters: 61,706" in capsys.readouterr().out
     assert main(["bench", "lenet5", "--repeat", "2", "--warmup", "1"]) == 0
+    capsys.readouterr()
+    assert main(["run", "lenet5", "--threads", "1", "--repeat", "1"]) == 0
+    assert "lenet5 from the model zoo has random weights" in capsys.readouterr().out
+    assert main(["run", "--threads", "1", "--repeat", "1"]) == 0       # the bundled, trained
+    assert "random weights" not in capsys.readouterr().out
 
 
 # -- engine convert ---------------------------------------------------------------------------
