@@ -119,7 +119,6 @@ class Session:
         self.model = model
         self.backend = backend
         self.threads = threads
-
         if not isinstance(adapt_threads, bool):
             raise ArgumentError(f"adapt_threads must be True or False, got {adapt_threads!r}")
         self.adapt_threads = adapt_threads
