@@ -603,15 +603,26 @@ def _openvino_runner(model, threads):
     return run
 
 
+def _ncnn_net(workdir, threads):
+    """pnnx's conversion in ``workdir`` loaded into an ncnn.Net running float32 only."""
+    import os
+    import ncnn
+    net = ncnn.Net()
+    o = net.opt
+    o.use_fp16_packed = o.use_fp16_storage = o.use_fp16_arithmetic = False
+    o.use_bf16_storage = False
+    o.num_threads = threads
+    if net.load_param(os.path.join(workdir, "model.ncnn.param")) != 0 or \
+            net.load_model(os.path.join(workdir, "model.ncnn.bin")) != 0:
+        raise UnsupportedError("ncnn could not load pnnx's conversion of the model")
+    return net
+
+
 _NCNN_TRIAL = """
 import sys, numpy as np, ncnn
-net = ncnn.Net()
-net.opt.use_fp16_packed = net.opt.use_fp16_storage = net.opt.use_fp16_arithmetic = False
-net.opt.use_bf16_storage = False
-assert net.load_param("model.ncnn.param") == 0 and net.load_model("model.ncnn.bin") == 0
-ex = net.create_extractor()
-x = np.ones([int(v) for v in sys.argv[1].split(",")], np.float32)
-ex.input("in0", ncnn.Mat(x))
+from engine.peers import _ncnn_net
+ex = _ncnn_net(".", 1).create_extractor()
+ex.input("in0", ncnn.Mat(np.ones([int(v) for v in sys.argv[1].split(",")], np.float32)))
 assert ex.extract("out0")[0] == 0
 """
 
@@ -619,10 +630,15 @@ assert ex.extract("out0")[0] == 0
 def _ncnn_trial(workdir, sample_shape):
     """One inference of pnnx's conversion in a child process: some conversions crash ncnn
     (seen on random graphs), which must not take the caller's process with them."""
+    import os
     import subprocess
     import sys
+    # the child imports this package from where the caller has it, installed or not
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH", "")) if p))
     r = subprocess.run([sys.executable, "-c", _NCNN_TRIAL,
-                        ",".join(str(d) for d in sample_shape)], cwd=workdir,
+                        ",".join(str(d) for d in sample_shape)], cwd=workdir, env=env,
                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                        timeout=600)
     if r.returncode != 0:
@@ -657,15 +673,7 @@ def _ncnn_runner(model, threads):
             tail = r.stdout.strip().splitlines()[-1:] or ["no output"]
             raise UnsupportedError(f"pnnx could not convert the model: {tail[0][:300]}")
         _ncnn_trial(work.name, sample_shape)
-        net = ncnn.Net()
-        o = net.opt
-        o.use_fp16_packed = o.use_fp16_storage = o.use_fp16_arithmetic = False
-        o.use_bf16_storage = False
-        o.num_threads = threads
-        if net.load_param(param) != 0 or \
-                net.load_model(os.path.join(work.name, "model.ncnn.bin")) != 0:
-            raise UnsupportedError("ncnn could not load pnnx's conversion of the model")
-        state.update(net=net, shape=tuple(sample_shape), work=work)
+        state.update(net=_ncnn_net(work.name, threads), shape=tuple(sample_shape), work=work)
 
     sample = tuple(model.inputs[0].shape[1:])
     if None not in sample:

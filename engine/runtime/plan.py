@@ -168,6 +168,9 @@ class Plan:
         # the thread count of each run, measured (engine.runtime.threads)
         self.chooser = ThreadChooser(self.threads) \
             if self.adapt_threads and self.threads > 1 else None
+        if self.chooser is not None:       # looked up once, not per run
+            from .._kernels._lib import set_thread_cap
+            self._set_thread_cap = set_thread_cap
         self._free = []
         self._count = 0
         self._cond = threading.Condition()
@@ -214,7 +217,7 @@ class Plan:
             self.release(inst)
 
     def _run_chosen(self, inst, feeds, outputs):
-        from .._kernels._lib import set_thread_cap
+        set_thread_cap = self._set_thread_cap
         count = self.chooser.pick()
         previous = set_thread_cap(count if count < self.threads else 0)
         try:
