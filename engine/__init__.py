@@ -6,7 +6,7 @@
 
 Public API: Builder (write models like torch.nn.functional), Model, Session (prepare once,
 run many), save / load (safe single-file format), from_torch (convert a PyTorch module),
-show_config; engine.zoo holds the classic architectures.
+from_onnx (import an ONNX model), show_config; engine.zoo holds the classic architectures.
 """
 
 __version__ = "0.1.0"
@@ -22,8 +22,8 @@ from .config import show_config  # noqa: E402
 from . import limits  # noqa: E402
 from .limits import LimitError, get_limits, set_limits  # noqa: E402
 from . import convert  # noqa: E402,F401  (imports torch only when a conversion runs)
-from .convert import from_torch  # noqa: E402
+from .convert import from_onnx, from_torch  # noqa: E402
 
-__all__ = ["from_torch", "convert", "Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
+__all__ = ["from_torch", "from_onnx", "convert", "Builder", "Tensor", "Model", "Node", "Value", "Session", "load", "save",
            "show_config", "ArgumentError", "ConversionError", "EngineError", "GraphError", "InputError", "ModelFormatError",
            "UnsupportedError", "LimitError", "limits", "get_limits", "set_limits", "__version__"]

@@ -29,3 +29,12 @@ def isa(request):
     prev = _kernels.set_isa(request.param)
     yield request.param
     _kernels.set_isa(prev)
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Tables that tests collect for the reader (test_onnx_import: which ONNX backend cases
+    passed and why the others are unsupported)."""
+    import sys
+    mod = sys.modules.get("test_onnx_import")
+    for line in (mod.results_table() if mod is not None else []):
+        terminalreporter.write_line(line)

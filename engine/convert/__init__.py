@@ -1,4 +1,7 @@
-"""PyTorch -> engine conversion (needs ``torch``: ``pip install engine[torch]``).
+"""PyTorch and ONNX -> engine conversion.
+
+PyTorch needs ``torch`` (``pip install engine[torch]``), ONNX the ``onnx`` package
+(``pip install engine[onnx]``; ``from_onnx``, see ``onnx_import``).
 
     from engine.convert import from_torch, load_state_dict, convert_checkpoint
     model = from_torch(net, torch.randn(1, 3, 224, 224))          # a live nn.Module
@@ -21,7 +24,7 @@ import sys
 
 from ..errors import ConversionError
 
-__all__ = ["from_torch", "from_torchscript", "load_state_dict", "convert_checkpoint",
+__all__ = ["from_torch", "from_onnx", "from_torchscript", "load_state_dict", "convert_checkpoint",
            "supported_ops", "verify", "ConversionError"]
 
 
@@ -45,6 +48,14 @@ def from_torch(module, example_input, *, input_names=None, output_names=None, na
     from .trace import from_torch as impl
     return impl(module, example_input, input_names=input_names, output_names=output_names,
                 names=names, metadata=metadata, dynamic_batch=dynamic_batch, progress=progress)
+
+
+def from_onnx(src, *, input_shape=None, dynamic_batch=True, metadata=None):
+    """An engine Model from an ONNX model: a path, the file's bytes or an onnx.ModelProto
+    (see ``engine.convert.onnx_import``).  Raises ConversionError listing every op it
+    cannot map."""
+    from .onnx_import import from_onnx as impl
+    return impl(src, input_shape=input_shape, dynamic_batch=dynamic_batch, metadata=metadata)
 
 
 def from_torchscript(ts, example_input, *, input_names=None, output_names=None,
