@@ -84,6 +84,7 @@ setup(
     install_requires=["numpy>=1.23"],
     extras_require={"test": ["pytest", "hypothesis"], "torch": ["torch==2.13.0"],
                     "image": ["pillow"],
+                    "onnx": ["onnx"],
                     # the GPU backend (docs/cuda.md); CUDA 13 drivers: pip install cupy-cuda13x
                     "cuda": ["cupy-cuda12x"]},
     entry_points={"console_scripts": ["engine = engine.cli:main"]},

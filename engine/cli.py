@@ -696,14 +696,29 @@ def cmd_convert(args):
     _check_output(args.output, args.source)
     opts = _convert_options(args)
     from . import convert
-    convert._need_torch()
-    from .convert.checkpoint import check_checkpoint_file
-    check_checkpoint_file(args.source)      # the size guard, TorchScript archives included
     shape = opts["shape"]
-    size = opts["size"] if args.arch else None
-    model, ref, note = convert._convert(args.source, arch=args.arch, module=args.module,
-                                        input_shape=shape, num_classes=args.num_classes,
-                                        input_size=size, progress=say)
+    onnx_file = convert.is_onnx_file(args.source)
+    if onnx_file:
+        given = [f for f, v in (("--arch", args.arch), ("--module", args.module),
+                                ("--num-classes", args.num_classes)) if v]
+        if given:
+            raise EngineError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for "
+                              f"PyTorch checkpoints; an ONNX "
+                              f"file holds its own graph")
+        say(f"importing ONNX model {args.source}")
+        model = convert.from_onnx(args.source, input_shape=shape)
+        ref, note, peer = args.source, convert.onnx_verification_note(), "ONNX Runtime"
+        if note is not None:
+            ref = None
+    else:
+        convert._need_torch()
+        from .convert.checkpoint import check_checkpoint_file
+        check_checkpoint_file(args.source)      # the size guard, TorchScript archives included
+        size = opts["size"] if args.arch else None
+        model, ref, note = convert._convert(args.source, arch=args.arch, module=args.module,
+                                            input_shape=shape, num_classes=args.num_classes,
+                                            input_size=size, progress=say)
+        peer = "PyTorch"
     say(f"mapped: {len(model.nodes)} nodes, {model.num_parameters():,} parameters")
     _conversion_metadata(args, opts, model)
     verified = None
@@ -711,9 +726,10 @@ def cmd_convert(args):
         vshape = tuple(1 if d is None else d for d in model.inputs[0].shape)
         if shape is not None and model.inputs[0].shape[0] is None:
             vshape = (shape[0],) + vshape[1:]
-        say(f"verifying against PyTorch on a random input {vshape}")
+        say(f"verifying against {peer} on a random input {vshape}")
         x = _random_input(vshape, "the verification input")
-        abs_d, rel = convert.verify(model, ref, x, threads=args.threads)
+        check = convert.verify_onnx if onnx_file else convert.verify
+        abs_d, rel = check(model, ref, x, threads=args.threads)
         verified = (abs_d, rel, vshape)
         model.metadata["verification"] = {"max_abs_diff": abs_d, "max_rel_diff": rel,
                                            "input_shape": list(vshape)}
@@ -721,15 +737,49 @@ def cmd_convert(args):
     mb = os.path.getsize(args.output) / 2**20
     say(f"wrote {args.output} ({mb:.1f} MiB) in {time.perf_counter() - t_start:.1f} s")
     if verified is None:
-        why = "--no-verify" if args.no_verify else (note or "no PyTorch model to compare with")
+        why = "--no-verify" if args.no_verify else (note or f"no {peer} model to compare with")
         print(f"verification: skipped ({why})")
         return 0
     abs_d, rel, vshape = verified
     ok = rel <= 1e-3
     print(f"verification: max abs diff {abs_d:.3g}, max rel diff {rel:.3g} (engine cpu vs "
-          f"PyTorch, random input {'x'.join(map(str, vshape))})"
+          f"{peer}, random input {'x'.join(map(str, vshape))})"
           + ("" if ok else " -- FAILED: larger than 1e-3, please report"))
     return 0 if ok else 1
+
+
+def cmd_export(args):
+    """Write a model (file or zoo name) as ONNX, checked by ONNX Runtime when installed."""
+    model = _load_model(args.model)
+    _check_output(args.output, args.model if os.path.exists(args.model) else args.output)
+    if not args.output.lower().endswith(".onnx"):
+        raise EngineError(f"-o {args.output!r}: an ONNX file is written; name it *.onnx")
+    from .convert import to_onnx
+    data = to_onnx(model).SerializeToString()
+    with open(args.output, "wb") as f:
+        f.write(data)
+    print(f"wrote {args.output} ({len(data) / 2**20:.1f} MiB, ONNX opset "
+          f"{_onnx_opset()})")
+    if args.no_verify:
+        return 0
+    from .convert import onnx_verification_note, verify_onnx
+    note = onnx_verification_note()
+    if note is not None:
+        print(f"verification: skipped ({note})")
+        return 0
+    vshape = tuple(1 if d is None else d for d in _input_shape(model))
+    x = _random_input(vshape, "the verification input")
+    abs_d, rel = verify_onnx(model, args.output, x, threads=args.threads)
+    ok = rel <= 1e-4
+    print(f"verification: max abs diff {abs_d:.3g}, max rel diff {rel:.3g} (ONNX Runtime on "
+          f"the file vs engine cpu, random input {'x'.join(map(str, vshape))})"
+          + ("" if ok else " -- FAILED, please report"))
+    return 0 if ok else 1
+
+
+def _onnx_opset():
+    from .peers import OPSET
+    return OPSET
 
 
 def cmd_ops(args):
@@ -803,18 +853,23 @@ def build_parser():
     b.set_defaults(fn=cmd_bench)
 
     v = sub.add_parser(
-        "convert", help="convert a PyTorch checkpoint, module or TorchScript file (needs torch)",
-        description="Convert a PyTorch model. Checkpoint + zoo architecture: "
+        "convert", help="convert an ONNX model (needs onnx) or a PyTorch checkpoint, module or "
+                        "TorchScript file (needs torch)",
+        description="Convert a model. ONNX: engine convert model.onnx -o model.safetensors "
+                    "(--input-shape where the file leaves dims open). "
+                    "Checkpoint + zoo architecture: "
                     "engine convert weights.pth --arch resnet50 -o resnet50.safetensors; "
                     "checkpoint + your class: engine convert weights.pth --module "
                     "pkg.models:Net --input-shape 1,3,224,224 -o net.safetensors; "
                     "TorchScript: engine convert model.pt --input-shape 1,3,224,224 "
                     "-o m.safetensors")
-    v.add_argument("source", help="checkpoint (.pth/.pt state dict) or TorchScript archive")
+    v.add_argument("source", help="ONNX model (.onnx), checkpoint (.pth/.pt state dict) or "
+                                  "TorchScript archive")
     v.add_argument("-o", "--output", required=True, help="model file to write (.safetensors)")
     v.add_argument("--arch", help="zoo architecture the state dict belongs to (engine.zoo)")
     v.add_argument("--module", help="'package.module:Class' built with no arguments")
-    v.add_argument("--input-shape", help="example input shape N,C,H,W (--module, TorchScript)")
+    v.add_argument("--input-shape", help="example input shape N,C,H,W (--module, TorchScript; "
+                                         "ONNX inputs with open dims)")
     v.add_argument("--num-classes", type=int,
                    help=f"classifier size (--arch; 1 to {MAX_CLASSES})")
     v.add_argument("--labels", help="UTF-8 text file with one class label per line")
@@ -825,10 +880,19 @@ def build_parser():
     v.add_argument("--channel-order", choices=["rgb", "bgr", "grayscale"],
                    help="channel order the model expects")
     v.add_argument("--description", help="free text stored in the metadata")
-    v.add_argument("--no-verify", action="store_true", help="skip the comparison with PyTorch")
+    v.add_argument("--no-verify", action="store_true",
+                   help="skip the comparison with PyTorch (ONNX: with ONNX Runtime)")
     v.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     v.add_argument("--quiet", action="store_true", help="only the final verification line")
     v.set_defaults(fn=cmd_convert)
+
+    e = sub.add_parser("export", help="write a model as an ONNX file (needs onnx)")
+    e.add_argument("model", help="model file (.safetensors) or zoo name")
+    e.add_argument("-o", "--output", required=True, help="ONNX file to write (.onnx)")
+    e.add_argument("--no-verify", action="store_true",
+                   help="skip running the file with ONNX Runtime against engine")
+    e.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
+    e.set_defaults(fn=cmd_export)
 
     o = sub.add_parser("ops", help="list ops and their CPU kernels")
     o.set_defaults(fn=cmd_ops)

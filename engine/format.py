@@ -159,6 +159,9 @@ def _split(data, source):
         raise ModelFormatError(f"{source}: file too short ({len(data)} bytes) to be a model")
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER or 8 + n > len(data):
+        other = _other_format(bytes(data[:64]))
+        if other:
+            raise ModelFormatError(f"{source}: not an engine model file but {other}")
         raise ModelFormatError(f"{source}: header claims {n} bytes but the file has "
                                f"{len(data) - 8} after the length field (truncated or corrupt)")
     try:
@@ -172,6 +175,31 @@ def _split(data, source):
                              or not all(isinstance(v, str) for v in meta.values())):
         raise ModelFormatError(f"{source}: __metadata__ must map strings to strings")
     return header, memoryview(data)[8 + n:]
+
+
+def _other_format(head):
+    """What a file that is no safetensors file looks like it is, with the command that
+    converts it (None: nothing recognisable)."""
+    if head[:4] == b"PK\x03\x04":
+        return ("a ZIP archive: a PyTorch checkpoint or TorchScript file?  Convert it: "
+                "engine convert FILE --arch NAME -o model.safetensors (a state dict), or "
+                "engine convert FILE --input-shape 1,3,224,224 -o model.safetensors "
+                "(TorchScript)")
+    if head[:6] == b"\x93NUMPY":
+        return "a NumPy .npy array (an input, not a model?)"
+    if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
+        return ("a Python pickle (a torch.save file?), which engine never unpickles; "
+                "convert a state dict with: engine convert FILE --arch NAME -o "
+                "model.safetensors")
+    # ONNX ModelProto: field 1 (ir_version, a small varint) first, then producer, graph,
+    # opset ... (length-delimited fields 2 to 8 or 20)
+    if len(head) > 2 and head[0] == 0x08 and head[1] < 0x80 and \
+            head[2] in (0x12, 0x1a, 0x22, 0x2a, 0x32, 0x3a, 0x42, 0xa2):
+        return ("an ONNX model: import it with engine convert FILE.onnx -o model.safetensors "
+                "(or engine.from_onnx)")
+    if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
+        return "a text file"
+    return None
 
 
 def _tensors(header, body, source):

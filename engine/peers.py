@@ -261,6 +261,9 @@ def to_onnx(model):
         initializer=ex.initializers)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
     proto.ir_version = 8
+    if model.metadata:          # labels, preprocessing ...: engine.from_onnx reads them back
+        import json
+        helper.set_model_props(proto, {"engine.metadata": json.dumps(model.metadata)})
     onnx.checker.check_model(proto)
     return proto
 

@@ -54,7 +54,7 @@ def test_run_with_npy_input(tmp_path, capsys):
 
 @pytest.mark.parametrize("args,msg", [
     (["run", "missing.safetensors"], "cannot read model file"),
-    (["summary", __file__], "header claims"),
+    (["summary", __file__], "not an engine model file but a text file"),
     (["run", "--threads", "0"], "--threads must be an int from 1 to 1024, got 0"),
 ])
 def test_user_errors_are_one_line_and_exit_2(args, msg):
@@ -430,7 +430,7 @@ CONVERT = ["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors"]
     (["run", "nosuchzoo"], ["nor is it a model zoo name"]),
     (["run", "{d}/adir.npy"], ["model file", "is a directory"]),
     (["run", "{d}/fifo.npy"], ["model file", "not a regular file"]),
-    (["summary", "{d}/full.npy"], ["header claims"]),
+    (["summary", "{d}/full.npy"], ["a NumPy .npy array"]),
     # options: ranges, and buffers within the byte cap before anything is allocated
     (["run", "--threads", "0"], ["--threads must be an int from 1 to 1024, got 0"]),
     (["run", "--threads", "100000"], ["--threads must be an int from 1 to 1024"]),

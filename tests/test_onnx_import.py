@@ -245,3 +245,53 @@ def results_table():
     lines += [f"  {status:<11} {case}: {detail}" for case, status, detail in sorted(RESULTS)
               if status != "passed"]
     return lines
+
+
+# -- the command line -----------------------------------------------------------------------
+
+def test_cli_export_then_convert_round_trip(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    from engine.cli import main
+    path = engine.cli._data_path(engine.cli.DEFAULT_MODEL)        # LeNet-5, with labels
+    onnx_file = str(tmp_path / "lenet.onnx")
+    assert main(["export", path, "-o", onnx_file]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "verification: max abs diff" in out
+    back = str(tmp_path / "back.safetensors")
+    assert main(["convert", onnx_file, "-o", back]) == 0
+    assert "engine cpu vs ONNX Runtime" in capsys.readouterr().out
+    a, b = engine.load(path), engine.load(back)
+    assert b.metadata.get("labels") == a.metadata.get("labels")
+    x = np.random.default_rng(0).standard_normal(
+        [2 if d is None else d for d in a.inputs[0].shape]).astype(np.float32)
+    _close(engine.Session(b).run(x)[0], engine.Session(a).run(x)[0], "round trip", rel=1e-6)
+
+
+def test_cli_convert_onnx_refuses_pytorch_options(tmp_path, capsys):
+    from engine.cli import main
+    from engine import peers
+    import engine.zoo
+    f = tmp_path / "m.onnx"
+    f.write_bytes(peers.to_onnx(engine.zoo.get("lenet5")).SerializeToString())
+    assert main(["convert", str(f), "-o", str(tmp_path / "o.safetensors"), "--arch",
+                 "resnet18"]) != 0
+    assert "--arch is for PyTorch checkpoints" in capsys.readouterr().err
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+@pytest.mark.parametrize("kind, data, says", [
+    ("onnx", None, "an ONNX model: import it with engine convert"),
+    ("zip", b"PK\x03\x04" + bytes(60), "a ZIP archive"),
+    ("pickle", b"\x80\x04\x95" + bytes(60), "a Python pickle"),
+    ("text", b"name,label\ncat,1\ndog,2\n" * 4, "a text file"),
+])
+def test_other_formats_are_named(tmp_path, kind, data, says):
+    from engine import peers
+    import engine.zoo
+    if data is None:
+        data = peers.to_onnx(engine.zoo.get("lenet5")).SerializeToString()
+    f = tmp_path / f"model.{kind}"
+    f.write_bytes(data)
+    for load in (engine.load, engine.Session):
+        with pytest.raises(engine.ModelFormatError, match=says):
+            load(str(f))

@@ -24,7 +24,7 @@ import sys
 
 from ..errors import ConversionError
 
-__all__ = ["from_torch", "from_onnx", "from_torchscript", "load_state_dict", "convert_checkpoint",
+__all__ = ["from_torch", "from_onnx", "to_onnx", "is_onnx_file", "verify_onnx", "from_torchscript", "load_state_dict", "convert_checkpoint",
            "supported_ops", "verify", "ConversionError"]
 
 
@@ -56,6 +56,39 @@ def from_onnx(src, *, input_shape=None, dynamic_batch=True, metadata=None):
     cannot map."""
     from .onnx_import import from_onnx as impl
     return impl(src, input_shape=input_shape, dynamic_batch=dynamic_batch, metadata=metadata)
+
+
+def to_onnx(model):
+    """An onnx.ModelProto computing ``model`` (``engine export``; raises UnsupportedError
+    listing every op the exporter cannot express)."""
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        raise ConversionError("exporting to ONNX needs the onnx package: "
+                              "pip install 'engine[onnx]'") from None
+    from ..peers import to_onnx as impl
+    return impl(model)
+
+
+def is_onnx_file(path):
+    """Whether ``path`` names an ONNX model (by its name or its first bytes)."""
+    from .onnx_import import is_onnx_file as impl
+    return impl(path)
+
+
+def verify_onnx(model, path, inputs, backend="cpu", threads=None):
+    """(max abs diff, max rel diff) between ``model`` and ONNX Runtime running ``path``."""
+    from .onnx_import import verify as impl
+    return impl(model, path, inputs, backend=backend, threads=threads)
+
+
+def onnx_verification_note():
+    """None when ONNX Runtime can verify an import, else why not."""
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "ONNX Runtime is not installed: pip install onnxruntime"
+    return None
 
 
 def from_torchscript(ts, example_input, *, input_names=None, output_names=None,

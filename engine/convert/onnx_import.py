@@ -1075,6 +1075,36 @@ def _expand(cx):
     raise Unsupported(f"Expand of {x.shape} to {shape} at run time")
 
 
+def is_onnx_file(path):
+    """Named *.onnx, or starting like a serialized ModelProto (see format._other_format)."""
+    path = os.fspath(path)
+    if path.lower().endswith(".onnx"):
+        return True
+    try:
+        with open(path, "rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    from ..format import _other_format
+    return (_other_format(head) or "").startswith("an ONNX model")
+
+
+def verify(model, path, inputs, backend="cpu", threads=None):
+    """(max abs diff, max rel diff) of ``model`` against ONNX Runtime on ``inputs``."""
+    import onnxruntime as ort
+    from ..runtime import Session
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    ref = ort.InferenceSession(os.fspath(path), so, providers=["CPUExecutionProvider"])
+    x = np.asarray(inputs, dtype=np.float32)
+    want = ref.run(None, {ref.get_inputs()[0].name: x})[0].astype(np.float64)
+    got = Session(model, backend=backend, threads=threads).run(x)[0].astype(np.float64)
+    if got.shape != want.shape:
+        raise ConversionError(f"output shape {got.shape}, ONNX Runtime's {want.shape}")
+    d = float(np.abs(got - want).max()) if got.size else 0.0
+    return d, d / max(float(np.abs(want).max()), 1e-30)
+
+
 # -- the walk -------------------------------------------------------------------------------
 
 def _input_shape(vi, override, dynamic_batch):
@@ -1174,13 +1204,30 @@ def from_onnx(src, *, input_shape=None, dynamic_batch=True, metadata=None):
         if isinstance(v, np.ndarray):
             v = b.identity(b.constant(v.astype(np.float32)), name=b._unique("const_out"))
         b.output(v, name=o.name)
-    meta = dict(metadata or {})
+    meta = _stored_metadata(proto)
+    meta.update(metadata or {})
     meta.setdefault("source", "onnx")
     meta.setdefault("onnx_opset", opset)
     if proto.producer_name:
         meta.setdefault("onnx_producer", f"{proto.producer_name} {proto.producer_version}"
                         .strip())
     return b.build(meta)
+
+
+def _stored_metadata(proto):
+    """The metadata ``engine export`` stored in the file (labels, preprocessing), checked
+    like a model file's; {} when there is none."""
+    import json
+    from ..metadata import check_metadata
+    for p in proto.metadata_props:
+        if p.key == "engine.metadata":
+            try:
+                meta = json.loads(p.value)
+                check_metadata(meta)
+            except (ValueError, TypeError) as e:
+                raise ConversionError(f"the file's engine.metadata is invalid: {e}") from None
+            return dict(meta)
+    return {}
 
 
 def _convert_node(cx, node):
