@@ -333,6 +333,12 @@ class Builder:
     def div(self, input, other, name=None):
         return self._node("div", [input, other], {}, name)
 
+    def maximum(self, input, other, name=None):
+        return self._node("maximum", [input, other], {}, name)
+
+    def minimum(self, input, other, name=None):
+        return self._node("minimum", [input, other], {}, name)
+
     def relu(self, input, name=None):
         return self._node("relu", [input], {}, name)
 

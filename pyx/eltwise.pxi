@@ -8,6 +8,8 @@ ADD = 0
 SUB = 1
 MUL = 2
 DIV = 3
+BIN_MAX = 4          # (MAX / MIN name the pooling modes: one module namespace)
+BIN_MIN = 5
 
 
 def unary(x, y, act, float p0=0.0, float p1=0.0, nthreads=1, bint bind=False, isa=None):
@@ -66,7 +68,8 @@ def prelu(x, w, y, nthreads=1, bint bind=False, isa=None):
 
 def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1, bint bind=False,
            isa=None):
-    """out = a (op) b with broadcasting: op ADD, SUB, MUL or DIV.
+    """out = a (op) b with broadcasting: op ADD, SUB, MUL, DIV, BIN_MAX or BIN_MIN (these two
+    propagate NaN from either side).
 
     out: C-contiguous with prod(shape) elements; a / b are read at element offsets
     sum(idx[d] * strides[d]) (stride 0 on broadcast dims); 1 <= len(shape) <= 6.
@@ -77,8 +80,9 @@ def binary(int op, a, b, out, shape, a_strides, b_strides, nthreads=1, bint bind
     cdef Py_ssize_t* sa = args.sa
     cdef Py_ssize_t* sb = args.sb
     args.nt = _threads(nthreads)
-    if op < 0 or op > 3:
-        raise ValueError(f"op must be 0 (add), 1 (sub), 2 (mul) or 3 (div), got {op}")
+    if op < 0 or op > 5:
+        raise ValueError(f"op must be 0 (add), 1 (sub), 2 (mul), 3 (div), 4 (max) or 5 (min), "
+                         f"got {op}")
     cdef int nd = len(shape)
     if nd < 1 or nd > 6:
         raise ValueError(f"shape must have 1 to 6 dims, got {nd}: {shape!r}")

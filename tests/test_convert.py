@@ -135,6 +135,13 @@ def test_arithmetic_with_buffers_parameters_and_scalars():
     assert {"add", "sub", "mul", "div"} <= set(ops_of(model))
 
 
+def test_elementwise_maximum_and_minimum():
+    bound = torch.randn(1, 4, 1, 1)
+    model = check(Fn(lambda s, x: torch.minimum(torch.maximum(x, x * 0.5), bound + 1.0)),
+                  (2, 4, 3, 3))
+    assert {"maximum", "minimum"} <= set(ops_of(model))
+
+
 # -- shapes -------------------------------------------------------------------------------
 @pytest.mark.parametrize("fn", [
     lambda s, x: x.mean((2, 3)),

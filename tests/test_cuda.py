@@ -699,7 +699,7 @@ CASES = {"conv": _conv, "conv_transpose": _conv_transpose, "linear": _linear,
          "concat": _concat, "split": _split, "channel_shuffle": _shuffle, "pad": _pad,
          "interpolate": _interpolate, "mean": _mean}
 CASES.update({op: _pool(op) for op in ("max_pool", "min_pool", "avg_pool")})
-CASES.update({op: _binary for op in ("add", "sub", "mul", "div")})
+CASES.update({op: _binary for op in ("add", "sub", "mul", "div", "maximum", "minimum")})
 CASES.update({op: _unary(op) for op in FUSABLE})
 CASES.update({op: _alias(op) for op in ("dropout", "identity", "flatten", "reshape")})
 

@@ -530,7 +530,7 @@ def broadcast_pairs(draw):
 
 
 @settings(max_examples=200, **SETTINGS)
-@given(broadcast_pairs(), st.sampled_from(["add", "sub", "mul", "div"]),
+@given(broadcast_pairs(), st.sampled_from(["add", "sub", "mul", "div", "maximum", "minimum"]),
        st.sampled_from([(), (0,), (1,)]), st.integers(0, 999), st.sampled_from([1, 2]))
 def test_binary_random(shapes, op, const, seed, threads):
     rng = np.random.default_rng(seed)
@@ -538,7 +538,7 @@ def test_binary_random(shapes, op, const, seed, threads):
     check(op, {}, [a, b], const, threads)
 
 
-@pytest.mark.parametrize("op", ["add", "sub", "mul", "div"])
+@pytest.mark.parametrize("op", ["add", "sub", "mul", "div", "maximum", "minimum"])
 @pytest.mark.parametrize("threads", [1, 2])
 def test_binary_fast_paths(op, threads):
     rng = np.random.default_rng(7)
@@ -801,7 +801,7 @@ BAD_CALLS = [
     lambda: kelt.binary(0, _f(4), _f(4), _f(5), [4], [1], [1]),               # out size
     lambda: kelt.binary(0, _f(4), _f(4), _f(4), [4], [-1], [1]),              # neg stride
     lambda: kelt.binary(0, _f(4), _f(4), _f(4), [1] * 7, [0] * 7, [0] * 7),   # 7 dims
-    lambda: kelt.binary(5, _f(4), _f(4), _f(4), [4], [1], [1]),               # op
+    lambda: kelt.binary(6, _f(4), _f(4), _f(4), [4], [1], [1]),               # op
     lambda: kelt.prelu(_f(2, 3, 4), _f(2), _f(2, 3, 4)),
     lambda: kelt.softmax(_f(10), _f(10), 2, 3, 2),
     lambda: kelt.channel_affine(_f(2, 3, 4), _f(4), None, _f(2, 3, 4)),

@@ -143,7 +143,7 @@ ALL_OPS = {
     "gelu", "elu", "selu", "softplus", "mish", "clip", "prelu", "softmax", "log_softmax",
     "conv", "conv_transpose", "max_pool",
     "min_pool", "avg_pool", "adaptive_avg_pool", "adaptive_max_pool", "linear", "matmul",
-    "add", "sub", "mul", "div", "batch_norm", "layer_norm", "instance_norm", "group_norm",
+    "add", "sub", "mul", "div", "maximum", "minimum", "batch_norm", "layer_norm", "instance_norm", "group_norm",
     "local_response_norm", "dropout", "identity", "flatten", "reshape", "permute", "concat",
     "split", "channel_shuffle", "pad", "interpolate", "mean",
 }
@@ -496,7 +496,8 @@ def broadcast_pair(draw):
 
 
 @pytest.mark.parametrize("name,fn", [("add", torch.add), ("sub", torch.sub),
-                                     ("mul", torch.mul), ("div", torch.div)])
+                                     ("mul", torch.mul), ("div", torch.div),
+                                     ("maximum", torch.maximum), ("minimum", torch.minimum)])
 @FAST
 @given(shapes=broadcast_pair(), seed=seeds)
 def test_binary(name, fn, shapes, seed):

@@ -462,7 +462,9 @@ def _binary_numpy_factory(ufunc):
 
 
 for _name, _code, _uf in (("add", _elt.ADD, np.add), ("sub", _elt.SUB, np.subtract),
-                          ("mul", _elt.MUL, np.multiply), ("div", _elt.DIV, np.divide)):
+                          ("mul", _elt.MUL, np.multiply), ("div", _elt.DIV, np.divide),
+                          ("maximum", _elt.BIN_MAX, np.maximum),
+                          ("minimum", _elt.BIN_MIN, np.minimum)):
     register_kernel(B, _name, "broadcast", supports=_binary_supported, priority=10,
                     note="strided broadcast loop (dims collapsed at prepare time, <= 6)")(
         _binary_factory(_code))

@@ -709,6 +709,16 @@ def _div(cx, a):
     return cx.b.div(cx.tensor(a.self), cx.tensor(a.other), name=cx.name)
 
 
+@aten("maximum")
+def _maximum(cx, a):
+    return cx.b.maximum(cx.tensor(a.self), cx.tensor(a.other), name=cx.name)
+
+
+@aten("minimum")
+def _minimum(cx, a):
+    return cx.b.minimum(cx.tensor(a.self), cx.tensor(a.other), name=cx.name)
+
+
 @aten("neg")
 def _neg(cx, a):
     return cx.b.mul(cx.graph(a.self), cx.scalar(-1.0), name=cx.name)

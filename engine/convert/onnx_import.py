@@ -724,6 +724,18 @@ def _sum(cx):
     return [y]
 
 
+@convert("Max", "Min")
+def _max_min(cx):
+    fn = cx.b.maximum if cx.node.op_type == "Max" else cx.b.minimum
+    ins = [cx.tensor(i) for i in range(cx.n_inputs())]
+    if len(ins) == 1:
+        return [cx.b.identity(ins[0], name=cx.name)]
+    y = ins[0]
+    for k, t in enumerate(ins[1:], start=2):
+        y = fn(y, t, name=cx.name if k == len(ins) else cx.aux(f"{cx.node.op_type}{k}"))
+    return [y]
+
+
 @convert("Neg")
 def _neg(cx):
     return [cx.b.mul(cx.tensor(0), np.float32(-1.0), name=cx.name)]

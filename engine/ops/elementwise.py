@@ -71,6 +71,20 @@ def mul(a, b):
     return np.asarray(a * b, dtype=np.float32)
 
 
+@register_op("maximum", infer=_infer_binary, n_inputs=(2, 2))
+def maximum(a, b):
+    """max(a, b) elementwise (broadcast); NaN if either is NaN (torch.maximum, ONNX Max)."""
+    a, b = _checked(a, b)
+    return np.asarray(np.maximum(a, b), dtype=np.float32)
+
+
+@register_op("minimum", infer=_infer_binary, n_inputs=(2, 2))
+def minimum(a, b):
+    """min(a, b) elementwise (broadcast); NaN if either is NaN (torch.minimum, ONNX Min)."""
+    a, b = _checked(a, b)
+    return np.asarray(np.minimum(a, b), dtype=np.float32)
+
+
 @register_op("div", infer=_infer_binary, n_inputs=(2, 2))
 def div(a, b):
     """a / b (true division, broadcast; x/0 is +-inf, 0/0 is NaN, as IEEE)."""

@@ -108,7 +108,15 @@ enum ek_act_code {
 enum ek_pool_mode { EK_POOL_MAX = 0, EK_POOL_MIN = 1, EK_POOL_AVG = 2 };
 
 /* Binary elementwise ops. */
-enum ek_binop { EK_BIN_ADD = 0, EK_BIN_SUB = 1, EK_BIN_MUL = 2, EK_BIN_DIV = 3 };
+/* max / min propagate NaN from either operand (as torch.maximum and ONNX Max) */
+enum ek_binop {
+    EK_BIN_ADD = 0,
+    EK_BIN_SUB = 1,
+    EK_BIN_MUL = 2,
+    EK_BIN_DIV = 3,
+    EK_BIN_MAX = 4,
+    EK_BIN_MIN = 5
+};
 
 /* Pad modes. */
 enum ek_pad_mode { EK_PAD_CONSTANT = 0, EK_PAD_REFLECT = 1, EK_PAD_REPLICATE = 2 };

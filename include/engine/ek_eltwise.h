@@ -144,6 +144,8 @@ EK_API void EK_FN(ek_binary_row)(int op, const float *a, ptrdiff_t sa, const flo
     case EK_BIN_ADD: EK_BIN_LOOP(u + v); break;
     case EK_BIN_SUB: EK_BIN_LOOP(u - v); break;
     case EK_BIN_MUL: EK_BIN_LOOP(u * v); break;
+    case EK_BIN_MAX: EK_BIN_LOOP(u > v || u != u ? u : v); break;
+    case EK_BIN_MIN: EK_BIN_LOOP(u < v || u != u ? u : v); break;
     default: EK_BIN_LOOP(u / v); break;
     }
 }

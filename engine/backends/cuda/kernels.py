@@ -32,7 +32,7 @@ from .program import (BLOCK, F32, Ptr, Target, cdiv, f32, grid_1d, grid_2d, grid
 
 B = "cuda"
 
-BIN_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3}
+BIN_OPS = {"add": 0, "sub": 1, "mul": 2, "div": 3, "maximum": 4, "minimum": 5}
 POOL_MODES = {"max_pool": 0, "min_pool": 1, "avg_pool": 2}
 MAX_DIMS = 8          # broadcast / permute / pad dims after collapsing
 

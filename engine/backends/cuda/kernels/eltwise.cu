@@ -11,7 +11,8 @@ extern "C" __global__ void ek_unary(const float* x, float* y, i64 n, int code, f
 
 // y = a (op) b with broadcasting.  The host collapses the broadcast to nd <= 8 dims and
 // uploads meta = [shape[nd], a_stride[nd], b_stride[nd]] (strides in elements, 0 where an
-// operand is broadcast).  op: 0 add, 1 sub, 2 mul, 3 div (IEEE: x/0 = +-inf, 0/0 = NaN).
+// operand is broadcast).  op: 0 add, 1 sub, 2 mul, 3 div (IEEE: x/0 = +-inf, 0/0 = NaN),
+// 4 max, 5 min (NaN from either side propagates).
 extern "C" __global__ void ek_binary(const float* a, const float* b, float* y, i64 n, int op,
                                      int nd, const i64* __restrict__ meta) {
     EK_FOR(i, n) {
@@ -30,6 +31,8 @@ extern "C" __global__ void ek_binary(const float* a, const float* b, float* y, i
         case 0: z = u + v; break;
         case 1: z = u - v; break;
         case 2: z = u * v; break;
+        case 4: z = (u > v || u != u) ? u : v; break;
+        case 5: z = (u < v || u != u) ? u : v; break;
         default: z = u / v; break;
         }
         y[i] = z;
