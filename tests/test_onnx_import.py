@@ -131,7 +131,8 @@ def test_light_model_zoo(path):
 
 
 TV_MODELS = ["resnet18", "mobilenet_v2", "googlenet", "densenet121", "shufflenet_v2_x1_0",
-             "squeezenet1_1", "efficientnet_b0", "mobilenet_v3_small", "regnet_x_400mf"]
+             "squeezenet1_1", "efficientnet_b0", "mobilenet_v3_small", "regnet_x_400mf",
+             "convnext_tiny"]
 
 
 @pytest.fixture(scope="module")
@@ -161,6 +162,28 @@ def test_torch_onnx_export(torchvision, name, opset):
     with torch.no_grad():
         want = net(x).numpy()
     _close(engine.Session(m).run(x.numpy())[0], want, f"{name} opset {opset}")
+
+
+@pytest.mark.parametrize("opset", [13, 17, 20])
+def test_decomposed_layer_norm_gelu_and_linear_bias_map_to_one_op_each(opset):
+    """Below opset 17 / 20 the exporter spells LayerNorm and GELU in elementwise nodes (Erf,
+    Sqrt, Pow ... which engine has no op for); they import as layer_norm / gelu, and a
+    MatMul + bias Add on a 3-d input as one linear."""
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 4)).eval()
+    f = io.BytesIO()
+    torch.onnx.export(net, torch.randn(1, 5, 8), f, opset_version=opset, input_names=["x"],
+                      output_names=["y"], dynamic_axes={"x": {0: "N"}, "y": {0: "N"}},
+                      dynamo=False)
+    m = engine.from_onnx(f.getvalue())
+    ops = sorted(n.op for n in m.nodes)
+    assert ops == ["gelu", "layer_norm", "linear", "linear"], ops
+    x = torch.randn(3, 5, 8)
+    with torch.no_grad():
+        want = net(x).numpy()
+    _close(engine.Session(m).run(x.numpy())[0], want, f"opset {opset}", rel=1e-5)
 
 
 @pytest.mark.parametrize("name", ["lenet5", "resnet18", "mobilenet_v2", "squeezenet1_1"])

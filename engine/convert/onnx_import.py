@@ -466,9 +466,11 @@ def _gemm(cx):
 def _matmul(cx):
     b = cx.const(1)
     a = cx.tensor(0)
+    bias = cx.const(2)            # (a bias: _Patterns.matmul_bias)
     if b is not None and b.ndim == 2 and len(a.shape) >= 2:
         # x @ W with W constant: a linear layer (its packed GEMM), any leading dims
-        return [cx.b.linear(a, _f32(b.T), None, name=cx.name)]
+        return [cx.b.linear(a, _f32(b.T), None if bias is None else _f32(bias),
+                            name=cx.name)]
     return [cx.b.matmul(a, cx.tensor(1), name=cx.name)]
 
 
@@ -1183,7 +1185,10 @@ def from_onnx(src, *, input_shape=None, dynamic_batch=True, metadata=None):
     cx.read = {i for n in g.node for i in n.input} | {o.name for o in g.output}
     missing = {}                      # op type -> [node names]
     failed = set()                    # values not produced (after an unsupported node)
-    for node in g.node:
+    patterns = _Patterns(g, dict(env))
+    nodes = patterns.rewrite(list(g.node))
+    env.update(patterns.new_consts)
+    for node in nodes:
         cx.node = node
         label = node.name or (node.output[0] if node.output else node.op_type)
         if node.domain not in ("", "ai.onnx"):
@@ -1224,6 +1229,155 @@ def from_onnx(src, *, input_shape=None, dynamic_batch=True, metadata=None):
         meta.setdefault("onnx_producer", f"{proto.producer_name} {proto.producer_version}"
                         .strip())
     return b.build(meta)
+
+
+# -- decomposed layers exporters emit ----------------------------------------------------
+
+class _Patterns:
+    """Finds the decomposed GELU and LayerNorm that exporters emit below opsets 20 / 17
+    (``x * 0.5 * (1 + erf(x / sqrt 2))``; ``(x - mean) / sqrt(var + eps) * g + b`` in seven
+    nodes) and replaces each by one Gelu / LayerNormalization node, so they map to
+    engine's gelu and layer_norm instead of ops engine does not have (Erf, Sqrt)."""
+
+    def __init__(self, g, consts):
+        from onnx import helper, numpy_helper
+        self.h, self.nh = helper, numpy_helper
+        self.consts = consts                       # name -> array (initializers)
+        for n in g.node:
+            if n.op_type == "Constant" and len(n.attribute) == 1 and \
+                    n.attribute[0].name == "value":
+                self.consts[n.output[0]] = numpy_helper.to_array(n.attribute[0].t)
+            elif n.op_type == "Identity" and n.input[0] in self.consts:
+                # (torch.onnx.export shares equal weights through Identity nodes)
+                self.consts[n.output[0]] = self.consts[n.input[0]]
+        self.producer = {o: n for n in g.node for o in n.output}
+        self.readers = {}
+        for n in g.node:
+            for i in n.input:
+                self.readers.setdefault(i, []).append(n)
+        for o in g.output:
+            self.readers.setdefault(o.name, []).append(None)
+        self.new_consts = {}
+
+    def only_reader(self, value, op):
+        r = self.readers.get(value, [])
+        return r[0] if len(r) == 1 and r[0] is not None and r[0].op_type == op else None
+
+    def scalar(self, name, want, tol=1e-4):
+        v = self.consts.get(name)
+        return v is not None and v.size == 1 and abs(float(v.ravel()[0]) - want) <= tol
+
+    def other(self, node, value):
+        """The input of a binary node that is not ``value`` (None if both or neither)."""
+        a, b = node.input[0], node.input[1]
+        return b if a == value and b != value else a if b == value and a != value else None
+
+    def gelu(self, erf):
+        div = self.producer.get(erf.input[0])
+        if div is None or div.op_type not in ("Div", "Mul") or \
+                len(self.readers.get(div.output[0], [])) != 1:
+            return None
+        x = div.input[0]
+        if not (self.scalar(div.input[1], 2 ** 0.5) if div.op_type == "Div"
+                else self.scalar(div.input[1], 2 ** -0.5)):
+            return None
+        add = self.only_reader(erf.output[0], "Add")
+        if add is None or not self.scalar(self.other(add, erf.output[0]) or "", 1.0):
+            return None
+        m1 = self.only_reader(add.output[0], "Mul")
+        if m1 is None or self.other(m1, add.output[0]) != x:
+            return None
+        m2 = self.only_reader(m1.output[0], "Mul")
+        if m2 is None or not self.scalar(self.other(m2, m1.output[0]) or "", 0.5):
+            return None
+        node = self.h.make_node("Gelu", [x], [m2.output[0]], name=m2.name)
+        return node, {id(n) for n in (div, erf, add, m1)}, m2
+
+    def _axes(self, rm):
+        for a in rm.attribute:
+            if a.name == "axes":
+                return list(self.h.get_attribute_value(a))
+            if a.name == "keepdims" and not self.h.get_attribute_value(a):
+                return None
+        if len(rm.input) > 1 and rm.input[1] in self.consts:
+            return [int(v) for v in self.consts[rm.input[1]].ravel()]
+        return None
+
+    def layer_norm(self, rm):
+        if self._axes(rm) != [-1]:
+            return None
+        x = rm.input[0]
+        sub = self.only_reader(rm.output[0], "Sub")
+        if sub is None or sub.input != [x, rm.output[0]]:
+            return None
+        d = sub.output[0]
+        readers = self.readers.get(d, [])
+        if len(readers) != 2 or None in readers:
+            return None
+        pw = next((n for n in readers if n.op_type == "Pow"), None)
+        div = next((n for n in readers if n.op_type == "Div"), None)
+        if pw is None or div is None or pw.input[0] != d or not self.scalar(pw.input[1], 2.0) \
+                or div.input[0] != d:
+            return None
+        rm2 = self.only_reader(pw.output[0], "ReduceMean")
+        if rm2 is None or self._axes(rm2) != [-1]:
+            return None
+        add = self.only_reader(rm2.output[0], "Add")
+        eps = self.other(add, rm2.output[0]) if add is not None else None
+        if eps is None or eps not in self.consts or self.consts[eps].size != 1:
+            return None
+        sq = self.only_reader(add.output[0], "Sqrt")
+        if sq is None or div.input[1] != sq.output[0] or \
+                len(self.readers.get(sq.output[0], [])) != 1:
+            return None
+        gone = [sub, pw, rm2, add, sq, div]
+        last, scale, bias = div, None, None
+        mul = self.only_reader(div.output[0], "Mul")
+        if mul is not None and self.other(mul, div.output[0]) in self.consts:
+            scale, last = self.other(mul, div.output[0]), mul
+            gone.append(mul)
+            add2 = self.only_reader(mul.output[0], "Add")
+            if add2 is not None and self.other(add2, mul.output[0]) in self.consts:
+                bias, last = self.other(add2, mul.output[0]), add2
+                gone.append(add2)
+        if scale is None:
+            scale = f"{last.output[0]}.scale"
+            self.new_consts[scale] = np.ones(1, np.float32)
+        ins = [x, scale] + ([bias] if bias is not None else [])
+        node = self.h.make_node("LayerNormalization", ins, [last.output[0]], name=last.name,
+                                axis=-1, epsilon=float(self.consts[eps].ravel()[0]))
+        gone.remove(last)
+        return node, {id(n) for n in gone} | {id(rm)}, last
+
+    def matmul_bias(self, mm):
+        """MatMul by a constant matrix, then Add of a constant vector (opset < 13 exports of
+        nn.Linear on > 2-d inputs): one MatMul with the bias as a third input (an internal
+        form only this importer reads), a linear layer with its bias in the GEMM store."""
+        w = self.consts.get(mm.input[1])
+        add = self.only_reader(mm.output[0], "Add")
+        if w is None or w.ndim != 2 or add is None:
+            return None
+        b = self.other(add, mm.output[0])
+        if b is None or b not in self.consts or self.consts[b].shape != (w.shape[1],):
+            return None
+        node = self.h.make_node("MatMul", [mm.input[0], mm.input[1], b], [add.output[0]],
+                                name=add.name)
+        return node, {id(mm)}, add
+
+    def rewrite(self, nodes):
+        """The node list with every match replaced (the new node where the match ended)."""
+        replace, drop = {}, set()
+        for n in nodes:
+            if id(n) in drop:
+                continue
+            hit = self.gelu(n) if n.op_type == "Erf" else \
+                self.layer_norm(n) if n.op_type == "ReduceMean" else \
+                self.matmul_bias(n) if n.op_type == "MatMul" else None
+            if hit is not None:
+                node, gone, last = hit
+                drop |= gone
+                replace[id(last)] = node
+        return [replace.get(id(n), n) for n in nodes if id(n) not in drop]
 
 
 def _stored_metadata(proto):
