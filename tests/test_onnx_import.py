@@ -197,6 +197,40 @@ def test_own_export_round_trips(name):
     _close(engine.Session(m).run(x)[0], engine.Session(model).run(x)[0], name, rel=1e-5)
 
 
+def _resnet_proto():
+    import engine.zoo
+    from engine import peers
+    model = engine.zoo.get("resnet18")
+    return model, peers.to_onnx(model)
+
+
+def _check_same(model, m):
+    x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
+    _close(engine.Session(m).run(x)[0], engine.Session(model).run(x)[0], "resnet18", rel=1e-5)
+
+
+def test_external_data_weights_load(tmp_path):
+    model, proto = _resnet_proto()
+    path = tmp_path / "r18.onnx"
+    onnx.save_model(proto, str(path), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="r18.weights", size_threshold=1024)
+    assert (tmp_path / "r18.weights").stat().st_size > 40e6 and path.stat().st_size < 1e6
+    _check_same(model, engine.from_onnx(str(path)))
+
+
+def test_weights_in_constant_nodes_load_like_initializers():
+    """paddle2onnx keeps weights in Constant nodes instead of initializers."""
+    from onnx import helper
+    model, proto = _resnet_proto()
+    g = proto.graph
+    consts = [helper.make_node("Constant", [], [t.name], value=t) for t in g.initializer]
+    nodes = consts + list(g.node)
+    del g.initializer[:]
+    del g.node[:]
+    g.node.extend(nodes)
+    _check_same(model, engine.from_onnx(proto))
+
+
 # -- errors -------------------------------------------------------------------------------
 
 def _tiny(op, inputs, outputs, **attrs):

@@ -53,8 +53,11 @@ def fold(*ops):
 
 
 def supported_ops():
-    """The ONNX op types this importer maps (sorted)."""
-    return sorted(set(CONVERT) | set(FOLD))
+    """{"mapped": ONNX op types mapped to engine ops, "folded": those evaluated at import
+    only, when their inputs are constants (shape arithmetic)}."""
+    mapped = set(CONVERT)
+    return {"mapped": sorted(mapped),
+            "folded": sorted((set(FOLD) | {"Constant", "Shape", "Size"}) - mapped)}
 
 
 # -- loading --------------------------------------------------------------------------------
