@@ -224,8 +224,9 @@ def _first_line(e):
 
 
 def _preprocessing(prep, shape):
-    """(h, w, pad, channel order, scale, mean, std) from ``metadata["preprocessing"]``,
-    checked (the metadata travels in the model file, so it is untrusted too)."""
+    """(h, w, pad, channel order, scale, mean, std, resize_shorter) from
+    ``metadata["preprocessing"]``, checked (the metadata travels in the model file, so it
+    is untrusted too)."""
     channels = shape[1]
 
     def bad(key, expected, value):
@@ -252,6 +253,11 @@ def _preprocessing(prep, shape):
     pad = prep.get("pad", 0) or 0
     if not _is_int(pad) or pad < 0 or 2 * pad >= min(h, w):
         bad("pad", f"an int from 0 to less than half of {min(h, w)}", pad)
+    shorter = prep.get("resize_shorter")
+    if shorter is not None and (not _is_int(shorter) or
+                                not max(h, w) - 2 * pad <= shorter <= MAX_IMAGE_SIDE):
+        bad("resize_shorter", f"an int from {max(h, w) - 2 * pad} (the crop) to "
+                              f"{MAX_IMAGE_SIDE}", shorter)
     order = prep.get("channels", prep.get("channel_order",
                                           "grayscale" if channels == 1 else "rgb"))
     if not isinstance(order, str) or order.lower() not in ("rgb", "bgr", "grayscale"):
@@ -273,7 +279,8 @@ def _preprocessing(prep, shape):
             bad(key, "finite in float32", v)
         if key == "std" and not vals[key].all():
             bad(key, "non-zero in float32 (inputs are divided by it)", v)
-    return h, w, int(pad), order.lower(), scale32, vals["mean"], vals["std"]
+    return (h, w, int(pad), order.lower(), scale32, vals["mean"], vals["std"],
+            None if shorter is None else int(shorter))
 
 
 def _is_int(v):
@@ -289,6 +296,9 @@ def _read_image(path, shape, prep):
     """An image file as the model's input, preprocessed per ``metadata["preprocessing"]``:
 
     ``input_size`` [H, W] (the network input; default: the model's input shape),
+    ``resize_shorter`` S: the shorter side resized to S (aspect kept), then the center
+    crop of input_size, as torchvision's Resize(S) + CenterCrop (absent: the image is
+    resized to input_size, aspect not kept),
     ``channels`` "rgb" | "bgr" | "grayscale" (default from the input's channel count),
     ``pad`` (pixels of zero padding around the resized image, included in input_size),
     ``scale`` (default 1/255), ``mean`` and ``std`` (per channel, after scaling).
@@ -304,7 +314,7 @@ def _read_image(path, shape, prep):
         raise InputError(f"image inputs need a model with an (N, 1 or 3, H, W) input, this "
                          f"one takes {_shape_text(shape)}")
     channels = shape[1]
-    h, w, pad, order, scale, mean, std = _preprocessing(prep, shape)
+    h, w, pad, order, scale, mean, std, shorter = _preprocessing(prep, shape)
     resample = getattr(Image, "Resampling", Image).BILINEAR
     try:
         with warnings.catch_warnings():
@@ -319,7 +329,10 @@ def _read_image(path, shape, prep):
                                      f"({pixels} pixels), more than the {MAX_IMAGE_PIXELS} "
                                      f"engine decodes; resize it first")
                 img = img.convert("L" if channels == 1 else "RGB")
-                img = img.resize((w - 2 * pad, h - 2 * pad), resample)
+                if shorter is None:
+                    img = img.resize((w - 2 * pad, h - 2 * pad), resample)
+                else:
+                    img = _resize_and_crop(img, shorter, h - 2 * pad, w - 2 * pad, resample)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise InputError(f"image {path!r} refused: {_first_line(e)}") from None
     except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
@@ -332,6 +345,21 @@ def _read_image(path, shape, prep):
     if pad:
         a = np.pad(a, ((0, 0), (pad, pad), (pad, pad)))
     return ((a - mean) / std).astype(np.float32)
+
+
+def _resize_and_crop(img, shorter, ch, cw, resample):
+    """torchvision's Resize(shorter) then CenterCrop((ch, cw)) on a PIL image: the same
+    sizes, the same PIL resampling call and the same crop offsets."""
+    iw, ih = img.size
+    if iw <= ih:
+        size = (shorter, int(shorter * ih / iw))
+    else:
+        size = (int(shorter * iw / ih), shorter)
+    if size != (iw, ih):
+        img = img.resize(size, resample)
+    top = int(round((size[1] - ch) / 2.0))
+    left = int(round((size[0] - cw) / 2.0))
+    return img.crop((left, top, left + cw, top + ch))
 
 
 def _probabilities(logits, already):
@@ -368,7 +396,7 @@ def _evaluate(model, model_path, args):
         raise InputError(f"--eval uses the bundled held-out MNIST digits (1x32x32 inputs); "
                          f"this model takes {_shape_text(shape)}")
     prep = model.metadata.get("preprocessing") or {}
-    _, _, pad, _, _, mean, std = _preprocessing(
+    _, _, pad, _, _, mean, std, _ = _preprocessing(
         {"mean": [0.1307], "std": [0.3081], "pad": 2, **prep}, shape)
     images, labels = load_heldout()
     x = preprocess_digits(images, mean=float(mean.flat[0]), std=float(std.flat[0]), pad=pad)
@@ -626,7 +654,8 @@ def _check_output(path, source):
 
 def _convert_options(args):
     """Every option of ``convert`` parsed and checked before anything is loaded."""
-    opts = {"shape": None, "size": None, "labels": None, "mean": None, "std": None}
+    opts = {"shape": None, "size": None, "labels": None, "mean": None, "std": None,
+            "shorter": None}
     if args.input_shape:
         opts["shape"] = _ints(args.input_shape, "--input-shape")
         check_shape(tuple(opts["shape"]), "--input-shape")
@@ -635,6 +664,9 @@ def _convert_options(args):
                              largest=MAX_IMAGE_SIDE)
     if args.labels:
         opts["labels"] = _read_labels(args.labels)
+    if args.resize_shorter is not None:
+        opts["shorter"] = _ints(args.resize_shorter, "--resize-shorter", counts=(1,),
+                                largest=MAX_IMAGE_SIDE)[0]
     if args.mean:
         opts["mean"] = _floats(args.mean, "--mean")
     if args.std:
@@ -667,6 +699,15 @@ def _conversion_metadata(args, opts, model):
             raise EngineError("the model's input has no fixed height and width; give "
                               "--input-size H,W")
         prep["input_size"] = [int(d) for d in shape[2:]]
+    if opts["shorter"] is not None:
+        if "input_size" not in prep:
+            if len(shape) != 4 or shape[2] is None or shape[3] is None:
+                raise EngineError("--resize-shorter needs the crop size: give --input-size H,W")
+            prep["input_size"] = [int(d) for d in shape[2:]]
+        if opts["shorter"] < max(prep["input_size"]):
+            raise EngineError(f"--resize-shorter {opts['shorter']} is smaller than the "
+                              f"{'x'.join(map(str, prep['input_size']))} center crop")
+        prep["resize_shorter"] = opts["shorter"]
     if args.channel_order:
         prep["channels"] = args.channel_order
     channels = shape[1] if len(shape) > 1 else None
@@ -877,6 +918,10 @@ def build_parser():
                    help="per-channel mean after scaling to [0, 1], e.g. 0.485,0.456,0.406")
     v.add_argument("--std", help="per-channel std (positive), e.g. 0.229,0.224,0.225")
     v.add_argument("--input-size", help="H,W images are resized to (--arch: also C,H,W)")
+    v.add_argument("--resize-shorter", metavar="S",
+                   help="resize an image's shorter side to S, then center-crop the input "
+                        "size (torchvision's Resize(S) + CenterCrop); --arch ImageNet models "
+                        "store torchvision's (256 for 224x224) unless given")
     v.add_argument("--channel-order", choices=["rgb", "bgr", "grayscale"],
                    help="channel order the model expects")
     v.add_argument("--description", help="free text stored in the metadata")

@@ -54,11 +54,18 @@ def _number(key, v):
 
 def _preprocessing(key, v):
     if not isinstance(v, dict):
-        _fail(key, "an object (input_size, channels, pad, scale, mean, std)", v)
+        _fail(key, "an object (input_size, resize_shorter, channels, pad, scale, mean, std)",
+              v)
     size = v.get("input_size")
     if size is not None and (not isinstance(size, list) or len(size) != 2 or not all(
             _is_int(d) and 1 <= d <= MAX_IMAGE_SIDE for d in size)):
         _fail(f"{key}.input_size", f"[H, W] with each from 1 to {MAX_IMAGE_SIDE}", size)
+    shorter = v.get("resize_shorter")
+    if shorter is not None and not (_is_int(shorter) and 1 <= shorter <= MAX_IMAGE_SIDE):
+        _fail(f"{key}.resize_shorter", f"an int from 1 to {MAX_IMAGE_SIDE}", shorter)
+    if shorter is not None and size is not None and shorter < max(size):
+        _fail(f"{key}.resize_shorter", f"at least the larger side of input_size {size} (the "
+              f"center crop is taken from the resized image)", shorter)
     pad = v.get("pad")
     if pad is not None and not (_is_int(pad) and pad >= 0):
         _fail(f"{key}.pad", "a non-negative int", pad)

@@ -145,7 +145,36 @@ def format_summary(model, batch_size=1, memory=None):
     out.append(f"activations: {_human(total_act, 'B')} summed over layers")
     if memory is not None:
         out.append(f"memory plan: {memory}")
+    out += _stored_metadata_lines(model.metadata)
     return "\n".join(out)
+
+
+def _stored_metadata_lines(meta):
+    """What the model file says about its inputs and outputs: labels and image
+    preprocessing (what ``engine run`` applies to an image)."""
+    out = []
+    labels = meta.get("labels")
+    if isinstance(labels, list) and labels:
+        shown = ", ".join(str(x) for x in labels[:5])
+        out.append(f"labels: {len(labels)} ({shown}{', ...' if len(labels) > 5 else ''})")
+    prep = meta.get("preprocessing")
+    if isinstance(prep, dict) and prep:
+        size = prep.get("input_size")
+        parts = []
+        if prep.get("resize_shorter") and size:
+            parts.append(f"resize the shorter side to {prep['resize_shorter']}, center crop "
+                         f"{size[0]}x{size[1]}")
+        elif size:
+            parts.append(f"resize to {size[0]}x{size[1]} (aspect not kept)")
+        for key in ("channels", "pad", "scale", "mean", "std"):
+            if prep.get(key) is not None:
+                v = prep[key]
+                parts.append(f"{key} {v:.6g}" if isinstance(v, float) else f"{key} {v}")
+        out.append("image preprocessing: " + ", ".join(parts))
+    else:
+        out.append("image preprocessing: none stored (images are resized to the input size, "
+                   "scaled to [0, 1])")
+    return out
 
 
 def _batchnorm_statistics(model):

@@ -678,3 +678,70 @@ def test_tune_flag_tunes_and_caches_next_to_a_model_file(tmp_path, capsys):
     capsys.readouterr()
     assert main(["bench", "lenet5", "--repeat", "1", "--tune", "--backend", "reference"]) == 2
     assert "--tune applies to the cpu backend" in capsys.readouterr().err
+
+
+# -- image preprocessing as trained ---------------------------------------------------------
+
+def test_resize_shorter_and_center_crop_match_torchvision(tmp_path):
+    """preprocessing.resize_shorter: torchvision's Resize(S) + CenterCrop + ToTensor +
+    Normalize, on portrait, landscape and square photos."""
+    Image = pytest.importorskip("PIL.Image")
+    pytest.importorskip("torch")
+    from tv_compat import import_torchvision
+    tv = import_torchvision()
+    if tv is None:
+        pytest.skip("torchvision not installed")
+    T = tv.transforms
+    mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+    prep = {"input_size": [224, 224], "resize_shorter": 256, "mean": mean, "std": std,
+            "scale": 1 / 255}
+    ref = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), T.Normalize(mean, std)])
+    rng = np.random.default_rng(0)
+    for w, h in ((300, 200), (200, 333), (256, 256), (1000, 257)):
+        path = tmp_path / f"img_{w}x{h}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        ours = engine.cli._read_image(str(path), (1, 3, 224, 224), prep)
+        with Image.open(path) as img:
+            want = ref(img.convert("RGB")).numpy()
+        assert ours.shape == want.shape == (3, 224, 224)
+        assert np.abs(ours - want).max() < 1e-5, (w, h)
+
+
+def test_arch_conversion_stores_imagenet_preprocessing_unless_told():
+    """Zoo ImageNet architectures carry torchvision's evaluation transform (as --arch
+    conversions store it); options given override it."""
+    import argparse
+    from engine import zoo
+    for name, side, shorter in (("resnet18", 224, 256), ("alexnet_original", 227, 259)):
+        prep = zoo.get(name).metadata["preprocessing"]
+        assert prep["resize_shorter"] == shorter and prep["input_size"] == [side, side]
+        assert prep["mean"] == [0.485, 0.456, 0.406] and prep["std"] == [0.229, 0.224, 0.225]
+    for name in ("lenet5", "fcn_resnet50"):        # not an ImageNet classifier
+        assert "resize_shorter" not in zoo.get(name).metadata.get("preprocessing", {})
+    model = zoo.get("resnet18")
+    args = argparse.Namespace(arch="resnet18", num_classes=None, labels=None, mean="0.5",
+                              std=None, input_size=None, channel_order=None, description=None,
+                              resize_shorter="300", input_shape=None, quiet=False)
+    engine.cli._conversion_metadata(args, engine.cli._convert_options(args), model)
+    prep = model.metadata["preprocessing"]
+    assert prep["resize_shorter"] == 300 and prep["mean"] == [0.5] * 3
+    args.resize_shorter = "200"
+    with pytest.raises(engine.EngineError, match="smaller than the 224x224 center crop"):
+        engine.cli._conversion_metadata(args, engine.cli._convert_options(args),
+                                        zoo.get("resnet18"))
+
+
+def test_summary_shows_labels_and_preprocessing(capsys):
+    path = engine.cli._data_path(engine.cli.DEFAULT_MODEL)
+    assert main(["summary", path]) == 0
+    out = capsys.readouterr().out
+    assert "labels: 10 (" in out and "image preprocessing:" in out
+
+
+def test_hostile_resize_shorter_is_refused():
+    with pytest.raises(ValueError, match="resize_shorter"):
+        engine.metadata.check_metadata({"preprocessing": {"input_size": [224, 224],
+                                                          "resize_shorter": 100}})
+    with pytest.raises(engine.ModelFormatError, match="resize_shorter"):
+        engine.cli._preprocessing({"input_size": [8, 8], "resize_shorter": 2**40},
+                                  (1, 3, 8, 8))

@@ -32,7 +32,7 @@ classifiers, ``"out"`` for segmentation networks and the autoencoder.
 import os
 
 from ..errors import ConversionError, GraphError
-from ._core import REGISTRY, Arch, Net, Params, normalize_state_dict, register  # noqa: F401
+from ._core import IMAGENET, REGISTRY, Arch, Net, Params, normalize_state_dict, register  # noqa: F401
 from . import (classic, vgg, googlenet, resnet, mobilenet, shufflenet, squeezenet,  # noqa: F401
                densenet, segmentation, autoencoder)
 
@@ -130,7 +130,11 @@ def get(name, weights=None, num_classes=None, input_size=None, **options):
     if opts:
         meta["options"] = opts
     if arch.preprocessing is not None:
-        meta["preprocessing"] = {"input_size": [int(d) for d in x.shape[2:]],
-                                 **arch.preprocessing}
+        size = [int(d) for d in x.shape[2:]]
+        meta["preprocessing"] = {"input_size": size, **arch.preprocessing}
+        if arch.preprocessing is IMAGENET and arch.output == "logits" and len(size) == 2:
+            # an ImageNet classifier: torchvision's evaluation transform, the shorter side
+            # to input / 0.875 (224: 256), then the center crop
+            meta["preprocessing"]["resize_shorter"] = int(round(max(size) / 0.875))
     return net.b.build(metadata=meta)
 
