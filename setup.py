@@ -83,7 +83,7 @@ setup(
     python_requires=">=3.9",
     install_requires=["numpy>=1.23"],
     extras_require={"test": ["pytest", "hypothesis"], "torch": ["torch==2.13.0"],
-                    "image": ["pillow"],
+                    "image": ["pillow", "tqdm"],   # tqdm: the progress bar of folder runs
                     "onnx": ["onnx"],
                     # the GPU backend (docs/cuda.md); CUDA 13 drivers: pip install cupy-cuda13x
                     "cuda": ["cupy-cuda12x"]},

@@ -427,6 +427,9 @@ def cmd_run(args):
     model = _load_model(model_path)
     if args.eval:
         return _evaluate(model, model_path, args)
+    from . import batch as many
+    if args.inputs and (many.is_many(args.inputs) or args.output or args.raw):
+        return _run_many(model, model_path, args)
     if args.inputs:
         x = _read_inputs(args.inputs, model)
         names = args.inputs if len(args.inputs) == len(x) else [f"#{i}" for i in range(len(x))]
@@ -465,6 +468,43 @@ def cmd_run(args):
     print(f"latency: median {np.median(t) * 1e3:.3f} ms for batch {len(x)} "
           f"({sess.threads} thread{'s' if sess.threads > 1 else ''}, backend {args.backend})")
     return 0
+
+
+def _run_many(model, model_path, args):
+    """Folder / glob / list inference: rows to --output (or printed), --raw outputs."""
+    from . import batch as many
+    files = many.collect(args.inputs)
+    if args.output:
+        _check_output(args.output, model_path if os.path.exists(model_path) else args.output)
+    if args.raw:
+        if not args.raw.lower().endswith(".npy"):
+            raise EngineError(f"--raw {args.raw!r}: name a .npy file")
+        _check_output(args.raw, model_path if os.path.exists(model_path) else args.raw)
+    want = _input_shape(model)
+    check_shape((args.batch,) + tuple(1 if d is None else d for d in want[1:]),
+                "a --batch of inputs")
+
+    def read(path):
+        a = _read_inputs([path], model)
+        if a.shape[0] != 1:
+            raise InputError(f"{path}: holds {a.shape[0]} samples; give one sample per file "
+                             f"when running a folder, glob or list")
+        return a[0]
+    sess = _session(model, args)
+    already = model.metadata.get("output") == "probabilities"
+    if not os.path.lexists(model_path):     # a zoo name
+        print(f"note: {model_path} from the model zoo has random weights, so its classes mean "
+              f"nothing", file=sys.stderr)
+    s = many.run_many(sess, model, files, read, batch=args.batch, top=args.top,
+                      output=args.output, raw=args.raw, quiet=args.quiet,
+                      probabilities=lambda out: _probabilities(out, already))
+    rate = s["done"] / s["seconds"] if s["seconds"] > 0 else float("inf")
+    where = f" -> {args.output}" if args.output else ""
+    raw = f", raw outputs -> {args.raw}" if args.raw else ""
+    print(f"{s['done']} of {s['inputs']} inputs in {s['seconds']:.2f} s ({rate:.1f}/s, batch "
+          f"{args.batch}, {sess.threads} thread{'s' if sess.threads > 1 else ''}){where}"
+          f"{raw}; {len(s['skipped'])} skipped (unreadable)", file=sys.stderr)
+    return 0 if not s["skipped"] else 3
 
 
 def cmd_summary(args):
@@ -859,7 +899,9 @@ def build_parser():
 
     r = sub.add_parser("run", help="run a model (the bundled demo if none is given)")
     r.add_argument("model", nargs="?", help="model file (.safetensors) or zoo name")
-    r.add_argument("inputs", nargs="*", help="input .npy arrays or images")
+    r.add_argument("inputs", nargs="*",
+                   help="input .npy arrays or images; or directories, glob patterns and .txt "
+                        "lists of them (one row per input, see --output)")
     r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     r.add_argument("--top", type=int, default=3, help="classes to show per input")
     r.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"])
@@ -868,6 +910,12 @@ def build_parser():
     r.add_argument("--eval", action="store_true",
                    help="accuracy on the bundled held-out digits (the bundled LeNet-5)")
     r.add_argument("--tune", action="store_true", help=TUNE_HELP)
+    r.add_argument("--batch", type=int, default=16,
+                   help="inputs per run when running a folder, glob or .txt list (default 16)")
+    r.add_argument("--output", help="write one row per input to a .csv or .jsonl file "
+                                    "(path, top-K labels and probabilities)")
+    r.add_argument("--raw", help="also save every input's raw output to this .npy file")
+    r.add_argument("--quiet", action="store_true", help="no progress bar")
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("summary", help="per-layer table: shapes, params, MACs, memory")

@@ -422,7 +422,7 @@ CONVERT = ["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors"]
     (["run", DEFAULT, "{d}/code.npy"], ["not a valid .npy file"]),
     (["run", DEFAULT, "{d}/unbalanced.npy"], ["not a valid .npy file"]),
     (["run", DEFAULT, "{d}/v3.npy"], ["unsupported .npy format version (3, 0)"]),
-    (["run", DEFAULT, "{d}/adir.npy"], ["is a directory"]),
+    (["run", DEFAULT, "{d}/adir.npy"], ["directory", "holds no images"]),
     (["run", DEFAULT, "{d}/missing.npy"], ["does not exist"]),
     (["run", DEFAULT, "{d}/fifo.npy"], ["not a regular file"]),
     # models
@@ -745,3 +745,102 @@ def test_hostile_resize_shorter_is_refused():
     with pytest.raises(engine.ModelFormatError, match="resize_shorter"):
         engine.cli._preprocessing({"input_size": [8, 8], "resize_shorter": 2**40},
                                   (1, 3, 8, 8))
+
+
+# -- many inputs: folders, globs, lists -----------------------------------------------------
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)).save(
+            d / f"img{i:02d}.png")
+    np.save(d / "z_sample.npy", rng.standard_normal((3, 32, 32)).astype(np.float32))
+    np.save(d / "z_two.npy", rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+    (d / "broken.jpg").write_bytes(b"not an image at all")
+    (d / "notes.md").write_text("ignored: not an input extension")
+    return d
+
+
+def _small_model(tmp_path):
+    """A 3x32x32 classifier with labels and a stored preprocessing."""
+    rng = np.random.default_rng(1)
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 32, 32))
+    y = b.relu(b.conv2d(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3,
+                        stride=2, padding=1))
+    y = b.linear(b.flatten(b.global_avg_pool(y), 1), rng.standard_normal((5, 4)).astype(
+        np.float32))
+    b.output(y, "logits")
+    m = b.build({"labels": ["a", "b", "c", "d", "e"],
+                 "preprocessing": {"input_size": [32, 32], "resize_shorter": 36}})
+    path = tmp_path / "small.safetensors"
+    engine.save(m, str(path))
+    return str(path)
+
+
+def test_folder_run_writes_every_row_in_order_and_counts_skips(tmp_path, photo_dir, capsys):
+    model = _small_model(tmp_path)
+    out, raw = tmp_path / "preds.csv", tmp_path / "raw.npy"
+    code = main(["run", model, str(photo_dir), "--batch", "4", "--top", "2", "--output",
+                 str(out), "--raw", str(raw), "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 3                          # something was skipped: not a silent success
+    assert "skipped" in err and "broken.jpg" in err and "z_two.npy" in err
+    assert "12 of 14 inputs" in err and "2 skipped" in err
+    import csv
+    rows = list(csv.reader(open(out)))
+    assert rows[0] == ["path", "label1", "prob1", "label2", "prob2"]
+    names = [os.path.basename(r[0]) for r in rows[1:]]
+    assert names == [f"img{i:02d}.png" for i in range(11)] + ["z_sample.npy"]
+    outs = np.load(raw)
+    assert outs.shape == (12, 5)
+    # each row is what one run on that single input gives
+    m = engine.load(model)
+    sess = engine.Session(m, threads=1)
+    for r, o in zip(rows[1:], outs):
+        x = engine.cli._read_inputs([r[0]], m)
+        np.testing.assert_allclose(sess.run(x)[0][0], o, rtol=1e-5, atol=1e-6)
+        p = engine.cli._probabilities(o[None], False)[0]
+        assert r[1] == "abcde"[int(np.argmax(p))]
+        assert abs(float(r[2]) - p.max()) < 1e-5
+
+
+def test_glob_and_list_file_inputs_and_jsonl(tmp_path, photo_dir, capsys):
+    import json
+    model = _small_model(tmp_path)
+    lst = tmp_path / "list.txt"
+    lst.write_text("# two photos\nphotos/img03.png\n\nphotos/img07.png\n")
+    out = tmp_path / "p.jsonl"
+    assert main(["run", model, str(lst), str(photo_dir / "img1*.png"), "--output", str(out),
+                 "--top", "1", "--quiet"]) == 0
+    recs = [json.loads(line) for line in open(out)]
+    assert [os.path.basename(r["path"]) for r in recs] == ["img03.png", "img07.png",
+                                                            "img10.png"]
+    assert all(len(r["top"]) == 1 and r["top"][0]["label"] in "abcde" for r in recs)
+    assert "3 of 3 inputs" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--output", "{t}/p.txt"], "name a .csv or .jsonl file"),
+    (["--raw", "{t}/r.csv"], "name a .npy file"),
+    (["--batch", "0"], "--batch must be an int from 1"),
+])
+def test_folder_run_option_errors(tmp_path, photo_dir, capsys, args, says):
+    model = _small_model(tmp_path)
+    args = [a.replace("{t}", str(tmp_path)) for a in args]
+    assert main(["run", model, str(photo_dir)] + args) == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "p.txt").exists()
+
+
+def test_empty_folder_and_pattern_are_named(tmp_path, capsys):
+    model = _small_model(tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert main(["run", model, str(tmp_path / "empty")]) == 2
+    assert "holds no images" in capsys.readouterr().err
+    assert main(["run", model, str(tmp_path / "nothing*.png")]) == 2
+    assert "matches no file" in capsys.readouterr().err
