@@ -128,7 +128,7 @@ def test_nan_and_inf_propagate(model, backend):
     x = rng_array(np.random.default_rng(6), (2, 3, 32, 32))
     x[0, 0, 5, 5] = np.nan
     x[1, 1, 7, 7] = np.inf
-    out = engine.Session(model, threads=1, backend=backend).run(x)[0]
+    out = engine.Session(model, threads=1, backend=backend, allow_nonfinite=True).run(x)[0]
     assert np.isnan(out[0]).any()          # NaN reaches the logits of sample 0
     assert not np.isfinite(out[1]).all()   # Inf (or inf - inf = NaN) reaches sample 1
 
@@ -249,3 +249,24 @@ def test_a_session_ships_to_worker_processes(model):
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         got = pool.apply(_run_pickled, (pickle.dumps(s), x))
     np.testing.assert_array_equal(got, want)
+
+
+def test_nonfinite_inputs_are_refused_unless_allowed():
+    import engine.zoo
+    from engine.runtime.session import nonfinite_count
+    m = engine.zoo.get("lenet5")
+    x = np.zeros((2, 1, 32, 32), np.float32)
+    assert engine.Session(m).run(x)[0].shape == (2, 10)
+    for bad in (np.nan, np.inf, -np.inf):
+        y = x.copy()
+        y[1, 0, 3, 4] = bad
+        assert nonfinite_count(y) == 1
+        with pytest.raises(engine.InputError, match=r"1 NaN / Inf value\(s\), the first at "
+                                                    r"index \(1, 0, 3, 4\)"):
+            engine.Session(m).run(y)
+        out = engine.Session(m, allow_nonfinite=True).run(y)[0]
+        assert np.isfinite(out[0]).all() and not np.isfinite(out[1]).all()
+    big = np.full((1, 1, 32, 32), 3e38, np.float32)      # finite, however large
+    assert nonfinite_count(big) == 0
+    with pytest.raises(engine.ArgumentError, match="allow_nonfinite"):
+        engine.Session(m, allow_nonfinite="yes")

@@ -1541,7 +1541,8 @@ def execute(path, cap, engine_mod=None, batches=(1, 2), threads=1):
     STAGE[0] = "load"
     model = engine.load(path)
     STAGE[0] = "session"
-    sess = engine.Session(model, threads=threads)
+    # (the inputs may hold NaN / Inf on purpose: the kernels must survive them)
+    sess = engine.Session(model, threads=threads, allow_nonfinite=True)
     outputs = []
     for k, batch in enumerate(batches):
         if k and not any(d is None for v in model.inputs for d in v.shape):

@@ -74,13 +74,13 @@ def default_threads():
 class Session:
     def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None,
                  executor="native", max_concurrent=4, tune=False, tune_cache=None, isa=None,
-                 adapt_threads=True):
+                 adapt_threads=True, allow_nonfinite=False):
         # what pickling carries: the arguments as given (threads, an isa or a tune cache left
         # to the default are decided again where the session is unpickled)
         self._options = dict(threads=threads, backend=backend, optimize_graph=optimize_graph,
                              device=device, executor=executor, max_concurrent=max_concurrent,
                              tune=tune, tune_cache=tune_cache, isa=isa,
-                             adapt_threads=adapt_threads)
+                             adapt_threads=adapt_threads, allow_nonfinite=allow_nonfinite)
         model_path = None
         if isinstance(model, (str, os.PathLike, Path)):
             from ..format import load
@@ -122,6 +122,11 @@ class Session:
         if not isinstance(adapt_threads, bool):
             raise ArgumentError(f"adapt_threads must be True or False, got {adapt_threads!r}")
         self.adapt_threads = adapt_threads
+        if not isinstance(allow_nonfinite, bool):
+            raise ArgumentError(f"allow_nonfinite must be True or False, got "
+                                f"{allow_nonfinite!r}")
+        # NaN / Inf in an input would come out as NaN probabilities without a word
+        self.allow_nonfinite = allow_nonfinite
         self.optimize_graph = optimize_graph
         self._graphs = {}       # frozenset(keep) -> optimised Model
         self._plans = {}        # (keep, input shapes) -> Plan, oldest first
@@ -292,8 +297,24 @@ class Session:
                 raise InputError(f"input {name!r}: expected shape {want}, got {arr.shape}")
             if any(a == 0 for a in arr.shape):
                 raise InputError(f"input {name!r}: empty array of shape {arr.shape}")
+            if not self.allow_nonfinite and isinstance(arr, np.ndarray):
+                bad = nonfinite_count(arr)
+                if bad:
+                    first = np.unravel_index(int(np.argmin(np.isfinite(arr))), arr.shape)
+                    raise InputError(f"input {name!r}: {bad} NaN / Inf value(s), the first at "
+                                     f"index {tuple(int(i) for i in first)}; pass "
+                                     f"allow_nonfinite=True to run them anyway")
             feeds[name] = arr
         return feeds
+
+
+def nonfinite_count(arr):
+    """NaN and +-Inf values in a float array (0 in the common case, checked cheaply: a
+    finite array has a finite sum of its values times zero)."""
+    with np.errstate(all="ignore"):
+        if np.isfinite(np.dot(arr.reshape(-1), np.zeros(arr.size, arr.dtype))):
+            return 0
+    return int(arr.size - np.count_nonzero(np.isfinite(arr)))
 
 
 def _unpickle_session(model_bytes, options):
