@@ -85,6 +85,8 @@ setup(
     extras_require={"test": ["pytest", "hypothesis"], "torch": ["torch==2.13.0"],
                     "image": ["pillow", "tqdm"],   # tqdm: the progress bar of folder runs
                     "onnx": ["onnx"],
+                    # engine.ray and `engine run DIR --ray`: Ray Data (brings pyarrow)
+                    "ray": ["ray[data]>=2.9", "pillow"],
                     # the GPU backend (docs/cuda.md); CUDA 13 drivers: pip install cupy-cuda13x
                     "cuda": ["cupy-cuda12x"]},
     entry_points={"console_scripts": ["engine = engine.cli:main"]},

@@ -25,6 +25,7 @@ import time
 import numpy as np
 
 from .errors import EngineError, InputError
+from .inputs import probabilities
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff",
                     ".ppm", ".pgm")
@@ -132,78 +133,102 @@ def _progress(total, quiet):
     return tqdm(total=total, unit="img", file=sys.stderr, dynamic_ncols=True)
 
 
-def run_many(sess, model, files, read, *, batch=16, top=3, output=None, raw=None,
-             quiet=False, decode_threads=None, probabilities=None):
-    """Run every file through ``sess`` in batches; returns a summary dict.
+class Rows:
+    """Where results go, one row per input in input order, whichever path computed them
+    (this process or Ray workers): the --output file or stdout, the --raw outputs, the
+    skipped files (warned on stderr) and the progress bar."""
 
-    ``read(path) -> array``: one sample (the CLI's .npy / image reader, which checks it
-    against the model input).  ``probabilities(logits) -> probs``: for class outputs."""
+    def __init__(self, model, total, *, top=3, output=None, raw=None, quiet=False):
+        labels = model.metadata.get("labels")
+        self.labels = labels if isinstance(labels, list) else []
+        self.already = model.metadata.get("output") == "probabilities"
+        self.top, self.raw = top, raw
+        self.writer = _Writer(output, top)
+        self.bar = _progress(total, quiet)
+        self.raws, self.skipped, self.done = [], [], 0
+
+    def add(self, paths, outputs):
+        """A batch's rows: ``outputs[i]`` is the first output for ``paths[i]``."""
+        class_out = outputs.ndim == 2
+        probs = probabilities(outputs, self.already) if class_out else outputs
+        for i, path in enumerate(paths):
+            pairs = top_k(probs[i], self.labels, self.top) if class_out else None
+            self.writer.row(path, pairs, outputs[i])
+            if self.raw is not None:
+                self.raws.append(outputs[i])
+        self.done += len(paths)
+        self._advance(len(paths))
+
+    def skip(self, path, why):
+        self.skipped.append((path, why))
+        print(f"warning: skipped {path}: {why}", file=sys.stderr)
+        self._advance(1)
+
+    def _advance(self, n):
+        if self.bar is not None:
+            self.bar.update(n)
+
+    def close(self):
+        self.writer.close()
+        if self.bar is not None:
+            self.bar.close()
+        if self.raw is not None:
+            np.save(self.raw, np.stack(self.raws) if self.raws else np.zeros((0,), np.float32))
+
+
+def top_k(probs, labels, k):
+    """[(label, probability)] of the k largest, ties in class order."""
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [(labels[j] if j < len(labels) else str(int(j)), float(probs[j])) for j in order]
+
+
+def batches(files, batch):
+    """The files in slots of ``batch``: the same slots in this process and on Ray, so a
+    file's output comes from the same batch composition either way (the kernels may
+    round a sample's output differently at another batch size).  An unreadable file
+    leaves its slot one input short."""
     if batch < 1:
         raise EngineError(f"--batch must be at least 1, got {batch}")
-    labels = model.metadata.get("labels")
-    labels = labels if isinstance(labels, list) else []
-    writer = _Writer(output, top)
-    raws, skipped = [], []
+    return [files[i:i + batch] for i in range(0, len(files), batch)]
+
+
+def try_read(read, path):
+    try:
+        return read(path), None
+    except EngineError as e:               # unreadable, wrong shape: skipped, counted
+        return None, str(e).splitlines()[0]
+
+
+def run_many(sess, model, files, read, *, batch=16, top=3, output=None, raw=None,
+             quiet=False, decode_threads=None):
+    """Run every file through ``sess`` in slots of ``batch``; returns a summary dict.
+
+    ``read(path) -> array``: one sample, checked against the model input (the command
+    line's reader, ``engine.inputs.read_one``).  A few threads decode ahead of the session,
+    which runs with the GIL released, so decoding overlaps inference."""
+    slots = batches(files, batch)
+    rows = Rows(model, len(files), top=top, output=output, raw=raw, quiet=quiet)
     threads = decode_threads or min(4, os.cpu_count() or 1)
-    bar = _progress(len(files), quiet)
     t0 = time.perf_counter()
-    done = 0
-
-    def load(path):
-        try:
-            return read(path), None
-        except EngineError as e:               # unreadable, wrong shape: skipped, counted
-            return None, str(e).splitlines()[0]
-
-    def flush(paths, arrays):
-        nonlocal done
-        out = sess.run(np.stack(arrays))[0]
-        class_out = out.ndim == 2
-        probs = probabilities(out) if class_out and probabilities else out
-        for i, path in enumerate(paths):
-            pairs = None
-            if class_out:
-                order = np.argsort(-probs[i], kind="stable")[:top]
-                pairs = [(labels[k] if k < len(labels) else str(int(k)), float(probs[i][k]))
-                         for k in order]
-            writer.row(path, pairs, out[i])
-            if raw is not None:
-                raws.append(out[i])
-        done += len(paths)
-
     try:
         with cf.ThreadPoolExecutor(max_workers=threads) as pool:
-            window = max(2 * batch, 2 * threads)        # decoded ahead of the session
-            pending = [pool.submit(load, p) for p in files[:window]]
-            nxt = len(pending)
-            paths, arrays = [], []
-            for k, path in enumerate(files):
-                a, why = pending[k].result()
+            ahead = max(2, -(-2 * threads // batch))        # slots decoded ahead
+            pending = [[pool.submit(try_read, read, p) for p in slot] for slot in slots[:ahead]]
+            for k, slot in enumerate(slots):
+                decoded = [f.result() for f in pending[k]]
                 pending[k] = None
-                if nxt < len(files):
-                    pending.append(pool.submit(load, files[nxt]))
-                    nxt += 1
-                if a is None:
-                    skipped.append((path, why))
-                    print(f"warning: skipped {path}: {why}", file=sys.stderr)
-                else:
-                    paths.append(path)
-                    arrays.append(a)
-                if len(arrays) == batch:
-                    flush(paths, arrays)
-                    paths, arrays = [], []
-                if bar is not None:
-                    bar.update(1)
-            if arrays:
-                flush(paths, arrays)
+                if k + ahead < len(slots):
+                    pending.append([pool.submit(try_read, read, p) for p in slots[k + ahead]])
+                arrays, kept = [], []
+                for path, (a, why) in zip(slot, decoded):
+                    if a is None:
+                        rows.skip(path, why)
+                    else:
+                        arrays.append(a)
+                        kept.append(path)
+                if arrays:
+                    rows.add(kept, sess.run(np.stack(arrays))[0])
     finally:
-        writer.close()
-        if bar is not None:
-            bar.close()
-    seconds = time.perf_counter() - t0
-    if raw is not None:
-        if raws:
-            np.save(raw, np.stack(raws))
-        else:
-            np.save(raw, np.zeros((0,), np.float32))
-    return {"inputs": len(files), "done": done, "skipped": skipped, "seconds": seconds}
+        rows.close()
+    return {"inputs": len(files), "done": rows.done, "skipped": rows.skipped,
+            "seconds": time.perf_counter() - t0}

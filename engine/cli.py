@@ -13,23 +13,20 @@ Only ``convert`` needs PyTorch.
 """
 
 import argparse
-import math
 import os
 import re
-import stat
-import struct
 import sys
 import time
-import tokenize
-import warnings
 from importlib import resources
 
 import numpy as np
 
 from . import __version__
 from . import limits
-from .errors import ArgumentError, EngineError, InputError, ModelFormatError
-from .limits import MAX_DIM, MAX_RANK, check_buffer, check_shape
+from .errors import ArgumentError, EngineError, InputError
+from .inputs import (MAX_IMAGE_SIDE, input_shape, is_number, parse_preprocessing,
+                     probabilities, read_inputs, read_one, shape_text, user_file)
+from .limits import MAX_DIM, MAX_RANK, check_shape
 
 DEFAULT_MODEL = "default.safetensors"
 DEFAULT_SAMPLES = "samples.npy"
@@ -41,9 +38,6 @@ MAX_LABEL_CHARS = 1000          # characters of one label
 MAX_LABELS_BYTES = 64 * 2**20   # size of a --labels file
 MAX_VALUES = 4096               # --mean / --std values
 MAX_TEXT = 1_000_000            # characters of --description
-MAX_IMAGE_SIDE = 65536          # pixels of an --input-size / metadata input_size entry
-MAX_IMAGE_PIXELS = 89_478_485   # pixels of an image file, checked before decoding
-                                # (Pillow's own decompression-bomb threshold)
 MAX_MESSAGE = 4000              # characters of the error line
 
 # option -> (smallest, largest) accepted value
@@ -70,23 +64,6 @@ def _zoo_names():
     return list(zoo.names())
 
 
-def _user_file(path, what):
-    """The size of ``path``, a regular file the user named: EngineError (one line) for a
-    missing file, a directory, a pipe or a device (reading those could hang or never end)."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise EngineError(f"{what} {path!r} does not exist") from None
-    except (OSError, ValueError) as e:      # ValueError: a NUL in the path
-        raise EngineError(f"cannot read {what} {path!r}: {getattr(e, 'strerror', None) or e}") \
-            from None
-    if stat.S_ISDIR(st.st_mode):
-        raise EngineError(f"{what} {path!r} is a directory; expected a file")
-    if not stat.S_ISREG(st.st_mode):
-        raise EngineError(f"{what} {path!r} is not a regular file (a pipe or a device?)")
-    return st.st_size
-
-
 def _load_model(path):
     """A model file, or a zoo architecture (random weights) when ``path`` names one."""
     from .format import load
@@ -97,278 +74,8 @@ def _load_model(path):
         hint = ("" if os.sep in path or "." in path else
                 "; nor is it a model zoo name (engine.zoo.names(): resnet18, lenet5, ...)")
         raise EngineError(f"cannot read model file {path!r}: no such file{hint}")
-    _user_file(path, "model file")
+    user_file(path, "model file")
     return load(path)
-
-
-def _input_shape(model):
-    """The shape of the model's first input (the one the command line feeds)."""
-    if not model.inputs:
-        raise ModelFormatError("the model has no inputs; the command line feeds the first "
-                               "input")
-    return tuple(model.inputs[0].shape)
-
-
-def _shape_text(shape):
-    return "(" + ", ".join("N" if d is None else str(d) for d in shape) + ")"
-
-
-# -- inputs: .npy arrays and images -----------------------------------------------------------
-NPY_MAGIC = b"\x93NUMPY"
-
-
-def _read_inputs(paths, model):
-    """Arrays from .npy files, or images (needs Pillow) preprocessed per the model metadata;
-    each checked against the model's first input (rank, sizes), one batch in all."""
-    want = _input_shape(model)
-    arrays, total = [], 0
-    for p in paths:
-        size = _user_file(p, "input file")
-        if p.lower().endswith(".npy") or _starts_with(p, NPY_MAGIC):
-            a = _read_npy(p, size)
-        else:
-            a = _read_image(p, want, model.metadata.get("preprocessing") or {})
-        if a.ndim == len(want) - 1:
-            a = a[None]
-        if a.ndim != len(want) or any(w is not None and d != w
-                                      for d, w in zip(a.shape[1:], want[1:])):
-            raise InputError(f"{p}: an array of shape {a.shape}; the model takes "
-                             f"{_shape_text(want)} (a batch) or {_shape_text(want[1:])} "
-                             f"(one sample)")
-        if a.shape[0] == 0:
-            raise InputError(f"{p}: an array of shape {a.shape} holds no samples")
-        total += a.size
-        check_buffer(total, "the input files together")
-        arrays.append(a)
-    return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
-
-
-def _starts_with(path, magic):
-    try:
-        with open(path, "rb") as f:
-            return f.read(len(magic)) == magic
-    except OSError as e:
-        raise EngineError(f"cannot read input file {path!r}: {e.strerror}") from None
-
-
-_NPY_KINDS = {
-    "c": "complex numbers; the model takes real numbers (save a.real or np.abs(a) if that "
-         "is what you mean)",
-    "b": "booleans; save a.astype(np.float32) if 0/1 inputs are intended",
-    "O": "Python objects, which are never unpickled",
-    "U": "strings", "S": "byte strings", "V": "structured records (or raw bytes)",
-    "M": "dates", "m": "time spans",
-}
-
-
-def _read_npy(path, size):
-    """A float32 array from a .npy file, never unpickled: only real numbers (floating
-    point or integer) of rank 1 to MAX_RANK, all finite, within the byte cap; the header
-    is checked against the file's size before the data is read."""
-    from numpy.lib import format as npf
-    try:
-        with open(path, "rb") as f:
-            try:
-                version = npf.read_magic(f)
-                if version == (1, 0):
-                    shape, fortran, dtype = npf.read_array_header_1_0(f)
-                elif version == (2, 0):
-                    shape, fortran, dtype = npf.read_array_header_2_0(f)
-                else:
-                    raise ValueError(f"unsupported .npy format version {version}")
-            except (ValueError, EOFError, SyntaxError, TypeError, struct.error,
-                    tokenize.TokenError, RecursionError) as e:   # numpy parsing the header
-                raise EngineError(f"{path} is not a valid .npy file: "
-                                  f"{_first_line(e)}") from None
-            start = f.tell()
-            if dtype.hasobject or dtype.kind not in "fiu":
-                what = _NPY_KINDS.get("O" if dtype.hasobject else dtype.kind,
-                                      f"values of type {dtype}")
-                raise InputError(f"{path} holds {what}; inputs must be real numbers "
-                                 f"(floating point or integer)")
-            if not 1 <= len(shape) <= MAX_RANK:
-                raise InputError(f"{path} holds an array of rank {len(shape)} (shape "
-                                 f"{shape}); inputs have rank 1 to {MAX_RANK}")
-            if any(d < 0 for d in shape):
-                raise EngineError(f"{path} is not a valid .npy file: negative dimension in "
-                                  f"its shape {shape}")
-            count = math.prod(shape)
-            if count == 0:
-                raise InputError(f"{path} holds an empty array of shape {shape}")
-            check_buffer(count, f"{path} (shape {shape}, as float32)")
-            if size - start < count * dtype.itemsize:
-                raise InputError(f"{path}: its header promises {count * dtype.itemsize} "
-                                 f"bytes of data (shape {shape}, {dtype}) but the file has "
-                                 f"{size - start}; truncated or corrupt")
-            f.seek(0)
-            try:
-                a = np.load(f, allow_pickle=False)
-            except (ValueError, EOFError) as e:
-                raise EngineError(f"{path} is not a valid .npy file: "
-                                  f"{_first_line(e)}") from None
-    except OSError as e:
-        raise EngineError(f"cannot read input file {path!r}: {e.strerror or e}") from None
-    with np.errstate(all="ignore"):     # float64 beyond float32's range -> inf, refused
-        a = np.ascontiguousarray(a, dtype=np.float32)
-    bad = a.size - int(np.count_nonzero(np.isfinite(a)))
-    if bad:
-        beyond = "" if dtype == np.float32 else " (or beyond float32's range)"
-        raise InputError(f"{path} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}"
-                         f"{beyond}; inputs must be finite numbers")
-    return a
-
-
-def _first_line(e):
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
-
-
-def _preprocessing(prep, shape):
-    """(h, w, pad, channel order, scale, mean, std, resize_shorter) from
-    ``metadata["preprocessing"]``, checked (the metadata travels in the model file, so it
-    is untrusted too)."""
-    channels = shape[1]
-
-    def bad(key, expected, value):
-        text = repr(value)
-        text = text if len(text) <= 80 else text[:77] + "..."
-        raise ModelFormatError(f"the model's metadata preprocessing.{key} must be "
-                               f"{expected}, got {text}")
-
-    if not isinstance(prep, dict):
-        bad("", "an object", prep)
-    size = prep.get("input_size") or [d for d in shape[2:]]
-    if (not isinstance(size, (list, tuple)) or len(size) != 2
-            or not all(_is_int(d) and 1 <= d <= MAX_IMAGE_SIDE for d in size)):
-        if "input_size" in prep:
-            bad("input_size", f"[H, W] with each from 1 to {MAX_IMAGE_SIDE}", size)
-        raise InputError(f"images need a model input of fixed height and width, or "
-                         f"preprocessing.input_size in its metadata; this one takes "
-                         f"{_shape_text(shape)}")
-    h, w = int(size[0]), int(size[1])
-    if any(d is not None and d != v for d, v in zip(shape[2:], (h, w))):
-        bad("input_size", f"the model's input size {shape[2]}x{shape[3]}", size)
-    if h * w > MAX_IMAGE_PIXELS:
-        bad("input_size", f"at most {MAX_IMAGE_PIXELS} pixels", size)
-    pad = prep.get("pad", 0) or 0
-    if not _is_int(pad) or pad < 0 or 2 * pad >= min(h, w):
-        bad("pad", f"an int from 0 to less than half of {min(h, w)}", pad)
-    shorter = prep.get("resize_shorter")
-    if shorter is not None and (not _is_int(shorter) or
-                                not max(h, w) - 2 * pad <= shorter <= MAX_IMAGE_SIDE):
-        bad("resize_shorter", f"an int from {max(h, w) - 2 * pad} (the crop) to "
-                              f"{MAX_IMAGE_SIDE}", shorter)
-    order = prep.get("channels", prep.get("channel_order",
-                                          "grayscale" if channels == 1 else "rgb"))
-    if not isinstance(order, str) or order.lower() not in ("rgb", "bgr", "grayscale"):
-        bad("channels", "rgb, bgr or grayscale", order)
-    scale = prep.get("scale", 1 / 255)
-    with np.errstate(all="ignore"):
-        scale32 = np.float32(scale) if _is_number(scale) else np.float32(0)
-    if not np.isfinite(scale32) or scale32 == 0:
-        bad("scale", "a finite non-zero number (in float32)", scale)
-    vals = {}
-    for key, default in (("mean", 0.0), ("std", 1.0)):
-        v = prep.get(key, [default] * channels)
-        if (not isinstance(v, (list, tuple)) or len(v) not in (1, channels)
-                or not all(_is_number(x) for x in v)):
-            bad(key, f"a list of 1 or {channels} finite numbers", v)
-        with np.errstate(all="ignore"):
-            vals[key] = np.asarray(v, np.float32).reshape(-1, 1, 1)
-        if not np.isfinite(vals[key]).all():
-            bad(key, "finite in float32", v)
-        if key == "std" and not vals[key].all():
-            bad(key, "non-zero in float32 (inputs are divided by it)", v)
-    return (h, w, int(pad), order.lower(), scale32, vals["mean"], vals["std"],
-            None if shorter is None else int(shorter))
-
-
-def _is_int(v):
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
-def _is_number(v):
-    return (isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
-            and math.isfinite(v))
-
-
-def _read_image(path, shape, prep):
-    """An image file as the model's input, preprocessed per ``metadata["preprocessing"]``:
-
-    ``input_size`` [H, W] (the network input; default: the model's input shape),
-    ``resize_shorter`` S: the shorter side resized to S (aspect kept), then the center
-    crop of input_size, as torchvision's Resize(S) + CenterCrop (absent: the image is
-    resized to input_size, aspect not kept),
-    ``channels`` "rgb" | "bgr" | "grayscale" (default from the input's channel count),
-    ``pad`` (pixels of zero padding around the resized image, included in input_size),
-    ``scale`` (default 1/255), ``mean`` and ``std`` (per channel, after scaling).
-
-    Images of more than MAX_IMAGE_PIXELS pixels are refused before they are decoded.
-    """
-    try:
-        from PIL import Image
-    except ImportError:
-        raise EngineError("reading images needs Pillow (pip install pillow); "
-                          "or pass a .npy array") from None
-    if len(shape) != 4 or shape[1] not in (1, 3):
-        raise InputError(f"image inputs need a model with an (N, 1 or 3, H, W) input, this "
-                         f"one takes {_shape_text(shape)}")
-    channels = shape[1]
-    h, w, pad, order, scale, mean, std, shorter = _preprocessing(prep, shape)
-    resample = getattr(Image, "Resampling", Image).BILINEAR
-    try:
-        with warnings.catch_warnings():
-            # Pillow's notes on odd files, and its DecompressionBombWarning: the pixel
-            # count is checked below, before decoding (above twice that, open() raises
-            # DecompressionBombError)
-            warnings.simplefilter("ignore")
-            with Image.open(path) as img:
-                pixels = img.width * img.height         # from the header: not decoded yet
-                if pixels > MAX_IMAGE_PIXELS:
-                    raise InputError(f"image {path!r} is {img.width}x{img.height} "
-                                     f"({pixels} pixels), more than the {MAX_IMAGE_PIXELS} "
-                                     f"engine decodes; resize it first")
-                img = img.convert("L" if channels == 1 else "RGB")
-                if shorter is None:
-                    img = img.resize((w - 2 * pad, h - 2 * pad), resample)
-                else:
-                    img = _resize_and_crop(img, shorter, h - 2 * pad, w - 2 * pad, resample)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise InputError(f"image {path!r} refused: {_first_line(e)}") from None
-    except (OSError, SyntaxError, ValueError, EOFError, struct.error) as e:
-        # what Pillow raises for unidentified, truncated or corrupt files
-        raise EngineError(f"cannot read image {path!r}: {_first_line(e)}") from None
-    a = np.asarray(img, dtype=np.float32) * scale
-    a = a[None] if a.ndim == 2 else a.transpose(2, 0, 1)
-    if order == "bgr" and a.shape[0] == 3:
-        a = a[::-1]
-    if pad:
-        a = np.pad(a, ((0, 0), (pad, pad), (pad, pad)))
-    return ((a - mean) / std).astype(np.float32)
-
-
-def _resize_and_crop(img, shorter, ch, cw, resample):
-    """torchvision's Resize(shorter) then CenterCrop((ch, cw)) on a PIL image: the same
-    sizes, the same PIL resampling call and the same crop offsets."""
-    iw, ih = img.size
-    if iw <= ih:
-        size = (shorter, int(shorter * ih / iw))
-    else:
-        size = (int(shorter * iw / ih), shorter)
-    if size != (iw, ih):
-        img = img.resize(size, resample)
-    top = int(round((size[1] - ch) / 2.0))
-    left = int(round((size[0] - cw) / 2.0))
-    return img.crop((left, top, left + cw, top + ch))
-
-
-def _probabilities(logits, already):
-    if already:
-        return logits
-    with np.errstate(all="ignore"):      # non-finite logits show as nan, not as warnings
-        z = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=1, keepdims=True)
 
 
 def _time_runs(sess, x, warmup, repeat):
@@ -391,12 +98,12 @@ def _random_input(shape, what):
 def _evaluate(model, model_path, args):
     """Accuracy on the bundled held-out digits, compared with PyTorch's at training."""
     from .data import load_heldout, preprocess_digits
-    shape = _input_shape(model)
+    shape = input_shape(model)
     if shape[1:] != (1, 32, 32):
         raise InputError(f"--eval uses the bundled held-out MNIST digits (1x32x32 inputs); "
-                         f"this model takes {_shape_text(shape)}")
+                         f"this model takes {shape_text(shape)}")
     prep = model.metadata.get("preprocessing") or {}
-    _, _, pad, _, _, mean, std, _ = _preprocessing(
+    _, _, pad, _, _, mean, std, _ = parse_preprocessing(
         {"mean": [0.1307], "std": [0.3081], "pad": 2, **prep}, shape)
     images, labels = load_heldout()
     x = preprocess_digits(images, mean=float(mean.flat[0]), std=float(std.flat[0]), pad=pad)
@@ -411,7 +118,7 @@ def _evaluate(model, model_path, args):
     print(f"held-out accuracy: {acc:.4f} ({correct}/{len(labels)} digits, {dt * 1e3:.0f} ms, "
           f"backend {args.backend})")
     ref = model.metadata.get("heldout_accuracy_torch")
-    if not _is_number(ref):
+    if not is_number(ref):
         return 0
     same = round(acc * len(labels)) == round(float(ref) * len(labels))
     print(f"PyTorch's accuracy on the same digits (at training): {float(ref):.4f} -> "
@@ -421,6 +128,12 @@ def _evaluate(model, model_path, args):
 
 # -- commands -------------------------------------------------------------------------------
 def cmd_run(args):
+    if args.ray is not None:
+        if args.eval or not args.inputs:
+            raise ArgumentError("--ray runs a folder, glob or list of inputs; name them first "
+                                "(engine run MODEL DIR --ray [ADDRESS]), without --eval")
+        if args.backend != "cpu" or args.tune:
+            raise ArgumentError("--ray runs the cpu backend without --tune")
     if args.eval and args.inputs:
         raise EngineError("--eval uses the bundled held-out digits; it takes no input files")
     model_path = args.model or _data_path(DEFAULT_MODEL)
@@ -428,16 +141,17 @@ def cmd_run(args):
     if args.eval:
         return _evaluate(model, model_path, args)
     from . import batch as many
-    if args.inputs and (many.is_many(args.inputs) or args.output or args.raw):
+    if args.inputs and (many.is_many(args.inputs) or args.output or args.raw
+                        or args.ray is not None):
         return _run_many(model, model_path, args)
     if args.inputs:
-        x = _read_inputs(args.inputs, model)
+        x = read_inputs(args.inputs, model)
         names = args.inputs if len(args.inputs) == len(x) else [f"#{i}" for i in range(len(x))]
     elif args.model is None:
         x = np.load(_data_path(DEFAULT_SAMPLES), allow_pickle=False)
         names = [f"sample {i}" for i in range(len(x))]
     else:
-        shape = tuple(1 if d is None else d for d in _input_shape(model))
+        shape = tuple(1 if d is None else d for d in input_shape(model))
         x = _random_input(shape, "the model's input")
         names = ["random input"]
     sess = _session(model, args)
@@ -451,7 +165,7 @@ def cmd_run(args):
     if out.ndim == 2:
         labels = model.metadata.get("labels")
         labels = labels if isinstance(labels, list) else []
-        probs = _probabilities(out, model.metadata.get("output") == "probabilities")
+        probs = probabilities(out, model.metadata.get("output") == "probabilities")
         truth = model.metadata.get("sample_labels") if args.model is None and not args.inputs \
             else None
         truth = truth if isinstance(truth, list) else []
@@ -480,30 +194,33 @@ def _run_many(model, model_path, args):
         if not args.raw.lower().endswith(".npy"):
             raise EngineError(f"--raw {args.raw!r}: name a .npy file")
         _check_output(args.raw, model_path if os.path.exists(model_path) else args.raw)
-    want = _input_shape(model)
+    want = input_shape(model)
     check_shape((args.batch,) + tuple(1 if d is None else d for d in want[1:]),
                 "a --batch of inputs")
 
-    def read(path):
-        a = _read_inputs([path], model)
-        if a.shape[0] != 1:
-            raise InputError(f"{path}: holds {a.shape[0]} samples; give one sample per file "
-                             f"when running a folder, glob or list")
-        return a[0]
-    sess = _session(model, args)
-    already = model.metadata.get("output") == "probabilities"
     if not os.path.lexists(model_path):     # a zoo name
         print(f"note: {model_path} from the model zoo has random weights, so its classes mean "
               f"nothing", file=sys.stderr)
-    s = many.run_many(sess, model, files, read, batch=args.batch, top=args.top,
-                      output=args.output, raw=args.raw, quiet=args.quiet,
-                      probabilities=lambda out: _probabilities(out, already))
+    if args.ray is not None:
+        from . import ray as on_ray
+        s = on_ray.run_folder(model, files, address=args.ray or None, batch=args.batch,
+                              model_path=model_path if os.path.isfile(model_path) else None,
+                              top=args.top, output=args.output, raw=args.raw,
+                              quiet=args.quiet, threads=args.threads)
+        how = f"on Ray: {s['actors']} actor{'s' if s['actors'] > 1 else ''} x " \
+              f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}"
+    else:
+        sess = _session(model, args)
+        s = many.run_many(sess, model, files, lambda path: read_one(path, model),
+                          batch=args.batch, top=args.top, output=args.output, raw=args.raw,
+                          quiet=args.quiet)
+        how = f"{sess.threads} thread{'s' if sess.threads > 1 else ''}"
     rate = s["done"] / s["seconds"] if s["seconds"] > 0 else float("inf")
     where = f" -> {args.output}" if args.output else ""
     raw = f", raw outputs -> {args.raw}" if args.raw else ""
     print(f"{s['done']} of {s['inputs']} inputs in {s['seconds']:.2f} s ({rate:.1f}/s, batch "
-          f"{args.batch}, {sess.threads} thread{'s' if sess.threads > 1 else ''}){where}"
-          f"{raw}; {len(s['skipped'])} skipped (unreadable)", file=sys.stderr)
+          f"{args.batch}, {how}){where}{raw}; {len(s['skipped'])} skipped (unreadable)",
+          file=sys.stderr)
     return 0 if not s["skipped"] else 3
 
 
@@ -569,7 +286,7 @@ def cmd_bench(args):
     import resource
     wanted = _peers_wanted(args.vs) if args.vs else None
     model = _load_model(args.model)
-    shape = tuple(args.batch if d is None else d for d in _input_shape(model))
+    shape = tuple(args.batch if d is None else d for d in input_shape(model))
     check_shape(shape, f"the input at --batch {args.batch}")
     sess = _session(model, args)
     t0 = time.perf_counter()
@@ -645,7 +362,7 @@ def _ints(text, what, counts=None, largest=MAX_DIM):
 
 def _read_labels(path):
     """Class labels, one per line, from a UTF-8 text file of bounded size."""
-    size = _user_file(path, "labels file")
+    size = user_file(path, "labels file")
     if size > MAX_LABELS_BYTES:
         raise EngineError(f"labels file {path!r} has {size} bytes, more than the "
                           f"{MAX_LABELS_BYTES} a labels file may have")
@@ -720,7 +437,7 @@ def _convert_options(args):
 def _conversion_metadata(args, opts, model):
     """Labels and preprocessing from the command line, merged into the model's metadata."""
     meta = model.metadata
-    shape = _input_shape(model)
+    shape = input_shape(model)
     labels = opts["labels"]
     if labels is not None:
         out = model.values.get(model.outputs[0])
@@ -773,7 +490,7 @@ def cmd_convert(args):
     def say(msg):
         if not args.quiet:
             print(msg, flush=True)
-    _user_file(args.source, "source")
+    user_file(args.source, "source")
     _check_output(args.output, args.source)
     opts = _convert_options(args)
     from . import convert
@@ -848,7 +565,7 @@ def cmd_export(args):
     if note is not None:
         print(f"verification: skipped ({note})")
         return 0
-    vshape = tuple(1 if d is None else d for d in _input_shape(model))
+    vshape = tuple(1 if d is None else d for d in input_shape(model))
     x = _random_input(vshape, "the verification input")
     abs_d, rel = verify_onnx(model, args.output, x, threads=args.threads)
     ok = rel <= 1e-4
@@ -916,6 +633,11 @@ def build_parser():
                                     "(path, top-K labels and probabilities)")
     r.add_argument("--raw", help="also save every input's raw output to this .npy file")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run the folder, glob or list on a Ray cluster (needs engine[ray]): "
+                        "at ADDRESS (ray://host:10001, or auto), or a local one without it; "
+                        "--threads per actor (default 2), one actor per that many CPUs. "
+                        "Put it after the inputs, or write --ray=ADDRESS")
     r.set_defaults(fn=cmd_run)
 
     s = sub.add_parser("summary", help="per-layer table: shapes, params, MACs, memory")

@@ -1,5 +1,6 @@
 import os
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -38,3 +39,40 @@ def pytest_terminal_summary(terminalreporter):
     mod = sys.modules.get("test_onnx_import")
     for line in (mod.results_table() if mod is not None else []):
         terminalreporter.write_line(line)
+
+
+# -- many inputs: a folder of photos and a small classifier (test_cli, test_ray) --------
+
+@pytest.fixture
+def photo_dir(tmp_path):
+    Image = pytest.importorskip("PIL.Image")
+    rng = np.random.default_rng(0)
+    d = tmp_path / "photos"
+    d.mkdir()
+    for i in range(11):
+        Image.fromarray(rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)).save(
+            d / f"img{i:02d}.png")
+    np.save(d / "z_sample.npy", rng.standard_normal((3, 32, 32)).astype(np.float32))
+    np.save(d / "z_two.npy", rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
+    (d / "broken.jpg").write_bytes(b"not an image at all")
+    (d / "notes.md").write_text("ignored: not an input extension")
+    return d
+
+
+@pytest.fixture
+def small_model(tmp_path):
+    """The path of a 3x32x32 classifier with labels and a stored preprocessing."""
+    import engine
+    rng = np.random.default_rng(1)
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 32, 32))
+    y = b.relu(b.conv2d(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3,
+                        stride=2, padding=1))
+    y = b.linear(b.flatten(b.global_avg_pool(y), 1), rng.standard_normal((5, 4)).astype(
+        np.float32))
+    b.output(y, "logits")
+    m = b.build({"labels": ["a", "b", "c", "d", "e"],
+                 "preprocessing": {"input_size": [32, 32], "resize_shorter": 36}})
+    path = tmp_path / "small.safetensors"
+    engine.save(m, str(path))
+    return str(path)

@@ -110,7 +110,7 @@ def test_read_image_channels_scale_pad_mean_std(tmp_path):
     Image.fromarray(rgb).save(p)
     prep = {"input_size": [6, 8], "channels": "bgr", "pad": 1, "scale": 1 / 255,
             "mean": [0.5, 0.0, 0.0], "std": [0.5, 1.0, 1.0]}
-    a = engine.cli._read_image(str(p), (None, 3, 6, 8), prep)
+    a = engine.inputs.read_image(str(p), (None, 3, 6, 8), prep)
     assert a.shape == (3, 6, 8)
     np.testing.assert_allclose(a[:, 1:-1, 1:-1].reshape(3, -1).mean(1), [-0.6, 0, 1], atol=1e-5)
     np.testing.assert_allclose(a[0, 0], -1.0)          # padding is zero before normalising
@@ -515,7 +515,7 @@ def test_image_preprocessing_from_metadata_is_checked(tmp_path, capsys):
                              ({"mean": [1e300]}, "preprocessing.mean"),
                              ({"scale": 1e-300}, "preprocessing.scale")]:
         with pytest.raises(engine.EngineError, match=needle):
-            engine.cli._read_image(str(tmp_path / "a.png"), (None, 1, 32, 32),
+            engine.inputs.read_image(str(tmp_path / "a.png"), (None, 1, 32, 32),
                                    {**prep, **bad_prep})
     model = engine.load(DEFAULT)
     model.metadata["preprocessing"] = {**prep, "input_size": [48, 48]}
@@ -542,7 +542,7 @@ def test_npy_inputs_of_any_real_dtype_are_read(tmp_path):
     for dtype in ("<f2", ">f4", "<f8", "<i8", "<u1"):
         p = tmp_path / f"x_{dtype[1:]}.npy"
         np.save(p, np.asfortranarray(x.astype(dtype)))
-        a = engine.cli._read_npy(str(p), os.path.getsize(p))
+        a = engine.inputs.read_npy(str(p), os.path.getsize(p))
         assert a.dtype == np.float32 and a.flags.c_contiguous
         np.testing.assert_array_equal(a, x.astype(dtype).astype(np.float32))
 
@@ -700,7 +700,7 @@ def test_resize_shorter_and_center_crop_match_torchvision(tmp_path):
     for w, h in ((300, 200), (200, 333), (256, 256), (1000, 257)):
         path = tmp_path / f"img_{w}x{h}.png"
         Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
-        ours = engine.cli._read_image(str(path), (1, 3, 224, 224), prep)
+        ours = engine.inputs.read_image(str(path), (1, 3, 224, 224), prep)
         with Image.open(path) as img:
             want = ref(img.convert("RGB")).numpy()
         assert ours.shape == want.shape == (3, 224, 224)
@@ -743,47 +743,15 @@ def test_hostile_resize_shorter_is_refused():
         engine.metadata.check_metadata({"preprocessing": {"input_size": [224, 224],
                                                           "resize_shorter": 100}})
     with pytest.raises(engine.ModelFormatError, match="resize_shorter"):
-        engine.cli._preprocessing({"input_size": [8, 8], "resize_shorter": 2**40},
+        engine.inputs.parse_preprocessing({"input_size": [8, 8], "resize_shorter": 2**40},
                                   (1, 3, 8, 8))
 
 
 # -- many inputs: folders, globs, lists -----------------------------------------------------
 
-@pytest.fixture
-def photo_dir(tmp_path):
-    Image = pytest.importorskip("PIL.Image")
-    rng = np.random.default_rng(0)
-    d = tmp_path / "photos"
-    d.mkdir()
-    for i in range(11):
-        Image.fromarray(rng.integers(0, 256, (30 + i, 40, 3), dtype=np.uint8)).save(
-            d / f"img{i:02d}.png")
-    np.save(d / "z_sample.npy", rng.standard_normal((3, 32, 32)).astype(np.float32))
-    np.save(d / "z_two.npy", rng.standard_normal((2, 3, 32, 32)).astype(np.float32))
-    (d / "broken.jpg").write_bytes(b"not an image at all")
-    (d / "notes.md").write_text("ignored: not an input extension")
-    return d
-
-
-def _small_model(tmp_path):
-    """A 3x32x32 classifier with labels and a stored preprocessing."""
-    rng = np.random.default_rng(1)
-    b = engine.Builder()
-    x = b.input("x", (None, 3, 32, 32))
-    y = b.relu(b.conv2d(x, rng.standard_normal((4, 3, 3, 3)).astype(np.float32) * 0.3,
-                        stride=2, padding=1))
-    y = b.linear(b.flatten(b.global_avg_pool(y), 1), rng.standard_normal((5, 4)).astype(
-        np.float32))
-    b.output(y, "logits")
-    m = b.build({"labels": ["a", "b", "c", "d", "e"],
-                 "preprocessing": {"input_size": [32, 32], "resize_shorter": 36}})
-    path = tmp_path / "small.safetensors"
-    engine.save(m, str(path))
-    return str(path)
-
-
-def test_folder_run_writes_every_row_in_order_and_counts_skips(tmp_path, photo_dir, capsys):
-    model = _small_model(tmp_path)
+def test_folder_run_writes_every_row_in_order_and_counts_skips(tmp_path, photo_dir, capsys,
+                                                                small_model):
+    model = small_model
     out, raw = tmp_path / "preds.csv", tmp_path / "raw.npy"
     code = main(["run", model, str(photo_dir), "--batch", "4", "--top", "2", "--output",
                  str(out), "--raw", str(raw), "--threads", "1", "--quiet"])
@@ -802,16 +770,16 @@ def test_folder_run_writes_every_row_in_order_and_counts_skips(tmp_path, photo_d
     m = engine.load(model)
     sess = engine.Session(m, threads=1)
     for r, o in zip(rows[1:], outs):
-        x = engine.cli._read_inputs([r[0]], m)
+        x = engine.inputs.read_inputs([r[0]], m)
         np.testing.assert_allclose(sess.run(x)[0][0], o, rtol=1e-5, atol=1e-6)
-        p = engine.cli._probabilities(o[None], False)[0]
+        p = engine.inputs.probabilities(o[None], False)[0]
         assert r[1] == "abcde"[int(np.argmax(p))]
         assert abs(float(r[2]) - p.max()) < 1e-5
 
 
-def test_glob_and_list_file_inputs_and_jsonl(tmp_path, photo_dir, capsys):
+def test_glob_and_list_file_inputs_and_jsonl(tmp_path, photo_dir, capsys, small_model):
     import json
-    model = _small_model(tmp_path)
+    model = small_model
     lst = tmp_path / "list.txt"
     lst.write_text("# two photos\nphotos/img03.png\n\nphotos/img07.png\n")
     out = tmp_path / "p.jsonl"
@@ -829,16 +797,16 @@ def test_glob_and_list_file_inputs_and_jsonl(tmp_path, photo_dir, capsys):
     (["--raw", "{t}/r.csv"], "name a .npy file"),
     (["--batch", "0"], "--batch must be an int from 1"),
 ])
-def test_folder_run_option_errors(tmp_path, photo_dir, capsys, args, says):
-    model = _small_model(tmp_path)
+def test_folder_run_option_errors(tmp_path, photo_dir, capsys, args, says, small_model):
+    model = small_model
     args = [a.replace("{t}", str(tmp_path)) for a in args]
     assert main(["run", model, str(photo_dir)] + args) == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "p.txt").exists()
 
 
-def test_empty_folder_and_pattern_are_named(tmp_path, capsys):
-    model = _small_model(tmp_path)
+def test_empty_folder_and_pattern_are_named(tmp_path, capsys, small_model):
+    model = small_model
     (tmp_path / "empty").mkdir()
     assert main(["run", model, str(tmp_path / "empty")]) == 2
     assert "holds no images" in capsys.readouterr().err

@@ -33,6 +33,13 @@ engine/runtime/threads.py) and pinned (``adapt_threads=False``):
 
     python tools/bench.py contention resnet18 mobilenet_v2 --busy 1
 
+Folder inference throughput (`engine run MODEL DIR --output preds.csv`, engine/batch.py):
+N generated image files (JPEG photos of 500x375 for 3-channel models, 28x28 PNG digits for
+1-channel ones; "default" is the bundled LeNet-5), timed as decoding alone, inference alone
+on the decoded batches, batch-1 latency times N, and the folder run that overlaps the two:
+
+    python tools/bench.py throughput default resnet18 --images 2000 --batch 16 --threads 1,2
+
 Method. Every thread count runs in its own subprocess, with OPENBLAS_NUM_THREADS /
 OMP_NUM_THREADS / MKL_NUM_THREADS set before numpy (and torch) are imported, so the BLAS
 really uses that many threads (threadpoolctl is not needed); our kernels get the same count
@@ -573,6 +580,77 @@ def contention_main(opts):
             print("| " + " | ".join(cells) + " |", flush=True)
 
 
+def _write_images(folder, n, channels):
+    """n image files: random-texture JPEG photos (500x375) or PNG digits (28x28)."""
+    import numpy as np
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    os.makedirs(folder, exist_ok=True)
+    base = rng.integers(0, 256, (375 // 5, 500 // 5, 3), dtype=np.uint8)
+    files = []
+    for i in range(n):
+        if channels == 1:
+            px = rng.integers(0, 256, (28, 28), dtype=np.uint8)
+            path = os.path.join(folder, f"digit{i:05d}.png")
+        else:       # smooth enough to compress as photos do, different per file
+            tile = np.roll(base, (i % 7, i % 11), axis=(0, 1)) ^ np.uint8(i % 251)
+            px = np.kron(tile, np.ones((5, 5, 1), np.uint8))
+            path = os.path.join(folder, f"photo{i:05d}.jpg")
+        Image.fromarray(px).save(path, **({"quality": 90} if channels == 3 else {}))
+        files.append(path)
+    return files
+
+
+def throughput_main(opts):
+    """Images per second of folder inference, with its parts timed alone."""
+    import concurrent.futures as cf
+    import tempfile
+    import numpy as np
+    import engine
+    import engine.batch
+    import engine.inputs
+    import engine.zoo
+    decoders = min(4, os.cpu_count() or 1)
+    print(f"# folder inference, {opts.images} images, batch {opts.batch}, {decoders} decode "
+          f"threads; machine: {_machine()}")
+    hdr = ["model", "threads", "images", "decode alone (s)", "inference alone (s)",
+           "decode + inference (s)", "folder run (s)", "images/s", "batch-1 latency x N (s)"]
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for spec, threads in [(m, t) for m in opts.models for t in opts.threads]:
+        path = os.path.join(ROOT, "engine", "data", "default.safetensors") \
+            if spec == "default" else spec
+        model = engine.load(path) if os.path.exists(path) else engine.zoo.get(spec)
+        shape = tuple(model.inputs[0].shape)
+        sess = engine.Session(model, threads=threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            files = _write_images(os.path.join(tmp, "images"), opts.images, shape[1])
+            read = lambda f: engine.inputs.read_one(f, model)      # noqa: E731
+            t0 = time.perf_counter()
+            with cf.ThreadPoolExecutor(decoders) as pool:
+                x = np.stack(list(pool.map(read, files)))
+            decode = time.perf_counter() - t0
+            sess.run(x[:opts.batch])                                # plans made
+            sess.run(x[:1])
+            t0 = time.perf_counter()
+            for i in range(0, len(x), opts.batch):
+                sess.run(x[i:i + opts.batch])
+            infer = time.perf_counter() - t0
+            one = []
+            for i in range(min(len(x), 200)):
+                t1 = time.perf_counter()
+                sess.run(x[i:i + 1])
+                one.append(time.perf_counter() - t1)
+            s = engine.batch.run_many(sess, model, files, read, batch=opts.batch, top=3,
+                                      output=os.path.join(tmp, "preds.csv"), quiet=True,
+                                      decode_threads=decoders)
+            assert s["done"] == len(files) and not s["skipped"]
+        cells = [spec, str(threads), str(len(files)), f"{decode:.2f}", f"{infer:.2f}",
+                 f"{decode + infer:.2f}", f"{s['seconds']:.2f}",
+                 f"{len(files) / s['seconds']:.0f}", f"{_median(one) * len(files):.2f}"]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
 # --------------------------------------------------------------------------------- main --
 
 def main(argv=None):
@@ -626,6 +704,11 @@ def main(argv=None):
     c.add_argument("--input-shape", default="")
     c.add_argument("--rounds", type=int, default=41)
     c.add_argument("--no-torch", action="store_true", default=True)
+    tp = sub.add_parser("throughput", help="folder inference: images per second")
+    tp.add_argument("models", nargs="+", help="zoo names, model files, or default")
+    tp.add_argument("--images", type=int, default=2000)
+    tp.add_argument("--batch", type=int, default=16)
+    tp.add_argument("--threads", default="1,2")
     o = sub.add_parser("overhead", help="per-layer cost of the executor")
     o.add_argument("--layers", type=int, default=302)
     o.add_argument("--rounds", type=int, default=15)
@@ -646,11 +729,11 @@ def main(argv=None):
         pt.append(a)
     opts.passthrough = pt
     opts.threads = [int(t) for t in str(opts.threads).split(",") if t]
-    if opts.cmd in ("layers", "overhead", "contention"):   # in-process: ours only
+    if opts.cmd in ("layers", "overhead", "contention", "throughput"):  # in-process
         if ROOT not in sys.path:
             sys.path.insert(0, ROOT)
         {"layers": layers_main, "overhead": overhead_main,
-         "contention": contention_main}[opts.cmd](opts)
+         "contention": contention_main, "throughput": throughput_main}[opts.cmd](opts)
         return
     if worker is not None:
         res = (gemm_worker if opts.cmd == "gemm" else model_worker)(opts, worker)
