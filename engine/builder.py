@@ -11,9 +11,14 @@ tensors are accepted and converted).  Shapes are inferred as you go, so a mistak
 the line that made it, naming the layer.
 """
 
+from __future__ import annotations
+
 import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import GraphError
 from .ir import Model, Node, Value, _jsonable
@@ -24,11 +29,13 @@ class Tensor:
     """A value under construction: a name and its (possibly symbolic-batch) shape."""
     __slots__ = ("name", "shape", "_builder")
 
-    def __init__(self, name, shape, builder):
+    def __init__(self, name: str, shape: Sequence[Optional[int]], builder: Builder) -> None:
+        """Made by the ``Builder`` methods; ``None`` in ``shape`` is the symbolic batch."""
         self.name, self.shape, self._builder = name, tuple(shape), builder
 
     @property
-    def ndim(self):
+    def ndim(self) -> int:
+        """The number of dimensions (``len(shape)``), as ``torch.Tensor.ndim``."""
         return len(self.shape)
 
     def __repr__(self):
@@ -44,6 +51,19 @@ class Tensor:
     def __truediv__(self, o): return self._builder.div(self, o)
     def __rtruediv__(self, o): return self._builder.div(o, self)
     def __matmul__(self, o): return self._builder.matmul(self, o)
+
+
+# Argument types of the Builder methods.
+# A Tensor of this Builder, or weights / a constant: a NumPy array, a torch tensor, nested
+# lists or a scalar (converted to a float32 constant).
+TensorLike = Union[Tensor, ArrayLike]
+# One int for every spatial dim, or one per dim (PyTorch's ``_size_any_t``).
+Size = Union[int, Sequence[int]]
+# Dimensions; ``None`` is the symbolic batch.
+Shape = Sequence[Optional[int]]
+# Convolution padding: an int or one per spatial dim, 'same' / 'valid', or a
+# (begin, end) pair per spatial dim.
+ConvPadding = Union[int, str, Sequence[int], Sequence[Sequence[int]]]
 
 
 def _ntuple(v, n, what):
@@ -71,7 +91,26 @@ def _to_numpy(a):
 
 
 class Builder:
-    def __init__(self):
+    """Writes a ``Model`` the way ``forward`` is written with ``torch.nn.functional``.
+
+    Declare the inputs, call one method per layer (names, arguments and defaults are
+    PyTorch's; weights are NumPy arrays or torch tensors), mark the outputs, then ``build``:
+
+        b = engine.Builder()
+        x = b.input("x", (None, 3, 224, 224))
+        y = b.relu(b.conv2d(x, w, bias, stride=1, padding=1))
+        b.output(y, "logits")
+        model = b.build()
+
+    Shapes are inferred at every call, so a mistake raises ``GraphError`` at the line that
+    made it, naming the layer.  Every layer method takes ``name``: the node's name, which
+    is also its output's (default: the op and a counter, ``conv_0``); its weights become
+    constants ``<name>.weight``, ``<name>.bias``...  ``metadata`` (a dict) goes into the
+    built model.
+    """
+
+    def __init__(self) -> None:
+        """An empty graph: no inputs, nodes or outputs yet."""
         self._inputs, self._outputs, self._nodes = [], [], []
         self._constants, self._shapes = {}, {}
         self._node_names = set()
@@ -79,7 +118,7 @@ class Builder:
         self.metadata = {}
 
     # -- graph plumbing ------------------------------------------------------------------
-    def input(self, name, shape, dtype="float32"):
+    def input(self, name: str, shape: Shape, dtype: str = "float32") -> Tensor:
         """Declare an input; ``None`` in ``shape`` is the symbolic batch dimension."""
         self._check_new_name(name)
         v = Value(name, tuple(shape), dtype)
@@ -87,7 +126,7 @@ class Builder:
         self._shapes[name] = v.shape
         return Tensor(name, v.shape, self)
 
-    def constant(self, array, name=None):
+    def constant(self, array: ArrayLike, name: Optional[str] = None) -> Tensor:
         """A named float32 constant (weights); returned as a Tensor usable anywhere."""
         name = name or self._unique("const")
         self._check_new_name(name)
@@ -96,7 +135,7 @@ class Builder:
         self._shapes[name] = arr.shape
         return Tensor(name, arr.shape, self)
 
-    def output(self, value, name=None):
+    def output(self, value: Tensor, name: Optional[str] = None) -> Tensor:
         """Mark ``value`` as a model output, optionally renaming it."""
         value = self._value(value)
         if name is not None and name != value.name:
@@ -106,7 +145,9 @@ class Builder:
         self._outputs.append(value.name)
         return value
 
-    def build(self, metadata=None):
+    def build(self, metadata: Optional[Mapping[str, Any]] = None) -> Model:
+        """The validated ``Model`` of the graph so far; ``metadata`` (JSON-serialisable)
+        is added to ``self.metadata``, its keys winning."""
         meta = dict(self.metadata)
         meta.update(metadata or {})
         return Model(self._inputs, self._outputs, self._nodes, self._constants, meta)
@@ -191,15 +232,26 @@ class Builder:
                      activation=None)
         return self._node("conv", [input], attrs, name, weights=[("weight", w), ("bias", bias)])
 
-    def conv1d(self, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, name=None):
+    def conv1d(self, input: Tensor, weight: TensorLike, bias: Optional[TensorLike] = None,
+               stride: Size = 1, padding: ConvPadding = 0, dilation: Size = 1, groups: int = 1,
+               name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.conv1d (weight (C_out, C_in / groups, kW)); ``padding`` as
+        in ``conv2d``, e.g. ``((left, right),)``.  Returns the output Tensor."""
         return self._conv(1, input, weight, bias, stride, padding, dilation, groups, name)
 
-    def conv2d(self, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, name=None):
+    def conv2d(self, input: Tensor, weight: TensorLike, bias: Optional[TensorLike] = None,
+               stride: Size = 1, padding: ConvPadding = 0, dilation: Size = 1, groups: int = 1,
+               name: Optional[str] = None) -> Tensor:
         """2-D convolution.  ``padding``: int, (ph, pw), 'same', 'valid', or
         ((top, bottom), (left, right)) for asymmetric padding."""
         return self._conv(2, input, weight, bias, stride, padding, dilation, groups, name)
 
-    def conv3d(self, input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1, name=None):
+    def conv3d(self, input: Tensor, weight: TensorLike, bias: Optional[TensorLike] = None,
+               stride: Size = 1, padding: ConvPadding = 0, dilation: Size = 1, groups: int = 1,
+               name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.conv3d (weight (C_out, C_in / groups, kD, kH, kW));
+        ``padding`` as in ``conv2d``, with three values or (begin, end) pairs.  Returns the
+        output Tensor."""
         return self._conv(3, input, weight, bias, stride, padding, dilation, groups, name)
 
     def _conv_t(self, r, input, weight, bias, stride, padding, output_padding, groups, dilation,
@@ -211,18 +263,32 @@ class Builder:
         return self._node("conv_transpose", [input], attrs, name,
                           weights=[("weight", weight), ("bias", bias)])
 
-    def conv_transpose1d(self, input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                         groups=1, dilation=1, name=None):
+    def conv_transpose1d(self, input: Tensor, weight: TensorLike,
+                         bias: Optional[TensorLike] = None, stride: Size = 1, padding: Size = 0,
+                         output_padding: Size = 0, groups: int = 1, dilation: Size = 1,
+                         name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.conv_transpose1d (weight (C_in, C_out / groups, kW));
+        ``padding`` is an int (no 'same' / pairs).  Returns the output Tensor."""
         return self._conv_t(1, input, weight, bias, stride, padding, output_padding, groups,
                             dilation, name)
 
-    def conv_transpose2d(self, input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                         groups=1, dilation=1, name=None):
+    def conv_transpose2d(self, input: Tensor, weight: TensorLike,
+                         bias: Optional[TensorLike] = None, stride: Size = 1, padding: Size = 0,
+                         output_padding: Size = 0, groups: int = 1, dilation: Size = 1,
+                         name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.conv_transpose2d (weight (C_in, C_out / groups, kH, kW));
+        ``padding`` and ``output_padding`` are ints or one per spatial dim (no 'same' /
+        pairs).  Returns the output Tensor."""
         return self._conv_t(2, input, weight, bias, stride, padding, output_padding, groups,
                             dilation, name)
 
-    def conv_transpose3d(self, input, weight, bias=None, stride=1, padding=0, output_padding=0,
-                         groups=1, dilation=1, name=None):
+    def conv_transpose3d(self, input: Tensor, weight: TensorLike,
+                         bias: Optional[TensorLike] = None, stride: Size = 1, padding: Size = 0,
+                         output_padding: Size = 0, groups: int = 1, dilation: Size = 1,
+                         name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.conv_transpose3d (weight (C_in, C_out / groups, kD, kH,
+        kW)); ``padding`` and ``output_padding`` are ints or one per spatial dim (no 'same' /
+        pairs).  Returns the output Tensor."""
         return self._conv_t(3, input, weight, bias, stride, padding, output_padding, groups,
                             dilation, name)
 
@@ -239,45 +305,65 @@ class Builder:
             attrs["dilation"] = _ntuple(dilation, r, "dilation")
         return self._node(op, [input], attrs, name)
 
-    def max_pool1d(self, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                   name=None):
+    def max_pool1d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, dilation: Size = 1, ceil_mode: bool = False,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.max_pool1d (no ``return_indices``; ``stride`` defaults to
+        ``kernel_size``); returns the pooled Tensor."""
         return self._pool("max_pool", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
                           name)
 
-    def max_pool2d(self, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                   name=None):
+    def max_pool2d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, dilation: Size = 1, ceil_mode: bool = False,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.max_pool2d (no ``return_indices``; ``stride`` defaults to
+        ``kernel_size``); returns the pooled Tensor."""
         return self._pool("max_pool", 2, input, kernel_size, stride, padding, dilation, ceil_mode,
                           name)
 
-    def max_pool3d(self, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                   name=None):
+    def max_pool3d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, dilation: Size = 1, ceil_mode: bool = False,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.max_pool3d (no ``return_indices``; ``stride`` defaults to
+        ``kernel_size``); returns the pooled Tensor."""
         return self._pool("max_pool", 3, input, kernel_size, stride, padding, dilation, ceil_mode,
                           name)
 
-    def min_pool1d(self, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                   name=None):
+    def min_pool1d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, dilation: Size = 1, ceil_mode: bool = False,
+                   name: Optional[str] = None) -> Tensor:
         """Min pooling (``-max_pool1d(-x)`` in PyTorch)."""
         return self._pool("min_pool", 1, input, kernel_size, stride, padding, dilation, ceil_mode,
                           name)
 
-    def min_pool2d(self, input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
-                   name=None):
+    def min_pool2d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, dilation: Size = 1, ceil_mode: bool = False,
+                   name: Optional[str] = None) -> Tensor:
         """Min pooling (``-max_pool2d(-x)`` in PyTorch)."""
         return self._pool("min_pool", 2, input, kernel_size, stride, padding, dilation, ceil_mode,
                           name)
 
-    def avg_pool1d(self, input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                   count_include_pad=True, name=None):
+    def avg_pool1d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.avg_pool1d (``stride`` defaults to ``kernel_size``);
+        returns the pooled Tensor."""
         return self._pool("avg_pool", 1, input, kernel_size, stride, padding, 1, ceil_mode, name,
                           count_include_pad)
 
-    def avg_pool2d(self, input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                   count_include_pad=True, name=None):
+    def avg_pool2d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.avg_pool2d (no ``divisor_override``; ``stride`` defaults
+        to ``kernel_size``); returns the pooled Tensor."""
         return self._pool("avg_pool", 2, input, kernel_size, stride, padding, 1, ceil_mode, name,
                           count_include_pad)
 
-    def avg_pool3d(self, input, kernel_size, stride=None, padding=0, ceil_mode=False,
-                   count_include_pad=True, name=None):
+    def avg_pool3d(self, input: Tensor, kernel_size: Size, stride: Optional[Size] = None,
+                   padding: Size = 0, ceil_mode: bool = False, count_include_pad: bool = True,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.avg_pool3d (no ``divisor_override``; ``stride`` defaults
+        to ``kernel_size``); returns the pooled Tensor."""
         return self._pool("avg_pool", 3, input, kernel_size, stride, padding, 1, ceil_mode, name,
                           count_include_pad)
 
@@ -285,179 +371,272 @@ class Builder:
         size = _ntuple(output_size, r, "output_size")
         return self._node(op, [input], dict(output_size=size), name)
 
-    def adaptive_avg_pool1d(self, input, output_size, name=None):
+    def adaptive_avg_pool1d(self, input: Tensor, output_size: Size,
+                            name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.adaptive_avg_pool1d (``output_size`` an int, not None);
+        returns the pooled Tensor."""
         return self._adaptive("adaptive_avg_pool", 1, input, output_size, name)
 
-    def adaptive_avg_pool2d(self, input, output_size, name=None):
+    def adaptive_avg_pool2d(self, input: Tensor, output_size: Size,
+                            name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.adaptive_avg_pool2d (``output_size`` ints only, no None
+        entries); returns the pooled Tensor."""
         return self._adaptive("adaptive_avg_pool", 2, input, output_size, name)
 
-    def adaptive_avg_pool3d(self, input, output_size, name=None):
+    def adaptive_avg_pool3d(self, input: Tensor, output_size: Size,
+                            name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.adaptive_avg_pool3d (``output_size`` ints only, no None
+        entries); returns the pooled Tensor."""
         return self._adaptive("adaptive_avg_pool", 3, input, output_size, name)
 
-    def adaptive_max_pool1d(self, input, output_size, name=None):
+    def adaptive_max_pool1d(self, input: Tensor, output_size: Size,
+                            name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.adaptive_max_pool1d (no ``return_indices``); returns the
+        pooled Tensor."""
         return self._adaptive("adaptive_max_pool", 1, input, output_size, name)
 
-    def adaptive_max_pool2d(self, input, output_size, name=None):
+    def adaptive_max_pool2d(self, input: Tensor, output_size: Size,
+                            name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.adaptive_max_pool2d (``output_size`` ints only, no
+        ``return_indices``); returns the pooled Tensor."""
         return self._adaptive("adaptive_max_pool", 2, input, output_size, name)
 
-    def adaptive_max_pool3d(self, input, output_size, name=None):
+    def adaptive_max_pool3d(self, input: Tensor, output_size: Size,
+                            name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.adaptive_max_pool3d (``output_size`` ints only, no
+        ``return_indices``); returns the pooled Tensor."""
         return self._adaptive("adaptive_max_pool", 3, input, output_size, name)
 
-    def global_avg_pool(self, input, name=None):
+    def global_avg_pool(self, input: Tensor, name: Optional[str] = None) -> Tensor:
         """Average over all spatial dims, keeping them as size 1 (N, C, 1, ..., 1)."""
         x = self._value(input)
         return self._adaptive("adaptive_avg_pool", x.ndim - 2, x, 1, name)
 
-    def global_max_pool(self, input, name=None):
+    def global_max_pool(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """Maximum over all spatial dims, keeping them as size 1 (N, C, 1, ..., 1)."""
         x = self._value(input)
         return self._adaptive("adaptive_max_pool", x.ndim - 2, x, 1, name)
 
     # -- dense -----------------------------------------------------------------------------
-    def linear(self, input, weight, bias=None, name=None):
+    def linear(self, input: Tensor, weight: TensorLike, bias: Optional[TensorLike] = None,
+               name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.linear: ``input @ weight.T + bias`` over any leading dims,
+        ``weight`` of shape (out_features, in_features)."""
         return self._node("linear", [input], dict(activation=None), name,
                           weights=[("weight", weight), ("bias", bias)])
 
-    def matmul(self, input, other, name=None):
+    def matmul(self, input: TensorLike, other: TensorLike, name: Optional[str] = None) -> Tensor:
+        """As torch.matmul (1-D operands and broadcast batch dims included); ``x @ y`` on
+        Tensors."""
         return self._node("matmul", [input, other], {}, name)
 
     # -- elementwise -----------------------------------------------------------------------
-    def add(self, input, other, name=None):
+    def add(self, input: TensorLike, other: TensorLike, name: Optional[str] = None) -> Tensor:
+        """As torch.add (``input + other``), with broadcasting; either operand may be an
+        array or a scalar (made a constant)."""
         return self._node("add", [input, other], {}, name)
 
-    def sub(self, input, other, name=None):
+    def sub(self, input: TensorLike, other: TensorLike, name: Optional[str] = None) -> Tensor:
+        """As torch.sub (``input - other``), with broadcasting; either operand may be an
+        array or a scalar (made a constant)."""
         return self._node("sub", [input, other], {}, name)
 
-    def mul(self, input, other, name=None):
+    def mul(self, input: TensorLike, other: TensorLike, name: Optional[str] = None) -> Tensor:
+        """As torch.mul (``input * other``), with broadcasting; either operand may be an
+        array or a scalar (made a constant)."""
         return self._node("mul", [input, other], {}, name)
 
-    def div(self, input, other, name=None):
+    def div(self, input: TensorLike, other: TensorLike, name: Optional[str] = None) -> Tensor:
+        """As torch.div (``input / other``, true division), with broadcasting; either
+        operand may be an array or a scalar (made a constant)."""
         return self._node("div", [input, other], {}, name)
 
-    def maximum(self, input, other, name=None):
+    def maximum(self, input: TensorLike, other: TensorLike,
+                name: Optional[str] = None) -> Tensor:
+        """As torch.maximum: the elementwise larger value, with broadcasting."""
         return self._node("maximum", [input, other], {}, name)
 
-    def minimum(self, input, other, name=None):
+    def minimum(self, input: TensorLike, other: TensorLike,
+                name: Optional[str] = None) -> Tensor:
+        """As torch.minimum: the elementwise smaller value, with broadcasting."""
         return self._node("minimum", [input, other], {}, name)
 
-    def relu(self, input, name=None):
+    def relu(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.relu."""
         return self._node("relu", [input], {}, name)
 
-    def relu6(self, input, name=None):
+    def relu6(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.relu6 (``min(max(x, 0), 6)``)."""
         return self._node("relu6", [input], {}, name)
 
-    def leaky_relu(self, input, negative_slope=0.01, name=None):
+    def leaky_relu(self, input: Tensor, negative_slope: float = 0.01,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.leaky_relu."""
         return self._node("leaky_relu", [input], dict(negative_slope=float(negative_slope)), name)
 
-    def prelu(self, input, weight, name=None):
+    def prelu(self, input: Tensor, weight: TensorLike, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.prelu: ``weight`` is 1-D, one slope for all channels or
+        one per channel (dim 1)."""
         return self._node("prelu", [input], {}, name, weights=[("weight", weight)])
 
-    def sigmoid(self, input, name=None):
+    def sigmoid(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.sigmoid."""
         return self._node("sigmoid", [input], {}, name)
 
-    def tanh(self, input, name=None):
+    def tanh(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.tanh."""
         return self._node("tanh", [input], {}, name)
 
-    def silu(self, input, name=None):
+    def silu(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.silu (``x * sigmoid(x)``, a.k.a. swish)."""
         return self._node("silu", [input], {}, name)
 
-    def hardswish(self, input, name=None):
+    def hardswish(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.hardswish."""
         return self._node("hardswish", [input], {}, name)
 
-    def hardsigmoid(self, input, name=None):
+    def hardsigmoid(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.hardsigmoid."""
         return self._node("hardsigmoid", [input], {}, name)
 
-    def gelu(self, input, approximate="none", name=None):
+    def gelu(self, input: Tensor, approximate: str = "none",
+             name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.gelu; ``approximate``: 'none' (erf) or 'tanh'."""
         return self._node("gelu", [input], dict(approximate=approximate), name)
 
-    def elu(self, input, alpha=1.0, name=None):
+    def elu(self, input: Tensor, alpha: float = 1.0, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.elu."""
         return self._node("elu", [input], dict(alpha=float(alpha)), name)
 
-    def selu(self, input, name=None):
+    def selu(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.selu."""
         return self._node("selu", [input], {}, name)
 
-    def softplus(self, input, beta=1.0, threshold=20.0, name=None):
+    def softplus(self, input: Tensor, beta: float = 1.0, threshold: float = 20.0,
+                 name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.softplus (linear where ``beta * x > threshold``)."""
         return self._node("softplus", [input], dict(beta=float(beta),
                                                     threshold=float(threshold)), name)
 
-    def mish(self, input, name=None):
+    def mish(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.mish (``x * tanh(softplus(x))``)."""
         return self._node("mish", [input], {}, name)
 
-    def clip(self, input, min=None, max=None, name=None):
+    def clip(self, input: Tensor, min: Optional[float] = None, max: Optional[float] = None,
+             name: Optional[str] = None) -> Tensor:
         """``torch.clamp``: either bound may be None."""
         return self._node("clip", [input], dict(min=None if min is None else float(min),
                                                  max=None if max is None else float(max)), name)
 
     clamp = clip
 
-    def hardtanh(self, input, min_val=-1.0, max_val=1.0, name=None):
+    def hardtanh(self, input: Tensor, min_val: float = -1.0, max_val: float = 1.0,
+                 name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.hardtanh: a ``clip`` to [min_val, max_val]."""
         return self.clip(input, min_val, max_val, name=name)
 
-    def softmax(self, input, dim, name=None):
+    def softmax(self, input: Tensor, dim: int, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.softmax along ``dim`` (which has no default)."""
         return self._node("softmax", [input], dict(dim=int(dim)), name)
 
-    def log_softmax(self, input, dim, name=None):
+    def log_softmax(self, input: Tensor, dim: int, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.log_softmax along ``dim`` (which has no default)."""
         return self._node("log_softmax", [input], dict(dim=int(dim)), name)
 
     # -- normalisation ---------------------------------------------------------------------
-    def batch_norm(self, input, running_mean, running_var, weight=None, bias=None, eps=1e-5,
-                   name=None):
+    def batch_norm(self, input: Tensor, running_mean: TensorLike, running_var: TensorLike,
+                   weight: Optional[TensorLike] = None, bias: Optional[TensorLike] = None,
+                   eps: float = 1e-5, name: Optional[str] = None) -> Tensor:
         """Inference BatchNorm with running statistics (any rank, channels on dim 1)."""
         return self._node("batch_norm", [input], dict(eps=float(eps)), name,
                           weights=[("running_mean", running_mean), ("running_var", running_var),
                                    ("weight", weight), ("bias", bias)])
 
-    def layer_norm(self, input, normalized_shape, weight=None, bias=None, eps=1e-5, name=None):
+    def layer_norm(self, input: Tensor, normalized_shape: Size,
+                   weight: Optional[TensorLike] = None, bias: Optional[TensorLike] = None,
+                   eps: float = 1e-5, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.layer_norm: normalise over the trailing dims
+        ``normalized_shape``, then the optional elementwise affine ``weight`` / ``bias``."""
         shape = [int(normalized_shape)] if isinstance(normalized_shape, (int, np.integer)) \
             else [int(s) for s in normalized_shape]
         return self._node("layer_norm", [input], dict(normalized_shape=shape, eps=float(eps)),
                           name, weights=[("weight", weight), ("bias", bias)])
 
-    def instance_norm(self, input, weight=None, bias=None, eps=1e-5, name=None):
+    def instance_norm(self, input: Tensor, weight: Optional[TensorLike] = None,
+                      bias: Optional[TensorLike] = None, eps: float = 1e-5,
+                      name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.instance_norm without running statistics: each (sample,
+        channel) normalised over the spatial dims, then the optional per-channel affine."""
         return self._node("instance_norm", [input], dict(eps=float(eps)), name,
                           weights=[("weight", weight), ("bias", bias)])
 
-    def group_norm(self, input, num_groups, weight=None, bias=None, eps=1e-5, name=None):
+    def group_norm(self, input: Tensor, num_groups: int, weight: Optional[TensorLike] = None,
+                   bias: Optional[TensorLike] = None, eps: float = 1e-5,
+                   name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.group_norm: statistics over each of ``num_groups``
+        channel groups, then the optional per-channel affine."""
         return self._node("group_norm", [input], dict(num_groups=int(num_groups), eps=float(eps)),
                           name, weights=[("weight", weight), ("bias", bias)])
 
-    def local_response_norm(self, input, size, alpha=1e-4, beta=0.75, k=1.0, name=None):
+    def local_response_norm(self, input: Tensor, size: int, alpha: float = 1e-4,
+                            beta: float = 0.75, k: float = 1.0,
+                            name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.local_response_norm (across ``size`` neighbouring
+        channels)."""
         return self._node("local_response_norm", [input],
                           dict(size=int(size), alpha=float(alpha), beta=float(beta), k=float(k)),
                           name)
 
-    def dropout(self, input, p=0.5, name=None):
+    def dropout(self, input: Tensor, p: float = 0.5, name: Optional[str] = None) -> Tensor:
         """Identity at inference; kept in the graph until the optimiser removes it."""
         return self._node("dropout", [input], dict(p=float(p)), name)
 
-    def identity(self, input, name=None):
+    def identity(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """``input`` under another name (torch.nn.Identity); ``output`` uses it to rename."""
         return self._node("identity", [input], {}, name)
 
     # -- shape -----------------------------------------------------------------------------
-    def flatten(self, input, start_dim=0, end_dim=-1, name=None):
+    def flatten(self, input: Tensor, start_dim: int = 0, end_dim: int = -1,
+                name: Optional[str] = None) -> Tensor:
+        """As torch.flatten: merge dims ``start_dim`` to ``end_dim`` (inclusive).  The
+        default ``start_dim=0`` takes the batch in too, which a symbolic batch refuses:
+        models usually pass 1."""
         return self._node("flatten", [input], dict(start_dim=int(start_dim), end_dim=int(end_dim)),
                           name)
 
-    def reshape(self, input, shape, name=None):
+    def reshape(self, input: Tensor, shape: Sequence[int], name: Optional[str] = None) -> Tensor:
+        """As torch.reshape: ``shape`` holds positive ints and at most one -1.  With a
+        symbolic batch the -1 stands for the batch dim (``(-1, 512)``)."""
         return self._node("reshape", [input], dict(shape=[int(s) for s in shape]), name)
 
     view = reshape
 
-    def permute(self, input, dims, name=None):
+    def permute(self, input: Tensor, dims: Sequence[int], name: Optional[str] = None) -> Tensor:
+        """As torch.permute: ``dims`` lists the input's dims in their new order."""
         return self._node("permute", [input], dict(dims=[int(d) for d in dims]), name)
 
-    def transpose(self, input, dim0, dim1, name=None):
+    def transpose(self, input: Tensor, dim0: int, dim1: int,
+                  name: Optional[str] = None) -> Tensor:
+        """As torch.transpose: swap dims ``dim0`` and ``dim1`` (a ``permute`` node)."""
         n = self._value(input).ndim
         dims = list(range(n))
         d0, d1 = dim0 % n, dim1 % n
         dims[d0], dims[d1] = dims[d1], dims[d0]
         return self.permute(input, dims, name=name)
 
-    def cat(self, tensors, dim=0, name=None):
+    def cat(self, tensors: Iterable[TensorLike], dim: int = 0,
+            name: Optional[str] = None) -> Tensor:
+        """As torch.cat: ``tensors`` joined along ``dim``."""
         return self._node("concat", list(tensors), dict(dim=int(dim)), name)
 
     concat = cat
 
-    def split(self, tensor, split_size_or_sections, dim=0, name=None):
+    def split(self, tensor: Tensor, split_size_or_sections: Size, dim: int = 0,
+              name: Optional[str] = None) -> Union[list[Tensor], Tensor]:
+        """As torch.split along ``dim`` (not the symbolic batch): pieces of
+        ``split_size_or_sections`` (an int; the last piece may be smaller) or of the listed
+        sizes.  Returns a list of Tensors named ``<name>:0``, ``<name>:1``... (a single
+        Tensor when there is only one piece)."""
         x = self._value(tensor)
         d = dim % x.ndim
         size = x.shape[d]
@@ -475,15 +654,23 @@ class Builder:
         return self._node("split", [x], dict(split_size_or_sections=arg, dim=int(dim)), name,
                           n_outputs=n)
 
-    def channel_shuffle(self, input, groups, name=None):
+    def channel_shuffle(self, input: Tensor, groups: int, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.channel_shuffle (ShuffleNet): the channels, in ``groups``
+        groups, interleaved."""
         return self._node("channel_shuffle", [input], dict(groups=int(groups)), name)
 
-    def pad(self, input, pad, mode="constant", value=None, name=None):
+    def pad(self, input: Tensor, pad: Sequence[int], mode: str = "constant",
+            value: Optional[float] = None, name: Optional[str] = None) -> Tensor:
+        """As torch.nn.functional.pad: ``pad`` holds (begin, end) pairs from the last dim
+        backwards; ``mode`` 'constant' (filled with ``value``, default 0), 'reflect' or
+        'replicate'."""
         return self._node("pad", [input], dict(pad=[int(p) for p in pad], mode=mode,
                                                value=0.0 if value is None else float(value)), name)
 
-    def interpolate(self, input, size=None, scale_factor=None, mode="nearest",
-                    align_corners=None, name=None):
+    def interpolate(self, input: Tensor, size: Optional[Size] = None,
+                    scale_factor: Union[float, Sequence[float], None] = None,
+                    mode: str = "nearest", align_corners: Optional[bool] = None,
+                    name: Optional[str] = None) -> Tensor:
         """``F.interpolate`` (nearest, bilinear).  The output size is resolved now."""
         x = self._value(input)
         r = x.ndim - 2
@@ -502,6 +689,8 @@ class Builder:
 
     upsample = interpolate
 
-    def mean(self, input, dim, keepdim=False, name=None):
+    def mean(self, input: Tensor, dim: Size, keepdim: bool = False,
+             name: Optional[str] = None) -> Tensor:
+        """As torch.mean over ``dim`` (one dim or several)."""
         dims = [int(dim)] if isinstance(dim, (int, np.integer)) else [int(d) for d in dim]
         return self._node("mean", [input], dict(dim=dims, keepdim=bool(keepdim)), name)

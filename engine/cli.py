@@ -145,7 +145,7 @@ def cmd_run(args):
                         or args.ray is not None):
         return _run_many(model, model_path, args)
     if args.inputs:
-        x = read_inputs(args.inputs, model)
+        x = read_inputs(args.inputs, model, args.allow_nonfinite)
         names = args.inputs if len(args.inputs) == len(x) else [f"#{i}" for i in range(len(x))]
     elif args.model is None:
         x = np.load(_data_path(DEFAULT_SAMPLES), allow_pickle=False)
@@ -206,12 +206,14 @@ def _run_many(model, model_path, args):
         s = on_ray.run_folder(model, files, address=args.ray or None, batch=args.batch,
                               model_path=model_path if os.path.isfile(model_path) else None,
                               top=args.top, output=args.output, raw=args.raw,
-                              quiet=args.quiet, threads=args.threads)
+                              quiet=args.quiet, threads=args.threads,
+                              allow_nonfinite=args.allow_nonfinite)
         how = f"on Ray: {s['actors']} actor{'s' if s['actors'] > 1 else ''} x " \
               f"{s['threads']} thread{'s' if s['threads'] > 1 else ''}"
     else:
         sess = _session(model, args)
-        s = many.run_many(sess, model, files, lambda path: read_one(path, model),
+        s = many.run_many(sess, model, files,
+                          lambda path: read_one(path, model, args.allow_nonfinite),
                           batch=args.batch, top=args.top, output=args.output, raw=args.raw,
                           quiet=args.quiet)
         how = f"{sess.threads} thread{'s' if sess.threads > 1 else ''}"
@@ -279,7 +281,7 @@ def _session(model, args):
                 os.access(os.path.dirname(os.path.abspath(path)), os.W_OK):
             cache = path + ".tune.json"
     return Session(model, threads=args.threads, backend=args.backend, tune=args.tune,
-                   tune_cache=cache)
+                   tune_cache=cache, allow_nonfinite=getattr(args, "allow_nonfinite", False))
 
 
 def cmd_bench(args):
@@ -633,6 +635,9 @@ def build_parser():
                                     "(path, top-K labels and probabilities)")
     r.add_argument("--raw", help="also save every input's raw output to this .npy file")
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--allow-nonfinite", action="store_true",
+                   help="run .npy inputs holding NaN or Inf (with a warning) instead of "
+                        "refusing them")
     r.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
                    help="run the folder, glob or list on a Ray cluster (needs engine[ray]): "
                         "at ADDRESS (ray://host:10001, or auto), or a local one without it; "

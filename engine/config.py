@@ -1,7 +1,10 @@
 """Runtime configuration: thread defaults and what this build of engine can do."""
 
+from __future__ import annotations
+
 import os
 import platform
+from typing import Optional, TextIO
 
 from . import __version__
 
@@ -80,9 +83,10 @@ def measured_peak(threads=None, seconds=0.3, isa=None):
     return {t: gemm.fma_peak(seconds, t, isa=isa) / 1e9 for t in sorted({1, threads})}
 
 
-def show_config(file=None, peak=False):
-    """Print the build and runtime configuration (instruction set, thread pool, threads);
-    with ``peak``, also the measured floating-point peak (measured_peak)."""
+def show_config(file: Optional[TextIO] = None, peak: bool = False) -> None:
+    """Print the build and runtime configuration (instruction set, thread pool, threads)
+    to ``file`` (default stdout); with ``peak``, also the measured floating-point peak
+    (measured_peak)."""
     info = config_dict()
     if peak and "isa" in info:
         info["peak_gflops"] = ", ".join(f"{g:.1f} on {t} thread{'s' if t > 1 else ''}"

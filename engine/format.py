@@ -19,11 +19,14 @@ op names and attribute types, and finally the whole graph with shape inference. 
 failure raises ``ModelFormatError`` naming the problem; nothing is executed.
 """
 
+from __future__ import annotations
+
 import json
 import math
 import os
 import stat
 import struct
+from typing import Union
 
 import numpy as np
 
@@ -52,7 +55,7 @@ def to_bytes(model):
     return dumps(model.constants, meta)
 
 
-def save(model, path):
+def save(model: Model, path: Union[str, os.PathLike]) -> None:
     """Write ``model`` to ``path`` (conventionally ``*.safetensors``)."""
     if not isinstance(model, Model):
         raise ArgumentError(f"save expects a Model, got {type(model).__name__}")
@@ -94,7 +97,7 @@ def dumps(tensors, metadata):
     return struct.pack("<Q", len(text)) + text + b"".join(chunks)
 
 
-def load(path):
+def load(path: Union[str, os.PathLike]) -> Model:
     """Read and validate a model file; raises ModelFormatError on any problem."""
     path = _path(path)
     try:

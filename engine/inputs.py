@@ -15,6 +15,7 @@ import math
 import os
 import stat
 import struct
+import sys
 import tokenize
 import warnings
 
@@ -61,15 +62,16 @@ def shape_text(shape):
 NPY_MAGIC = b"\x93NUMPY"
 
 
-def read_inputs(paths, model):
+def read_inputs(paths, model, allow_nonfinite=False):
     """Arrays from .npy files, or images (needs Pillow) preprocessed per the model metadata;
-    each checked against the model's first input (rank, sizes), one batch in all."""
+    each checked against the model's first input (rank, sizes), one batch in all.
+    ``allow_nonfinite``: NaN / Inf in a .npy file warn on stderr instead of failing."""
     want = input_shape(model)
     arrays, total = [], 0
     for p in paths:
         size = user_file(p, "input file")
         if p.lower().endswith(".npy") or _starts_with(p, NPY_MAGIC):
-            a = read_npy(p, size)
+            a = read_npy(p, size, allow_nonfinite)
         else:
             a = read_image(p, want, model.metadata.get("preprocessing") or {})
         if a.ndim == len(want) - 1:
@@ -87,10 +89,10 @@ def read_inputs(paths, model):
     return np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
 
 
-def read_one(path, model):
+def read_one(path, model, allow_nonfinite=False):
     """One sample (the model input without its batch dimension) from an image or a .npy
     file holding one sample: what folder inference feeds, file by file."""
-    a = read_inputs([path], model)
+    a = read_inputs([path], model, allow_nonfinite)
     if a.shape[0] != 1:
         raise InputError(f"{path}: holds {a.shape[0]} samples; give one sample per file "
                          f"when running a folder, glob or list")
@@ -115,7 +117,7 @@ _NPY_KINDS = {
 }
 
 
-def read_npy(path, size):
+def read_npy(path, size, allow_nonfinite=False):
     """A float32 array from a .npy file, never unpickled: only real numbers (floating
     point or integer) of rank 1 to MAX_RANK, all finite, within the byte cap; the header
     is checked against the file's size before the data is read."""
@@ -167,8 +169,11 @@ def read_npy(path, size):
     bad = a.size - int(np.count_nonzero(np.isfinite(a)))
     if bad:
         beyond = "" if dtype == np.float32 else " (or beyond float32's range)"
-        raise InputError(f"{path} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}"
-                         f"{beyond}; inputs must be finite numbers")
+        what = f"{path} holds {bad} NaN or infinite value{'s' if bad > 1 else ''}{beyond}"
+        if not allow_nonfinite:
+            raise InputError(f"{what}; inputs must be finite numbers (--allow-nonfinite "
+                             f"runs them anyway)")
+        print(f"warning: {what}; running them anyway (--allow-nonfinite)", file=sys.stderr)
     return a
 
 

@@ -8,13 +8,17 @@ Shapes are tuples of ints; ``None`` stands for the symbolic batch dimension of t
 inputs and flows through shape inference.  Activations are NCHW float32, as in PyTorch.
 """
 
+from __future__ import annotations
+
 import contextlib
 import copy
 import functools
 import gc
 import heapq
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Optional
 
 import numpy as np
 
@@ -53,20 +57,26 @@ def _gc_paused(fn):
 
 @dataclass
 class Value:
+    """A named value of the graph: its ``shape`` (``None`` for the symbolic batch) and
+    ``dtype`` (``"float32"``, the only one supported)."""
     name: str
-    shape: tuple
+    shape: tuple[Optional[int], ...]
     dtype: str = DTYPE
 
 
 @dataclass
 class Node:
+    """One operation: ``op`` (a registered op name), its unique ``name``, the names of the
+    values it reads (``inputs``; ``""`` for an absent optional input) and writes
+    (``outputs``), and its JSON-like attributes ``attrs``."""
     op: str
     name: str
-    inputs: list
-    outputs: list
-    attrs: dict = field(default_factory=dict)
+    inputs: list[str]
+    outputs: list[str]
+    attrs: dict[str, Any] = field(default_factory=dict)
 
-    def to_dict(self):
+    def to_dict(self) -> dict[str, Any]:
+        """The node as JSON types (its entry in a model file's graph)."""
         return {"op": self.op, "name": self.name, "inputs": list(self.inputs),
                 "outputs": list(self.outputs), "attrs": _jsonable(self.attrs)}
 
@@ -78,7 +88,12 @@ class Model:
     labels, preprocessing, provenance.
     """
 
-    def __init__(self, inputs, outputs, nodes, constants, metadata=None, validate=True):
+    def __init__(self, inputs: Iterable[Value], outputs: Iterable[str], nodes: Iterable[Node],
+                 constants: Mapping[str, np.ndarray], metadata: Optional[Mapping[str, Any]] = None,
+                 validate: bool = True) -> None:
+        """The graph of these inputs, output names, nodes and float32 constant arrays;
+        with ``validate`` (the default) it is checked, its nodes put in topological order
+        and every value's shape inferred (``validate``)."""
         self.inputs = [Value(v.name, tuple(v.shape), v.dtype) for v in inputs]
         self.outputs = list(outputs)
         self.nodes = list(nodes)
@@ -90,13 +105,16 @@ class Model:
 
     # -- structure -------------------------------------------------------------------------
     @property
-    def input_names(self):
+    def input_names(self) -> list[str]:
+        """The names of the model's inputs, in order."""
         return [v.name for v in self.inputs]
 
-    def producers(self):
+    def producers(self) -> dict[str, Node]:
+        """{value name: the node that writes it} (inputs and constants have none)."""
         return {o: n for n in self.nodes for o in n.outputs}
 
-    def consumers(self):
+    def consumers(self) -> dict[str, list[Node]]:
+        """{value name: the nodes that read it, in node order} (unread values are absent)."""
         uses = {}
         for n in self.nodes:
             for i in n.inputs:
@@ -105,14 +123,14 @@ class Model:
         return uses
 
     @_gc_paused
-    def copy(self):
+    def copy(self) -> Model:
         """Deep copy of the structure; constant arrays are shared (passes replace, never mutate)."""
         m = Model(self.inputs, self.outputs, _copy_nodes(self.nodes), dict(self.constants),
                   copy.deepcopy(self.metadata), validate=False)
         m.values = dict(self.values)
         return m
 
-    def toposort(self):
+    def toposort(self) -> None:
         """Order nodes so each runs after the producers of its inputs (Kahn, stable, O(n)).
 
         Stable: nodes already in order keep it (checked first in one pass, the common
@@ -166,7 +184,7 @@ class Model:
 
     # -- validation and shape inference ----------------------------------------------------
     @_gc_paused
-    def validate(self):
+    def validate(self) -> None:
         """Check names, order and every node's shapes; fills ``self.values``."""
         seen = set()
         for name in self.input_names + list(self.constants):
@@ -208,7 +226,8 @@ class Model:
         self.values = self.infer_shapes()
 
     @_gc_paused
-    def infer_shapes(self, input_shapes=None):
+    def infer_shapes(self, input_shapes: Optional[Mapping[str, Sequence[Optional[int]]]] = None,
+                     ) -> dict[str, Value]:
         """Shapes of every value, given concrete or symbolic shapes of the inputs."""
         shapes = {name: tuple(a.shape) for name, a in self.constants.items()}
         for v in self.inputs:
@@ -221,7 +240,9 @@ class Model:
         return {k: Value(k, s) for k, s in shapes.items()}
 
     # -- serialisation (the file format wraps this) ----------------------------------------
-    def graph_dict(self):
+    def graph_dict(self) -> dict[str, Any]:
+        """The graph as JSON types: inputs, outputs, nodes and the constants' names (the
+        model file's ``graph`` entry; the arrays are stored beside it)."""
         return {
             "inputs": [{"name": v.name, "shape": list(v.shape), "dtype": v.dtype}
                        for v in self.inputs],
@@ -235,7 +256,8 @@ class Model:
         return (f"<Model inputs=[{ins}] outputs={self.outputs} nodes={len(self.nodes)} "
                 f"params={self.num_parameters():,}>")
 
-    def num_parameters(self):
+    def num_parameters(self) -> int:
+        """The number of elements of all constants (weights and buffers)."""
         return int(sum(a.size for a in self.constants.values()))
 
 

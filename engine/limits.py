@@ -23,11 +23,14 @@ functions treat like their own checks); the op registry and the planner prefix i
 the node, the loader turns it into ``ModelFormatError``.  docs/limits.md lists the limits.
 """
 
+from __future__ import annotations
+
 import contextlib
 import numbers
 import os
 import threading
 from dataclasses import dataclass, replace
+from typing import Optional
 
 from .errors import GraphError
 
@@ -69,7 +72,7 @@ _lock = threading.Lock()
 _current = None
 
 
-def get_limits():
+def get_limits() -> Limits:
     """The limits in force (from ``set_limits``, else the environment, else the defaults)."""
     global _current
     current = _current          # one atomic read: this runs once per value and buffer
@@ -81,7 +84,7 @@ def get_limits():
         return _current
 
 
-def set_limits(max_buffer_bytes=None):
+def set_limits(max_buffer_bytes: Optional[int] = None) -> Limits:
     """Change the limits for the whole process; returns the previous ``Limits``.
 
     ``max_buffer_bytes``: the largest single buffer (value, workspace or activation arena)

@@ -21,15 +21,20 @@ Each batch gains the columns ``output`` (the model's first output per row), ``er
 the same slots of ``--batch`` files as in one process, so the rows are the same.
 """
 
+from __future__ import annotations
+
 import concurrent.futures as cf
 import logging
 import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Optional, Union
 
 import numpy as np
 
 from .errors import EngineError, InputError
 from .batch import Rows, batches, top_k, try_read
 from .inputs import image_from_pixels, probabilities, read_one
+from .ir import Model
 
 DEFAULT_THREADS_PER_ACTOR = 2
 
@@ -63,8 +68,12 @@ class Predictor:
     ``engine.Model``; ``threads``: default, the CPUs Ray gave the actor; ``session_options``:
     more ``engine.Session`` arguments (``isa``, ``tune``, ...)."""
 
-    def __init__(self, model, column="image", output_column="output", top=0, threads=None,
-                 **session_options):
+    def __init__(self, model: Union[str, os.PathLike, bytes, bytearray, memoryview, Model],
+                 column: str = "image", output_column: str = "output", top: int = 0,
+                 threads: Optional[int] = None, **session_options: Any) -> None:
+        """Load the model and create this actor's session (``threads`` threads, default the
+        actor's CPUs); ``column`` is read, ``output_column`` written, ``top`` > 0 adds the
+        ``labels`` / ``probs`` columns."""
         from .format import load, loads
         from .ir import Model
         from .runtime import Session
@@ -85,7 +94,11 @@ class Predictor:
         self._shape = tuple(model.inputs[0].shape)
         self._out_row = None                # one output row's shape, once known
 
-    def __call__(self, batch):
+    def __call__(self, batch: Mapping[str, Any]) -> dict[str, Any]:
+        """One Ray batch ({column: array}, as ``batch_format="numpy"`` gives it): the same
+        columns plus ``output_column``, ``error`` and, with ``top``, ``labels`` and
+        ``probs``.  Rows whose file cannot be read get NaN outputs and the reason in
+        ``error``."""
         if self.column not in batch:
             raise InputError(f"the batch has no column {self.column!r} (columns: "
                              f"{', '.join(map(str, batch))}); pass column=...")
@@ -119,7 +132,7 @@ class Predictor:
         first = rows[0] if len(rows) else None
         if isinstance(first, (str, bytes, np.str_, np.bytes_)):      # file paths, read here
             read = lambda p: read_one(p.decode() if isinstance(p, bytes) else str(p),
-                                      self.model)
+                                      self.model, self.session.allow_nonfinite)
             got = list(self._decoders.map(lambda p: try_read(read, p), rows))
             return [a for a, _ in got], [why or "" for _, why in got]
         arrays = [np.asarray(r) for r in rows]
@@ -132,8 +145,11 @@ class Predictor:
         return arrays, [""] * len(arrays)                             # prepared arrays
 
 
-def run_folder(model, files, *, model_path=None, address=None, batch=16, top=3, output=None, raw=None,
-               quiet=False, threads=None, actors=None):
+def run_folder(model: Model, files: Sequence[str], *, model_path: Optional[str] = None,
+               address: Optional[str] = None, batch: int = 16, top: int = 3,
+               output: Optional[str] = None, raw: Optional[str] = None, quiet: bool = False,
+               threads: Optional[int] = None, actors: Optional[int] = None,
+               allow_nonfinite: bool = False) -> dict[str, Any]:
     """``engine run MODEL DIR --ray [ADDRESS]``: the files through ``Predictor`` actors on a
     Ray cluster (a local one without ``address``), the rows written here in input order
     exactly as ``engine.batch.run_many`` writes them.  Returns the same summary dict.
@@ -164,7 +180,7 @@ def run_folder(model, files, *, model_path=None, address=None, batch=16, top=3, 
         compute=ray.data.ActorPoolStrategy(size=actors),
         fn_constructor_kwargs={"model": os.path.abspath(model_path) if model_path
                                else to_bytes(model), "column": "path",
-                               "threads": threads})
+                               "threads": threads, "allow_nonfinite": allow_nonfinite})
     rows = Rows(model, len(files), top=top, output=output, raw=raw, quiet=quiet)
     t0 = time.perf_counter()
     try:

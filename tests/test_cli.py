@@ -812,3 +812,17 @@ def test_empty_folder_and_pattern_are_named(tmp_path, capsys, small_model):
     assert "holds no images" in capsys.readouterr().err
     assert main(["run", model, str(tmp_path / "nothing*.png")]) == 2
     assert "matches no file" in capsys.readouterr().err
+
+
+def test_allow_nonfinite_runs_with_a_warning(tmp_path, capsys):
+    x = np.load(engine.cli._data_path(engine.cli.DEFAULT_SAMPLES))[:1].copy()
+    x[0, 0, 5, 7] = np.nan
+    p = tmp_path / "nan.npy"
+    np.save(p, x)
+    assert main(["run", DEFAULT, str(p), "--repeat", "1"]) == 2
+    assert "1 NaN or infinite value; inputs must be finite numbers (--allow-nonfinite" in \
+        capsys.readouterr().err
+    assert main(["run", DEFAULT, str(p), "--repeat", "1", "--allow-nonfinite"]) == 0
+    out = capsys.readouterr()
+    assert "warning:" in out.err and "running them anyway" in out.err
+    assert "nan" in out.out                  # the probabilities say what happened

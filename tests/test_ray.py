@@ -3,6 +3,7 @@ pixels, prepared arrays) against Session.run, and ``engine run DIR --ray`` again
 same command in one process, row by row.  Skipped cleanly when Ray Data is missing."""
 
 import csv
+import os
 
 import numpy as np
 import pytest
@@ -157,3 +158,20 @@ def test_predictor_in_map_batches(cluster, small_model, photo_dir):
     # Ray forms its own batches; a sample's rounding may differ between batch sizes
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6 * np.abs(want).max())
     assert all(r["error"] == "" and len(r["labels"]) == 1 for r in rows)
+
+
+def test_predictor_on_read_images_output(cluster, small_model, photo_dir):
+    """ray.data.read_images gives decoded uint8 pixels; they are prepared as the files are."""
+    model = engine.load(small_model)
+    paths = sorted(str(p) for p in photo_dir.glob("img0*.png"))
+    ds = cluster.data.read_images(paths, include_paths=True, mode="RGB")
+    ds = ds.map_batches(engine.ray.Predictor, batch_size=len(paths), num_cpus=1,
+                        compute=cluster.data.ActorPoolStrategy(size=1),
+                        fn_constructor_kwargs={"model": small_model})
+    rows = {os.path.basename(r["path"]): r for r in ds.take_all()}
+    assert sorted(rows) == [os.path.basename(p) for p in paths]
+    sess = engine.Session(model, threads=1)
+    for p in paths:
+        want = sess.run(engine.inputs.read_one(p, model)[None])[0][0]
+        np.testing.assert_allclose(rows[os.path.basename(p)]["output"], want, rtol=1e-5,
+                                   atol=1e-6 * np.abs(want).max())

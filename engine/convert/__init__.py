@@ -18,11 +18,16 @@ table, one handler per ATen op), ``torchscript`` (TorchScript archives), ``check
 (safe state-dict loading).
 """
 
+from __future__ import annotations
+
 import importlib
 import os
 import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Union
 
 from ..errors import ConversionError
+from ..ir import Model
 
 __all__ = ["from_torch", "from_onnx", "to_onnx", "is_onnx_file", "verify_onnx", "from_torchscript", "load_state_dict", "convert_checkpoint",
            "supported_ops", "verify", "ConversionError"]
@@ -36,24 +41,33 @@ def _need_torch():
                               "pip install 'engine[torch]'") from None
 
 
-def from_torch(module, example_input, *, input_names=None, output_names=None, names=None,
-               metadata=None, dynamic_batch=True, progress=None):
-    """Trace ``module`` with torch.export and map it to an engine Model.
+def from_torch(module: Any, example_input: Any, *, input_names: Optional[Sequence[str]] = None,
+               output_names: Optional[Sequence[str]] = None,
+               names: Optional[Mapping[str, str]] = None,
+               metadata: Optional[Mapping[str, Any]] = None, dynamic_batch: bool = True,
+               progress: Optional[Callable[[str], Any]] = None) -> Model:
+    """Trace ``module`` (a ``torch.nn.Module``) with torch.export and map it to an engine
+    Model.
 
     ``example_input``: a tensor (or tuple of tensors) of the input shape; dim 0 is the batch
-    and is symbolic in the result.  ``names``: {module path: node name} renames.  Raises
-    ConversionError listing every unsupported op with module path and source line.  See
-    ``engine.convert.trace`` for the details."""
+    and is symbolic in the result.  ``names``: {module path: node name} renames.
+    ``progress``: called with a line of text per stage.  Raises ConversionError listing
+    every unsupported op with module path and source line.  See ``engine.convert.trace``
+    for the details."""
     _need_torch()
     from .trace import from_torch as impl
     return impl(module, example_input, input_names=input_names, output_names=output_names,
                 names=names, metadata=metadata, dynamic_batch=dynamic_batch, progress=progress)
 
 
-def from_onnx(src, *, input_shape=None, dynamic_batch=True, metadata=None):
+def from_onnx(src: Union[str, os.PathLike, bytes, Any], *,
+              input_shape: Union[Sequence[int], dict[str, Sequence[int]], None] = None,
+              dynamic_batch: bool = True, metadata: Optional[Mapping[str, Any]] = None,
+              ) -> Model:
     """An engine Model from an ONNX model: a path, the file's bytes or an onnx.ModelProto
-    (see ``engine.convert.onnx_import``).  Raises ConversionError listing every op it
-    cannot map."""
+    (see ``engine.convert.onnx_import``).  ``input_shape`` fixes dims the file leaves
+    symbolic (a shape, or {input name: shape}); a symbolic dim 0 stays the symbolic batch
+    while ``dynamic_batch``.  Raises ConversionError listing every op it cannot map."""
     from .onnx_import import from_onnx as impl
     return impl(src, input_shape=input_shape, dynamic_batch=dynamic_batch, metadata=metadata)
 

@@ -50,20 +50,29 @@ share buffers, run in parallel while the GIL is released, and the memory cost of
 concurrency is one arena per concurrent call (``memory_report().arena_bytes``).
 """
 
+from __future__ import annotations
+
 import os
 import threading
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any, Optional, Union
 
 import numpy as np
 
-from ..backends.base import load_backend
+from ..backends.base import PlanRow, load_backend
 from ..errors import ArgumentError, InputError
 from ..limits import MAX_THREADS, check_shape
 from ..ir import Model, gc_paused
+from ..memory import MemoryReport
 from ..passes import optimize
 from .plan import build_plan
 
 MAX_PLANS = 8   # cached input shapes per session
+
+# What ``Session.run`` takes: an array (single-input models), a list or tuple in input
+# order, or {input name: array}; GPU backends also take device arrays.
+Inputs = Union[np.ndarray, list[np.ndarray], tuple[np.ndarray, ...], dict[str, np.ndarray]]
 
 
 def default_threads():
@@ -72,9 +81,42 @@ def default_threads():
 
 
 class Session:
-    def __init__(self, model, threads=None, backend="cpu", optimize_graph=True, device=None,
-                 executor="native", max_concurrent=4, tune=False, tune_cache=None, isa=None,
-                 adapt_threads=True, allow_nonfinite=False):
+    """A model prepared to run: optimised once, planned once per input shape, run many times.
+
+    ``model``: an ``engine.Model`` or the path of a model file.  Options (module docstring
+    and README's Python API):
+
+    - ``threads``: threads per run, 1 to 1024 (default: the physical cores);
+      ``adapt_threads`` (default True) lets each plan use fewer while fewer measure faster,
+      ``False`` runs every layer on ``threads``; the results are the same.
+    - ``backend``: ``"cpu"`` (default), ``"reference"`` (the NumPy reference ops) or
+      ``"cuda"``; ``device``: the GPU index (GPU backends only).
+    - ``optimize_graph``: run the optimisation passes (folding BatchNorm and constants,
+      fusing activations and residual adds...; default True).
+    - ``executor``: ``"native"`` (the whole plan in C, GIL released) or ``"python"`` (each
+      kernel through its Python wrapper, for debugging).
+    - ``max_concurrent``: plan instances (activation arenas) for concurrent ``run`` calls
+      from several threads; further calls wait for a free one.
+    - ``tune``: time every candidate kernel of each layer once and keep the fastest; the
+      choices are cached in ``tune_cache`` (default ``<model file>.tune.json``).
+    - ``isa``: ``"avx512"``, ``"avx2"`` or ``"scalar"`` for this session's CPU kernels
+      (default: the process's level, the best this CPU supports).
+    - ``allow_nonfinite``: accept inputs holding NaN / Inf (by default ``run`` raises
+      ``InputError`` naming them).
+
+    ``run`` (also ``session(...)``) executes the model; ``prepare`` builds a batch size's
+    plan ahead of the first run; ``plan`` and ``memory_report`` describe that plan.  A
+    session is thread-safe and can be pickled (the model and these options travel).
+    """
+
+    def __init__(self, model: Union[Model, str, os.PathLike], threads: Optional[int] = None,
+                 backend: str = "cpu", optimize_graph: bool = True, device: Optional[int] = None,
+                 executor: str = "native", max_concurrent: int = 4, tune: bool = False,
+                 tune_cache: Union[str, os.PathLike, None] = None, isa: Optional[str] = None,
+                 adapt_threads: bool = True, allow_nonfinite: bool = False) -> None:
+        """Load the model (for a path), check the options and optimise the graph; see the
+        class docstring for the arguments.  Raises ArgumentError on an invalid option,
+        ModelFormatError on an unreadable model file."""
         # what pickling carries: the arguments as given (threads, an isa or a tune cache left
         # to the default are decided again where the session is unpickled)
         self._options = dict(threads=threads, backend=backend, optimize_graph=optimize_graph,
@@ -155,14 +197,18 @@ class Session:
 
     # -- public ----------------------------------------------------------------------------
     @property
-    def input_names(self):
+    def input_names(self) -> list[str]:
+        """The model's input names, in the order ``run`` takes a list of inputs."""
         return self.model.input_names
 
     @property
-    def output_names(self):
+    def output_names(self) -> list[str]:
+        """The model's output names, in the order ``run`` returns them."""
         return list(self.model.outputs)
 
-    def run(self, inputs, outputs=None, return_dict=False, device_outputs=False):
+    def run(self, inputs: Inputs, outputs: Union[str, Iterable[str], None] = None,
+            return_dict: bool = False, device_outputs: bool = False,
+            ) -> Union[list[np.ndarray], dict[str, np.ndarray]]:
         """Run the model; ``inputs`` is an array (single-input models), a list, or a dict.
 
         ``device_outputs=True`` (GPU backends only) returns device arrays instead of NumPy.
@@ -181,16 +227,19 @@ class Session:
 
     __call__ = run
 
-    def prepare(self, batch_size=1):
-        """Build (and cache) the plan for this batch size now, rather than at first run."""
+    def prepare(self, batch_size: int = 1) -> Any:
+        """Build (and cache) the plan for this batch size now, rather than at first run;
+        returns it (an ``engine.runtime.plan.Plan`` on the host backends)."""
         shapes = {v.name: self._concrete(v, batch_size) for v in self.model.inputs}
         with self._lock:
             return self._plan(frozenset(), {k: np.empty(s, np.float32) for k, s in shapes.items()})
 
-    def memory_report(self, batch_size=1):
+    def memory_report(self, batch_size: int = 1) -> MemoryReport:
+        """The memory plan at ``batch_size`` (prepared if need be): activation arena,
+        kernel workspaces and constants in bytes; printing it summarises them."""
         return self.prepare(batch_size).memory
 
-    def plan(self, batch_size=1, timed=True, repeat=3):
+    def plan(self, batch_size: int = 1, timed: bool = True, repeat: int = 3) -> list[PlanRow]:
         """Per step of the prepared plan: a PlanRow (name, op with fused activation /
         residual, kernel variant, layout, output shape, multiply-adds, executor) and, with
         ``timed``, its time (min of ``repeat`` runs on random input) and share of the

@@ -29,9 +29,14 @@ The input is ``"input"`` of shape ``(None, C, H, W)``; the output ``"logits"`` f
 classifiers, ``"out"`` for segmentation networks and the autoencoder.
 """
 
+from __future__ import annotations
+
 import os
+from collections.abc import Sequence
+from typing import Any, Optional, Union
 
 from ..errors import ConversionError, GraphError
+from ..ir import Model
 from ._core import IMAGENET, REGISTRY, Arch, Net, Params, normalize_state_dict, register  # noqa: F401
 from . import (classic, vgg, googlenet, resnet, mobilenet, shufflenet, squeezenet,  # noqa: F401
                densenet, segmentation, autoencoder)
@@ -39,12 +44,12 @@ from . import (classic, vgg, googlenet, resnet, mobilenet, shufflenet, squeezene
 __all__ = ["names", "get", "info", "register"]
 
 
-def names():
+def names() -> list[str]:
     """Sorted names of the zoo's architectures."""
     return sorted(REGISTRY)
 
 
-def info(name):
+def info(name: str) -> Arch:
     """The registry entry (default input size, classes, options...) of ``name``."""
     try:
         return REGISTRY[name]
@@ -90,8 +95,13 @@ def _load_weights(weights, arch):
 MAX_CLASSES = 1_000_000
 
 
-def get(name, weights=None, num_classes=None, input_size=None, **options):
-    """Build the zoo model ``name`` as an ``engine.Model`` (see the module docstring)."""
+def get(name: str, weights: Any = None, num_classes: Optional[int] = None,
+        input_size: Union[int, Sequence[int], None] = None, **options: Any) -> Model:
+    """Build the zoo model ``name`` as an ``engine.Model`` (see the module docstring).
+
+    ``weights``: None (seeded random), a state dict ({name: array or torch tensor}), a
+    module with ``state_dict()``, or a checkpoint path; ``options``: the architecture's own
+    (``info(name).options``)."""
     arch = info(name)
     unknown = set(options) - set(arch.options)
     if unknown:
