@@ -117,6 +117,9 @@ _NPY_KINDS = {
 }
 
 
+_CONVERTED = set()      # .npy dtypes already reported as converted to float32
+
+
 def read_npy(path, size, allow_nonfinite=False):
     """A float32 array from a .npy file, never unpickled: only real numbers (floating
     point or integer) of rank 1 to MAX_RANK, all finite, within the byte cap; the header
@@ -174,6 +177,11 @@ def read_npy(path, size, allow_nonfinite=False):
             raise InputError(f"{what}; inputs must be finite numbers (--allow-nonfinite "
                              f"runs them anyway)")
         print(f"warning: {what}; running them anyway (--allow-nonfinite)", file=sys.stderr)
+    if dtype != np.float32 and dtype.name not in _CONVERTED:
+        # the API takes float32 only; the command line converts, and says so once per type
+        _CONVERTED.add(dtype.name)
+        print(f"note: {path} holds {dtype.name} values; .npy inputs of that type are "
+              f"converted to float32, the type the model computes in", file=sys.stderr)
     return a
 
 

@@ -252,6 +252,11 @@ def test_convert_zoo_architecture(tmp_path):
      "--input-shape must be"),
     (["missing.pth", "--arch", "lenet5", "-o", "x.safetensors"], "does not exist"),
     (["plain.pth", "--arch", "lenet5", "-o", "x.safetensors"], "lenet5"),
+    # a shape the module cannot take: eager PyTorch's words, no export symbols (s77)
+    (["plain.pth", "--module", "mynets:Net", "--input-shape", "1,3,64", "-o", "x.safetensors"],
+     "Net fails on an input of shape (1, 3, 64) (the example input, --input-shape)"),
+    (["plain.pth", "--arch", "lenet5", "--input-shape", "1,1,32,32", "-o", "x.safetensors"],
+     "--input-shape applies to --module and TorchScript files; lenet5 takes"),
 ])
 def test_convert_errors_exit_2(user_files, args, msg, monkeypatch, capsys):
     monkeypatch.chdir(user_files)
@@ -826,3 +831,16 @@ def test_allow_nonfinite_runs_with_a_warning(tmp_path, capsys):
     out = capsys.readouterr()
     assert "warning:" in out.err and "running them anyway" in out.err
     assert "nan" in out.out                  # the probabilities say what happened
+
+
+def test_npy_of_another_type_is_converted_and_said_once(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(engine.inputs, "_CONVERTED", set())
+    x = np.load(engine.cli._data_path(engine.cli.DEFAULT_SAMPLES))[:2]
+    np.save(tmp_path / "a.npy", x.astype(np.float64))
+    np.save(tmp_path / "b.npy", x.astype(np.float64))
+    np.save(tmp_path / "c.npy", (x * 10).astype(np.int64))
+    assert main(["run", DEFAULT, str(tmp_path / "a.npy"), str(tmp_path / "b.npy"),
+                 str(tmp_path / "c.npy"), "--repeat", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("holds float64 values") == 1 and err.count("holds int64 values") == 1
+    assert "converted to float32" in err

@@ -594,3 +594,21 @@ def test_torchscript_fused_patterns_and_resize(how):
     xs = np.random.default_rng(0).standard_normal((3, 3, 8, 8)).astype(np.float32)
     np.testing.assert_allclose(engine.Session(model, threads=1).run(xs)[0],
                                _ref(net, xs).numpy(), atol=1e-5)
+
+
+def test_torchvision_twin_loads_through_the_workaround_or_says_why(monkeypatch):
+    pytest.importorskip("torch")
+    from engine.convert import _torchvision_twin, tv_compat
+    if tv_compat.import_torchvision() is None:
+        pytest.skip("torchvision not installed")
+    import engine.zoo
+    sd = {k: __import__("torch").from_numpy(v.copy())
+          for k, v in engine.zoo.get("lenet5").constants.items()}
+    net, why = _torchvision_twin("resnet18", {}, None)
+    assert net is None and "could not load these weights" in why
+    net, why = _torchvision_twin("no_such_arch", sd, None)
+    assert net is None and "torchvision has no model 'no_such_arch'" in why
+    monkeypatch.setattr(tv_compat, "torchvision_or_why",
+                        lambda: (None, "torchvision failed to import (RuntimeError: x)"))
+    net, why = _torchvision_twin("resnet18", {}, None)
+    assert net is None and why.endswith("torchvision failed to import (RuntimeError: x)")

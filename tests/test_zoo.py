@@ -407,3 +407,15 @@ def test_input_size_forms():
         zoo.get("resnet18", input_size=(1, 64, 64))
     with pytest.raises(engine.GraphError, match="no classifier"):
         zoo.get("conv_autoencoder", num_classes=3)
+
+
+def test_a_state_dict_of_another_architecture_is_summarised():
+    sd = dict(engine.zoo.get("resnet18").constants)
+    with pytest.raises(engine.ConversionError) as e:
+        engine.zoo.get("resnet50", weights=sd)
+    text = str(e.value)
+    assert "is the state dict for another architecture?" in text
+    assert "... and" in text and "more of other shapes" in text
+    lines = text.splitlines()
+    assert len(lines) <= 3 + engine.zoo._core.SHOWN + 2        # not one line per tensor
+    assert all(len(line) < 1000 for line in lines)

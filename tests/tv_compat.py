@@ -1,62 +1,8 @@
-"""Import torchvision in tests even when its compiled ops do not load (CPU-only torch).
-
-torchvision 0.28's ``_meta_registrations`` registers fake kernels for the operators
-``torchvision::nms`` and ``torchvision::qnms``; when the C++ extension failed to load,
-those schemas do not exist and the import dies with "operator torchvision::nms does not
-exist".  We only need the model definitions (plain ``torch.nn``), so we define the two
-schemas (signatures as in torchvision's ``csrc/ops/nms.cpp`` / ``quantized/cpu/qnms``)
-before importing.  The ops themselves are never called.
-
-Test-only: nothing under ``engine/`` imports torch or torchvision.
+"""The tests import torchvision through the converter's workaround for a torchvision whose
+compiled ops do not load (engine/convert/tv_compat.py).
 
     from tv_compat import import_torchvision
     torchvision = import_torchvision()          # or None when torch/torchvision are missing
 """
 
-_LIB = None          # keep the Library object alive: dropping it unregisters the schemas
-
-
-def _define_missing_schemas(torch):
-    global _LIB
-    if _LIB is not None:
-        return
-    existing = set()
-    for name in ("nms", "qnms"):
-        try:
-            torch._C._dispatch_find_schema_or_throw(f"torchvision::{name}", "")
-            existing.add(name)
-        except Exception:       # noqa: BLE001  (not defined: the usual case without the .so)
-            pass
-    todo = {"nms": "nms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor",
-            "qnms": "qnms(Tensor dets, Tensor scores, float iou_threshold) -> Tensor"}
-    todo = {k: v for k, v in todo.items() if k not in existing}
-    if not todo:
-        return
-    lib = torch.library.Library("torchvision", "FRAGMENT")
-    for schema in todo.values():
-        lib.define(schema)
-    _LIB = lib
-
-
-def import_torchvision():
-    """``torchvision`` (importing it with the workaround if needed), or None if absent."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    try:
-        import torchvision
-        return torchvision
-    except ImportError:
-        return None
-    except RuntimeError:
-        pass
-    import sys
-    for mod in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[mod]            # a half-imported package from the failed attempt
-    _define_missing_schemas(torch)
-    try:
-        import torchvision
-    except (ImportError, RuntimeError):
-        return None
-    return torchvision
+from engine.convert.tv_compat import import_torchvision  # noqa: F401

@@ -287,17 +287,13 @@ def gemm_main(opts):
 
 def _import_torchvision():
     """torchvision, also when its compiled ops do not load against this torch (the model
-    definitions are plain torch.nn; tests/tv_compat.py registers the missing schemas)."""
-    try:
-        import torchvision
-        return torchvision
-    except Exception:
-        sys.path.insert(0, os.path.join(ROOT, "tests"))
-        from tv_compat import import_torchvision
-        tv = import_torchvision()
-        if tv is None:
-            raise
-        return tv
+    definitions are plain torch.nn; engine/convert/tv_compat.py registers the missing
+    schemas)."""
+    from engine.convert.tv_compat import torchvision_or_why
+    tv, why = torchvision_or_why()
+    if tv is None:
+        raise ImportError(why)
+    return tv
 
 
 def _load_model(spec, opts):

@@ -218,6 +218,9 @@ def _convert(path, *, arch=None, module=None, input_shape=None, num_classes=None
         raise ConversionError(f"{path!r} does not exist")
     if arch and module:
         raise ConversionError("give either --arch or --module, not both")
+    if arch and input_shape is not None:
+        raise ConversionError(f"--input-shape applies to --module and TorchScript files; "
+                              f"{arch} takes its input size from --input-size H[,W]")
     if arch:
         try:
             from .. import zoo
@@ -267,11 +270,14 @@ def _convert(path, *, arch=None, module=None, input_shape=None, num_classes=None
 
 def _torchvision_twin(arch, sd, num_classes):
     """torchvision's model with these weights, to verify against; (None, why) if absent."""
+    from .tv_compat import torchvision_or_why
+    torchvision, why = torchvision_or_why()
+    if torchvision is None:
+        return None, f"no PyTorch twin to compare with: {why}"
     try:
-        import torchvision.models as tvm
-        builder = tvm.get_model_builder(arch)
-    except Exception:
-        return None, "no PyTorch twin to compare with (torchvision unavailable or no such model)"
+        builder = torchvision.models.get_model_builder(arch)
+    except Exception:       # noqa: BLE001  (torchvision has no such model)
+        return None, f"no PyTorch twin to compare with: torchvision has no model {arch!r}"
     try:
         kw = {"num_classes": num_classes} if num_classes else {}
         if not num_classes:

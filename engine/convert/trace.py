@@ -172,6 +172,16 @@ def trace(module, example_inputs, dynamic_batch=True, progress=None):
         return ep, None, "fixed", user_batch
     except Exception as e:
         errors.append(e)
+    # the module itself may fail on this input (a wrong --input-shape): say so in eager
+    # PyTorch's words, not in the export's (whose shapes hold symbols such as s77)
+    try:
+        with quiet(), torch.no_grad():
+            module(*xs)
+    except Exception as e:      # noqa: BLE001  (whatever the user's forward raises)
+        shapes = ", ".join(str(tuple(x.shape)) for x in xs)
+        raise ConversionError(f"{type(module).__name__} fails on an input of shape "
+                              f"{shapes} (the example input, --input-shape): "
+                              f"{type(e).__name__}: {_short(e)}") from None
     err = errors[0]
     raise ConversionError(f"torch.export cannot trace {type(module).__name__}: "
                           f"{type(err).__name__}: {_short(err)}") from None

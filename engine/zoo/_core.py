@@ -46,6 +46,7 @@ class Arch:
 
 
 REGISTRY = {}
+SHOWN = 8       # tensors named per kind of problem when a state dict does not fit
 
 
 def register(name, *, input_size, num_classes=1000, output="logits", fixed_input=False,
@@ -164,13 +165,20 @@ class Params:
         if not (self.missing or unexpected or self.mismatched):
             return
         lines = [f"the state dict does not fit {self.arch}:"]
-        for key, got, want in self.mismatched:
+        if len(self.mismatched) + len(self.missing) > len(self.requested) // 2:
+            lines.append(f"  of the {len(self.requested)} tensors {self.arch} expects, "
+                         f"{len(self.mismatched)} have other shapes and {len(self.missing)} "
+                         f"are missing: is the state dict for another architecture?")
+        for key, got, want in self.mismatched[:SHOWN]:
             lines.append(f"  {key}: shape {tuple(got)} in the state dict, {self.arch} expects "
                          f"{tuple(want)}")
-        if self.missing:
-            lines.append(f"  missing ({len(self.missing)}): {', '.join(self.missing)}")
-        if unexpected:
-            lines.append(f"  unexpected ({len(unexpected)}): {', '.join(unexpected)}")
+        if len(self.mismatched) > SHOWN:
+            lines.append(f"  ... and {len(self.mismatched) - SHOWN} more of other shapes")
+        for what, keys in (("missing", self.missing), ("unexpected", unexpected)):
+            if keys:
+                lines.append(f"  {what} ({len(keys)}): {', '.join(keys[:SHOWN])}"
+                             + (f", ... and {len(keys) - SHOWN} more" if len(keys) > SHOWN
+                                else ""))
         raise ConversionError("\n".join(lines))
 
 
