@@ -494,6 +494,11 @@ def cmd_convert(args):
             print(msg, flush=True)
     user_file(args.source, "source")
     _check_output(args.output, args.source)
+    if os.path.splitext(args.output)[1].lower() != ".safetensors":
+        raise EngineError(f"-o {args.output!r}: convert writes engine's model format; name "
+                          f"it *.safetensors (for an ONNX file: engine convert ... -o "
+                          f"model.safetensors, then engine export model.safetensors -o "
+                          f"model.onnx)")
     opts = _convert_options(args)
     from . import convert
     shape = opts["shape"]

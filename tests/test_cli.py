@@ -456,6 +456,8 @@ CONVERT = ["convert", "{d}/ok.pth", "-o", "{d}/x.safetensors"]
     (["convert", "{d}/ok.pth", "-o", "{d}/adir.npy"], ["-o", "is a directory"]),
     (["convert", "{d}/ok.pth", "-o", "{d}/nodir/x.safetensors"], ["does not exist"]),
     (["convert", "{d}/ok.pth", "-o", "{d}/ok.pth"], ["is the source file"]),
+    (["convert", "{d}/ok.pth", "-o", "{d}/model.onnx"],
+     ["name it *.safetensors", "engine export model.safetensors -o model.onnx"]),
     ([*CONVERT, "--labels", "{d}/labels_bin.txt"],
      ["not UTF-8 text"]),
     ([*CONVERT, "--labels", "{d}/labels_latin1.txt"],
@@ -844,3 +846,45 @@ def test_npy_of_another_type_is_converted_and_said_once(tmp_path, capsys, monkey
     err = capsys.readouterr().err
     assert err.count("holds float64 values") == 1 and err.count("holds int64 values") == 1
     assert "converted to float32" in err
+
+
+def test_folder_rows_are_exactly_the_sessions_outputs_and_progress_shows(
+        tmp_path, photo_dir, small_model, monkeypatch):
+    pytest.importorskip("tqdm")
+    import io
+    import engine.batch
+    m = engine.load(small_model)
+    sess = engine.Session(m, threads=1)
+    files = sorted(str(p) for p in photo_dir.glob("img*.png"))
+    read = lambda p: engine.inputs.read_one(p, m)            # noqa: E731
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    for batch in (1, 4):
+        err = Terminal()
+        monkeypatch.setattr(sys, "stderr", err)
+        raw = tmp_path / f"raw{batch}.npy"
+        s = engine.batch.run_many(sess, m, files, read, batch=batch, raw=str(raw),
+                                  output=str(tmp_path / "p.csv"))
+        assert s["done"] == len(files) and not s["skipped"]
+        assert f"{len(files)}/{len(files)}" in err.getvalue() and "img/s" in err.getvalue()
+        # each slot of `batch` files gives what Session.run gives on those files, bit for bit
+        want = np.concatenate([sess.run(np.stack([read(f) for f in files[i:i + batch]]))[0]
+                               for i in range(0, len(files), batch)])
+        np.testing.assert_array_equal(np.load(raw), want)
+    quiet = Terminal()
+    monkeypatch.setattr(sys, "stderr", quiet)
+    engine.batch.run_many(sess, m, files, read, batch=4, quiet=True,
+                          output=str(tmp_path / "q.csv"))
+    assert "img/s" not in quiet.getvalue()
+
+
+def test_output_cut_short_by_the_reader_is_quiet(tmp_path):
+    """engine summary MODEL | head: the reader leaves early; no BrokenPipeError traceback."""
+    import subprocess
+    err = tmp_path / "err.txt"
+    cmd = f"'{sys.executable}' -m engine summary resnet50 2>'{err}' | head -1"
+    out = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=120)
+    assert out.stdout.startswith("layer")
+    assert err.read_text() == ""
