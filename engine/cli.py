@@ -624,8 +624,10 @@ def build_parser():
     r = sub.add_parser("run", help="run a model (the bundled demo if none is given)")
     r.add_argument("model", nargs="?", help="model file (.safetensors) or zoo name")
     r.add_argument("inputs", nargs="*",
-                   help="input .npy arrays or images; or directories, glob patterns and .txt "
-                        "lists of them (one row per input, see --output)")
+                   help="input .npy arrays (a batch, or one sample without the batch "
+                        "dimension; float32, other number types converted with a note) or "
+                        "images; or directories, glob patterns and .txt lists of them (one "
+                        "row per input, see --output)")
     r.add_argument("--threads", type=int, default=None, help=THREADS_HELP)
     r.add_argument("--top", type=int, default=3, help="classes to show per input")
     r.add_argument("--backend", default="cpu", choices=["cpu", "reference", "cuda"])
