@@ -26,6 +26,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import logging
 import os
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional, Union
 
@@ -75,7 +76,6 @@ class Predictor:
         actor's CPUs); ``column`` is read, ``output_column`` written, ``top`` > 0 adds the
         ``labels`` / ``probs`` columns."""
         from .format import load, loads
-        from .ir import Model
         from .runtime import Session
         if isinstance(model, (bytes, bytearray, memoryview)):
             model = loads(bytes(model), source="<model bytes>")
@@ -156,7 +156,6 @@ def run_folder(model: Model, files: Sequence[str], *, model_path: Optional[str] 
 
     ``model_path``: the model's file, which the workers then load themselves (it must be
     visible to them, like the input files); without it the model travels as bytes."""
-    import time
     ray = _ray()
     from .format import to_bytes
     import pyarrow as pa

@@ -46,6 +46,10 @@ def test_predictor_runs_paths_pixels_and_arrays_as_the_session_does(small_model,
     # prepared arrays go straight in
     x = np.stack([engine.inputs.read_one(p, model) for p in paths[:4]])
     np.testing.assert_array_equal(pred({"x": x})["output"], want)
+    # the model may travel as the file's bytes (a zoo model has no file) or as a Model
+    for given in (open(small_model, "rb").read(), model):
+        by = engine.ray.Predictor(given, column="x", threads=1)
+        np.testing.assert_array_equal(by({"x": x})["output"], want)
 
 
 def test_predictor_errors_name_the_problem(small_model):
