@@ -167,7 +167,14 @@ def run_folder(model: Model, files: Sequence[str], *, model_path: Optional[str] 
     ctx.execution_options.preserve_order = True         # rows come back in input order
     ctx.enable_progress_bars = False                    # ours below, as in one process
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
-    threads = threads or min(DEFAULT_THREADS_PER_ACTOR, cpus)
+    # an actor asking for more CPUs than any one node has would wait for ever
+    node_cpus = max([int(n.get("Resources", {}).get("CPU", 0)) for n in ray.nodes()
+                     if n.get("Alive")] or [cpus])
+    threads = threads or min(DEFAULT_THREADS_PER_ACTOR, node_cpus)
+    if threads > node_cpus:
+        raise EngineError(f"--threads {threads} per Ray actor, but the largest node of the "
+                          f"cluster has {node_cpus} CPU{'s' if node_cpus > 1 else ''}; "
+                          f"ask for at most that many")
     actors = actors or max(1, cpus // threads)
     slots = batches(files, batch)
     # one block per few slots, each a whole number of slots: Ray's batches are the slots

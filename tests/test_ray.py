@@ -146,6 +146,15 @@ def test_ray_folder_run_gives_the_local_rows(cluster, small_model, photo_dir, tm
                                rtol=1e-5, atol=1e-6)
 
 
+def test_more_threads_per_actor_than_a_node_has_is_refused(cluster, small_model, photo_dir,
+                                                             capsys):
+    # (Ray would otherwise wait for ever for an actor it cannot place)
+    assert main(["run", small_model, str(photo_dir), "--threads", "3", "--quiet",
+                 "--ray"]) == 2
+    assert "--threads 3 per Ray actor, but the largest node of the cluster has 2 CPUs" in \
+        capsys.readouterr().err
+
+
 def test_predictor_in_map_batches(cluster, small_model, photo_dir):
     model = engine.load(small_model)
     paths = sorted(str(p) for p in photo_dir.glob("img*.png"))
