@@ -59,6 +59,7 @@ class Tensor:
 TensorLike = Union[Tensor, ArrayLike]
 # One int for every spatial dim, or one per dim (PyTorch's ``_size_any_t``).
 Size = Union[int, Sequence[int]]
+OptSize = Union[int, Sequence[Optional[int]]]   # None entries: keep the input's size
 # Dimensions; ``None`` is the symbolic batch.
 Shape = Sequence[Optional[int]]
 # Convolution padding: an int or one per spatial dim, 'same' / 'valid', or a
@@ -128,7 +129,7 @@ class Builder:
 
     def constant(self, array: ArrayLike, name: Optional[str] = None) -> Tensor:
         """A named float32 constant (weights); returned as a Tensor usable anywhere."""
-        name = name or self._unique("const")
+        name = self._unique("const") if name is None else name
         self._check_new_name(name)
         arr = _to_numpy(array)
         self._constants[name] = arr
@@ -368,43 +369,53 @@ class Builder:
                           count_include_pad)
 
     def _adaptive(self, op, r, input, output_size, name):
+        # None keeps that dim's input size, as in PyTorch
+        x = self._value(input)
+        if not isinstance(output_size, (int, np.integer)) and output_size is not None:
+            output_size = list(output_size)
+            if len(output_size) == r:
+                output_size = [x.shape[x.ndim - r + i] if s is None else s
+                               for i, s in enumerate(output_size)]
+        if output_size is None or (isinstance(output_size, list) and None in output_size):
+            raise GraphError(f"output_size {output_size!r}: None needs the input's size, "
+                             f"which is not known here")
         size = _ntuple(output_size, r, "output_size")
         return self._node(op, [input], dict(output_size=size), name)
 
-    def adaptive_avg_pool1d(self, input: Tensor, output_size: Size,
+    def adaptive_avg_pool1d(self, input: Tensor, output_size: OptSize,
                             name: Optional[str] = None) -> Tensor:
-        """As torch.nn.functional.adaptive_avg_pool1d (``output_size`` an int, not None);
-        returns the pooled Tensor."""
+        """As torch.nn.functional.adaptive_avg_pool1d (``output_size`` an int, or a
+        list whose None entries keep the input's size); returns the pooled Tensor."""
         return self._adaptive("adaptive_avg_pool", 1, input, output_size, name)
 
-    def adaptive_avg_pool2d(self, input: Tensor, output_size: Size,
+    def adaptive_avg_pool2d(self, input: Tensor, output_size: OptSize,
                             name: Optional[str] = None) -> Tensor:
-        """As torch.nn.functional.adaptive_avg_pool2d (``output_size`` ints only, no None
-        entries); returns the pooled Tensor."""
+        """As torch.nn.functional.adaptive_avg_pool2d (``output_size`` an int, or a
+        list whose None entries keep the input's size); returns the pooled Tensor."""
         return self._adaptive("adaptive_avg_pool", 2, input, output_size, name)
 
-    def adaptive_avg_pool3d(self, input: Tensor, output_size: Size,
+    def adaptive_avg_pool3d(self, input: Tensor, output_size: OptSize,
                             name: Optional[str] = None) -> Tensor:
-        """As torch.nn.functional.adaptive_avg_pool3d (``output_size`` ints only, no None
-        entries); returns the pooled Tensor."""
+        """As torch.nn.functional.adaptive_avg_pool3d (``output_size`` an int, or a
+        list whose None entries keep the input's size); returns the pooled Tensor."""
         return self._adaptive("adaptive_avg_pool", 3, input, output_size, name)
 
-    def adaptive_max_pool1d(self, input: Tensor, output_size: Size,
+    def adaptive_max_pool1d(self, input: Tensor, output_size: OptSize,
                             name: Optional[str] = None) -> Tensor:
         """As torch.nn.functional.adaptive_max_pool1d (no ``return_indices``); returns the
         pooled Tensor."""
         return self._adaptive("adaptive_max_pool", 1, input, output_size, name)
 
-    def adaptive_max_pool2d(self, input: Tensor, output_size: Size,
+    def adaptive_max_pool2d(self, input: Tensor, output_size: OptSize,
                             name: Optional[str] = None) -> Tensor:
-        """As torch.nn.functional.adaptive_max_pool2d (``output_size`` ints only, no
-        ``return_indices``); returns the pooled Tensor."""
+        """As torch.nn.functional.adaptive_max_pool2d (``output_size`` as for
+        adaptive_avg_pool2d; no ``return_indices``); returns the pooled Tensor."""
         return self._adaptive("adaptive_max_pool", 2, input, output_size, name)
 
-    def adaptive_max_pool3d(self, input: Tensor, output_size: Size,
+    def adaptive_max_pool3d(self, input: Tensor, output_size: OptSize,
                             name: Optional[str] = None) -> Tensor:
-        """As torch.nn.functional.adaptive_max_pool3d (``output_size`` ints only, no
-        ``return_indices``); returns the pooled Tensor."""
+        """As torch.nn.functional.adaptive_max_pool3d (``output_size`` as for
+        adaptive_avg_pool2d; no ``return_indices``); returns the pooled Tensor."""
         return self._adaptive("adaptive_max_pool", 3, input, output_size, name)
 
     def global_avg_pool(self, input: Tensor, name: Optional[str] = None) -> Tensor:
@@ -607,6 +618,10 @@ class Builder:
     def reshape(self, input: Tensor, shape: Sequence[int], name: Optional[str] = None) -> Tensor:
         """As torch.reshape: ``shape`` holds positive ints and at most one -1.  With a
         symbolic batch the -1 stands for the batch dim (``(-1, 512)``)."""
+        if not all(isinstance(d, (int, np.integer)) and not isinstance(d, bool)
+                   for d in shape):
+            raise GraphError(f"reshape: shape entries must be ints (one may be -1), got "
+                             f"{tuple(shape)!r}")
         return self._node("reshape", [input], dict(shape=[int(s) for s in shape]), name)
 
     view = reshape
@@ -619,6 +634,10 @@ class Builder:
                   name: Optional[str] = None) -> Tensor:
         """As torch.transpose: swap dims ``dim0`` and ``dim1`` (a ``permute`` node)."""
         n = self._value(input).ndim
+        for d in (dim0, dim1):
+            if not isinstance(d, (int, np.integer)) or not -n <= d < n:
+                raise GraphError(f"transpose: dim {d!r} is out of range for a tensor of rank "
+                                 f"{n} (expected -{n} to {n - 1})")
         dims = list(range(n))
         d0, d1 = dim0 % n, dim1 % n
         dims[d0], dims[d1] = dims[d1], dims[d0]
@@ -632,11 +651,11 @@ class Builder:
     concat = cat
 
     def split(self, tensor: Tensor, split_size_or_sections: Size, dim: int = 0,
-              name: Optional[str] = None) -> Union[list[Tensor], Tensor]:
+              name: Optional[str] = None) -> list[Tensor]:
         """As torch.split along ``dim`` (not the symbolic batch): pieces of
         ``split_size_or_sections`` (an int; the last piece may be smaller) or of the listed
-        sizes.  Returns a list of Tensors named ``<name>:0``, ``<name>:1``... (a single
-        Tensor when there is only one piece)."""
+        sizes.  Returns a list of Tensors named ``<name>:0``, ``<name>:1``... (one piece:
+        a list of one Tensor named ``<name>``)."""
         x = self._value(tensor)
         d = dim % x.ndim
         size = x.shape[d]
@@ -651,8 +670,9 @@ class Builder:
         else:
             arg = [int(s) for s in split_size_or_sections]
             n = len(arg)
-        return self._node("split", [x], dict(split_size_or_sections=arg, dim=int(dim)), name,
-                          n_outputs=n)
+        parts = self._node("split", [x], dict(split_size_or_sections=arg, dim=int(dim)), name,
+                           n_outputs=n)
+        return parts if n > 1 else [parts]
 
     def channel_shuffle(self, input: Tensor, groups: int, name: Optional[str] = None) -> Tensor:
         """As torch.nn.functional.channel_shuffle (ShuffleNet): the channels, in ``groups``

@@ -53,3 +53,24 @@ def test_build_validates_and_reports():
     assert "nodes=1" in repr(m)
     with pytest.raises(engine.GraphError, match="no outputs"):
         engine.Builder().build()
+
+
+def test_edges_of_split_transpose_reshape_constant_and_adaptive_sizes():
+    b = engine.Builder()
+    x = b.input("x", (None, 4, 6, 8))
+    # one piece is still a list, as torch.split gives a 1-tuple
+    one = b.split(x, 8, dim=1, name="one")
+    assert isinstance(one, list) and len(one) == 1 and one[0].shape == (None, 4, 6, 8)
+    assert len(b.split(x, [4], dim=1, name="one_b")) == 1
+    with pytest.raises(engine.GraphError, match="dim 5 is out of range for a tensor of rank 4"):
+        b.transpose(x, 5, 1)
+    assert b.transpose(x, -1, 1).shape == (None, 8, 6, 4)
+    with pytest.raises(engine.GraphError, match="shape entries must be ints"):
+        b.reshape(x, (None, -1))
+    with pytest.raises(engine.GraphError, match="non-empty strings"):
+        b.constant(np.zeros(3, np.float32), name="")
+    # None in an adaptive pool's output size keeps that input dim, as in PyTorch
+    assert b.adaptive_avg_pool2d(x, (None, 2)).shape == (None, 4, 6, 2)
+    assert b.adaptive_max_pool2d(x, [3, None]).shape == (None, 4, 3, 8)
+    with pytest.raises(engine.GraphError, match="output_size None"):
+        b.adaptive_avg_pool2d(x, None)

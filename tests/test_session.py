@@ -270,3 +270,14 @@ def test_nonfinite_inputs_are_refused_unless_allowed():
     assert nonfinite_count(big) == 0
     with pytest.raises(engine.ArgumentError, match="allow_nonfinite"):
         engine.Session(m, allow_nonfinite="yes")
+
+
+def test_run_takes_any_mapping_of_inputs():
+    import types
+    b = engine.Builder()
+    x = b.input("x", (None, 3))
+    b.output(b.relu(x), "y")
+    sess = engine.Session(b.build(), threads=1)
+    a = np.array([[-1.0, 0.5, 2.0]], np.float32)
+    got = sess.run(types.MappingProxyType({"x": a}))[0]
+    np.testing.assert_array_equal(got, np.maximum(a, 0))

@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Optional, Union
 
@@ -72,7 +72,7 @@ MAX_PLANS = 8   # cached input shapes per session
 
 # What ``Session.run`` takes: an array (single-input models), a list or tuple in input
 # order, or {input name: array}; GPU backends also take device arrays.
-Inputs = Union[np.ndarray, list[np.ndarray], tuple[np.ndarray, ...], dict[str, np.ndarray]]
+Inputs = Union[np.ndarray, list[np.ndarray], tuple[np.ndarray, ...], Mapping[str, np.ndarray]]
 
 
 def default_threads():
@@ -317,7 +317,7 @@ class Session:
 
     def _feeds(self, inputs):
         names = self.input_names
-        if isinstance(inputs, dict):
+        if isinstance(inputs, Mapping):
             unknown = sorted(set(inputs) - set(names))
             missing = [n for n in names if n not in inputs]
             if unknown or missing:
