@@ -511,7 +511,8 @@ def cmd_convert(args):
                               f"PyTorch checkpoints; an ONNX "
                               f"file holds its own graph")
         say(f"importing ONNX model {args.source}")
-        model = convert.from_onnx(args.source, input_shape=shape)
+        model = convert.from_onnx(args.source, input_shape=shape,
+                                  dynamic_batch=not args.fixed_batch)
         ref, note, peer = args.source, convert.onnx_verification_note(), "ONNX Runtime"
         if note is not None:
             ref = None
@@ -522,7 +523,8 @@ def cmd_convert(args):
         size = opts["size"] if args.arch else None
         model, ref, note = convert._convert(args.source, arch=args.arch, module=args.module,
                                             input_shape=shape, num_classes=args.num_classes,
-                                            input_size=size, progress=say)
+                                            input_size=size, progress=say,
+                                            dynamic_batch=not args.fixed_batch)
         peer = "PyTorch"
     say(f"mapped: {len(model.nodes)} nodes, {model.num_parameters():,} parameters")
     _conversion_metadata(args, opts, model)
@@ -707,6 +709,10 @@ def build_parser():
     v.add_argument("--channel-order", choices=["rgb", "bgr", "grayscale"],
                    help="channel order the model expects")
     v.add_argument("--description", help="free text stored in the metadata")
+    v.add_argument("--fixed-batch", action="store_true",
+                   help="convert for the example's batch size only (--input-shape's first "
+                        "dim; ONNX: the file's), for code that will not take a symbolic "
+                        "batch; the error says when this helps")
     v.add_argument("--no-verify", action="store_true",
                    help="skip the comparison with PyTorch (ONNX: with ONNX Runtime)")
     v.add_argument("--threads", type=int, default=None, help=THREADS_HELP)

@@ -149,6 +149,10 @@ class Net(nn.Module):
 class Sorts(nn.Module):
     def forward(self, x):
         return torch.sort(x, 1)[0].cumsum(1)
+
+class Whole(nn.Module):          # flattens the batch in too: only a fixed batch converts
+    def forward(self, x):
+        return torch.flatten(x) * 2
 '''
 
 
@@ -176,6 +180,7 @@ def user_files(tmp_path_factory):
         torch.save({"model": net.state_dict(), "epoch": 7}, d / "net.pth")
         torch.save(net.state_dict(), d / "plain.pth")
         torch.save(net, d / "whole.pth")
+        torch.save({}, d / "empty_sd.pth")          # Whole has no parameters
         torch.jit.save(torch.jit.script(net), str(d / "net.pt"))
     finally:
         sys.path.remove(str(d))
@@ -190,6 +195,16 @@ def _verification(out):
     rel = float(line.split("max rel diff ")[1].split(" ")[0])
     assert rel <= 1e-4
     return line
+
+
+def test_convert_fixed_batch(user_files, monkeypatch, capsys):
+    monkeypatch.chdir(user_files)
+    monkeypatch.syspath_prepend(str(user_files))
+    monkeypatch.delitem(sys.modules, "mynets", raising=False)
+    assert main(["convert", "empty_sd.pth", "--module", "mynets:Whole", "--input-shape", "2,3",
+                 "--fixed-batch", "-o", "whole.safetensors"]) == 0
+    assert "verification: max abs diff" in capsys.readouterr().out
+    assert engine.load(str(user_files / "whole.safetensors")).inputs[0].shape == (2, 3)
 
 
 def test_convert_module_with_metadata_end_to_end(user_files):
@@ -257,6 +272,11 @@ def test_convert_zoo_architecture(tmp_path):
      "Net fails on an input of shape (1, 3, 64) (the example input, --input-shape)"),
     (["plain.pth", "--arch", "lenet5", "--input-shape", "1,1,32,32", "-o", "x.safetensors"],
      "--input-shape applies to --module and TorchScript files; lenet5 takes"),
+    # code that will not take a symbolic batch: the error names the flag that converts it
+    (["empty_sd.pth", "--module", "mynets:Whole", "--input-shape", "2,3", "-o",
+      "x.safetensors"], "with the batch size fixed at the example's (2) it converts"),
+    (["plain.pth", "--arch", "lenet5", "--fixed-batch", "-o", "x.safetensors"],
+     "--fixed-batch applies to --module and ONNX conversions"),
 ])
 def test_convert_errors_exit_2(user_files, args, msg, monkeypatch, capsys):
     monkeypatch.chdir(user_files)

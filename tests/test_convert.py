@@ -612,3 +612,25 @@ def test_torchvision_twin_loads_through_the_workaround_or_says_why(monkeypatch):
                         lambda: (None, "torchvision failed to import (RuntimeError: x)"))
     net, why = _torchvision_twin("resnet18", {}, None)
     assert net is None and why.endswith("torchvision failed to import (RuntimeError: x)")
+
+
+def test_torch_errors_hide_export_symbols_and_long_dumps_go_to_a_log():
+    from engine.convert.trace import _short
+    e = RuntimeError("expected input[1, s77, 3, 64] to have s1 channels\n"
+                     + "\n".join(f"frame {i}" for i in range(40)))
+    text = _short(e)
+    assert "s77" not in text and "input[1, ?, 3, 64]" in text
+    assert len(text.splitlines()) == 13
+    path = text.rsplit(" in ", 1)[1].rstrip(")")
+    assert "frame 39" in open(path).read()
+    os.remove(path)
+
+
+def test_a_refusal_a_fixed_batch_would_fix_says_so():
+    class Whole(torch.nn.Module):
+        def forward(self, x):
+            return torch.flatten(x) * 2
+    with pytest.raises(ConversionError, match="dynamic_batch=False"):
+        from_torch(Whole(), torch.randn(2, 3))
+    m = from_torch(Whole(), torch.randn(2, 3), dynamic_batch=False)
+    assert m.inputs[0].shape == (2, 3)

@@ -208,7 +208,7 @@ def convert_checkpoint(path, *, arch=None, module=None, input_shape=None, num_cl
 
 
 def _convert(path, *, arch=None, module=None, input_shape=None, num_classes=None,
-             input_size=None, metadata=None, progress=None):
+             input_size=None, metadata=None, progress=None, dynamic_batch=True):
     """(model, torch reference callable or None, note) -- the CLI's workhorse."""
     _need_torch()
     from .checkpoint import is_torchscript, load_torch_state_dict
@@ -218,6 +218,9 @@ def _convert(path, *, arch=None, module=None, input_shape=None, num_classes=None
         raise ConversionError(f"{path!r} does not exist")
     if arch and module:
         raise ConversionError("give either --arch or --module, not both")
+    if arch and not dynamic_batch:
+        raise ConversionError(f"--fixed-batch applies to --module and ONNX conversions; "
+                              f"{arch} from the zoo always takes any batch size")
     if arch and input_shape is not None:
         raise ConversionError(f"--input-shape applies to --module and TorchScript files; "
                               f"{arch} takes its input size from --input-size H[,W]")
@@ -250,12 +253,16 @@ def _convert(path, *, arch=None, module=None, input_shape=None, num_classes=None
         sd = load_torch_state_dict(path)
         say(f"  {len(sd)} tensors; building {module}")
         net = instantiate(module, sd)
-        model = from_torch(net, _torch_input(input_shape), metadata=metadata, progress=say)
+        model = from_torch(net, _torch_input(input_shape), metadata=metadata, progress=say,
+                           dynamic_batch=dynamic_batch)
         return model, net, None
     if is_torchscript(path):
         if input_shape is None:
             raise ConversionError("converting TorchScript needs --input-shape "
                                   "(e.g. --input-shape 1,3,224,224)")
+        if not dynamic_batch:
+            raise ConversionError("--fixed-batch applies to --module and ONNX conversions; "
+                                  "a TorchScript file converts with a symbolic batch")
         from .torchscript import load_torchscript
         say(f"loading TorchScript archive {path}")
         ts = load_torchscript(path)

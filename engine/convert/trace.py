@@ -31,6 +31,7 @@ import math
 import operator
 import os
 import re
+import tempfile
 import time
 import warnings
 
@@ -108,10 +109,26 @@ def _at_batch(x, b):
     return torch.cat([x] * reps)[:b].clone()
 
 
+_SYMBOL = re.compile(r"\bs\d+\b")      # torch.export's symbolic sizes: s0, s77, ...
+
+
 def _short(e, lines=12):
-    text = str(e).strip().splitlines()
+    """The first ``lines`` lines of a torch error, its symbolic sizes (``s77``) shown as
+    ``?``; a longer text (torch.export dumps thousands of lines) is kept whole in a log
+    file that the message names."""
+    text = _SYMBOL.sub("?", str(e).strip()).splitlines()
     out = "\n".join(text[:lines])
-    return out + ("\n..." if len(text) > lines else "")
+    if len(text) <= lines:
+        return out
+    if lines < 12:                      # a one-line reason inside a longer message
+        return out + "\n..."
+    try:
+        fd, path = tempfile.mkstemp(prefix="engine-convert-", suffix=".log")
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace") as f:
+            f.write(f"{type(e).__name__}: {e}\n")
+        return out + f"\n... ({len(text) - lines} more lines in {path})"
+    except OSError:
+        return out + "\n..."
 
 
 class quiet:
@@ -868,7 +885,23 @@ def from_torch(module, example_input, *, input_names=None, output_names=None, na
     meta.update(metadata or {})
     conv = GraphConverter(ep, ep_alt, mode=mode, batch=batch, input_names=input_names,
                           output_names=output_names, names=names, what=type(module).__name__)
-    model = conv.convert(meta)
+    try:
+        model = conv.convert(meta)
+    except (ConversionError, GraphError) as e:
+        if mode == "fixed":
+            raise
+        # would the example's fixed batch size get through?  Then say so.
+        try:
+            with quiet():
+                ep_fixed = _export(module, xs, False)
+            GraphConverter(ep_fixed, None, mode="fixed", batch=int(xs[0].shape[0]),
+                           input_names=input_names, output_names=output_names, names=names,
+                           what=type(module).__name__).convert(dict(meta))
+        except Exception:       # noqa: BLE001  (then the batch is not the cause)
+            raise e from None
+        raise type(e)(f"{e}\nwith the batch size fixed at the example's "
+                      f"({int(xs[0].shape[0])}) it converts: from_torch(..., "
+                      f"dynamic_batch=False), or engine convert --fixed-batch") from None
     model.metadata.setdefault("input_shape", list(model.inputs[0].shape))
     return model
 
