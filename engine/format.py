@@ -159,10 +159,12 @@ _DTYPES = {"F32": np.float32}
 
 def _split(data, source):
     if len(data) < 8:
-        raise ModelFormatError(f"{source}: file too short ({len(data)} bytes) to be a model")
+        other = _other_format(data)
+        raise ModelFormatError(f"{source}: file too short ({len(data)} bytes) to be a model"
+                               + (f"; {other}" if other else ""))
     (n,) = struct.unpack("<Q", data[:8])
     if n > MAX_HEADER or 8 + n > len(data):
-        other = _other_format(bytes(data[:64]))
+        other = _other_format(data)
         if other:
             raise ModelFormatError(f"{source}: not an engine model file but {other}")
         raise ModelFormatError(f"{source}: header claims {n} bytes but the file has "
@@ -180,14 +182,16 @@ def _split(data, source):
     return header, memoryview(data)[8 + n:]
 
 
-def _other_format(head):
+def _other_format(data):
     """What a file that is no safetensors file looks like it is, with the command that
     converts it (None: nothing recognisable)."""
+    head = bytes(data[:64])
     if head[:4] == b"PK\x03\x04":
-        return ("a ZIP archive: a PyTorch checkpoint or TorchScript file?  Convert it: "
-                "engine convert FILE --arch NAME -o model.safetensors (a state dict), or "
-                "engine convert FILE --input-shape 1,3,224,224 -o model.safetensors "
-                "(TorchScript)")
+        return _zip_kind(data) or (
+            "a ZIP archive: a PyTorch checkpoint or TorchScript file?  Convert it: "
+            "engine convert FILE --arch NAME -o model.safetensors (a state dict), or "
+            "engine convert FILE --input-shape 1,3,224,224 -o model.safetensors "
+            "(TorchScript)")
     if head[:6] == b"\x93NUMPY":
         return "a NumPy .npy array (an input, not a model?)"
     if len(head) > 1 and head[0] == 0x80 and 2 <= head[1] <= 5:
@@ -203,6 +207,43 @@ def _other_format(head):
     if head and all(32 <= c < 127 or c in (9, 10, 13) for c in head):
         return "a text file"
     return None
+
+
+def _zip_kind(data):
+    """A torch.save or torch.jit.save archive told apart by its entries, and a pickled
+    module from a state dict by the names its data.pkl refers to (read as opcodes, never
+    unpickled); None when neither."""
+    import io
+    import pickletools
+    import zipfile
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = z.namelist()[:10000]
+            if any("/code/" in n for n in names):
+                return ("a TorchScript archive (torch.jit.save): convert it with engine "
+                        "convert FILE --input-shape 1,3,224,224 -o model.safetensors")
+            pkl = next((n for n in names if n.endswith("/data.pkl") or n == "data.pkl"), None)
+            if pkl is None:
+                return None
+            with z.open(pkl) as f:
+                raw = f.read(1 << 20)           # what names classes comes first
+    except Exception:       # noqa: BLE001  (a hostile archive breaks zipfile in many ways
+        return None         # (OverflowError, zlib.error, ...); the hint is only a hint)
+    strings = []
+    try:
+        for op, arg, _ in pickletools.genops(raw):
+            if isinstance(arg, str):
+                strings.append(arg)
+    except Exception:       # noqa: BLE001  (a truncated or odd pickle: use what was read)
+        pass
+    if any(t.startswith("torch.nn.modules") or t == "__main__" for t in strings):
+        return ("a pickled whole module (torch.save(model)), which engine never unpickles: "
+                "save model.state_dict() instead and convert that with engine convert FILE "
+                "--module package.module:Class --input-shape 1,3,224,224 (or --arch NAME) "
+                "-o model.safetensors")
+    return ("a PyTorch checkpoint (torch.save): convert it with engine convert FILE --arch "
+            "NAME -o model.safetensors, or --module package.module:Class --input-shape "
+            "1,3,224,224 for your own class")
 
 
 def _tensors(header, body, source):

@@ -634,3 +634,57 @@ def test_a_refusal_a_fixed_batch_would_fix_says_so():
         from_torch(Whole(), torch.randn(2, 3))
     m = from_torch(Whole(), torch.randn(2, 3), dynamic_batch=False)
     assert m.inputs[0].shape == (2, 3)
+
+
+@pytest.mark.parametrize("kind, says", [
+    ("state_dict", "a PyTorch checkpoint \\(torch.save\\): convert it with engine convert"),
+    ("whole", "a pickled whole module \\(torch.save\\(model\\)\\), which engine never "
+              "unpickles: save model.state_dict\\(\\)"),
+    ("script", "a TorchScript archive \\(torch.jit.save\\): convert it with engine convert "
+               "FILE --input-shape"),
+])
+def test_torch_files_given_as_models_are_named_with_the_command(tmp_path, kind, says):
+    net = torch.nn.Linear(3, 2)
+    f = tmp_path / f"{kind}.pt"
+    if kind == "state_dict":
+        torch.save(net.state_dict(), f)
+    elif kind == "whole":
+        torch.save(net, f)
+    else:
+        torch.jit.save(torch.jit.script(net), str(f))
+    for load in (engine.load, engine.Session):
+        with pytest.raises(engine.ModelFormatError, match=says):
+            load(str(f))
+
+
+def test_a_tiny_text_file_is_named():
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".txt", delete=False) as f:
+        f.write("hello")
+    try:
+        with pytest.raises(engine.ModelFormatError, match="too short .* a text file"):
+            engine.load(f.name)
+    finally:
+        os.remove(f.name)
+
+
+def test_mutated_torch_archives_only_ever_raise_model_format_error(tmp_path):
+    import io
+    import zipfile
+    buf = io.BytesIO()
+    torch.save(torch.nn.Linear(3, 2), buf)
+    good = buf.getvalue()
+    # a zip bomb-ish data.pkl: one entry that inflates to far more than is ever read
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/data.pkl", b"\x80\x02" + b"N" * (64 << 20))
+    rng = np.random.default_rng(0)
+    cases = [bomb.getvalue(), good[:100], good[:len(good) // 2]]
+    for _ in range(150):
+        b = bytearray(good)
+        for i in rng.integers(0, len(b), 8):
+            b[i] = int(rng.integers(0, 256))
+        cases.append(bytes(b))
+    for k, data in enumerate(cases):
+        with pytest.raises(engine.ModelFormatError):
+            engine.format.loads(data, source=f"case{k}")
