@@ -688,3 +688,16 @@ def test_mutated_torch_archives_only_ever_raise_model_format_error(tmp_path):
     for k, data in enumerate(cases):
         with pytest.raises(engine.ModelFormatError):
             engine.format.loads(data, source=f"case{k}")
+
+
+def test_abs_converts_exactly():
+    class Softsign(torch.nn.Module):
+        def forward(self, x):
+            return x / (1 + torch.abs(x)) + x.abs()
+    x = torch.randn(2, 3, 5)
+    x[0, 0, 0], x[0, 0, 1], x[0, 0, 2] = -0.0, float("nan"), float("-inf")
+    m = from_torch(Softsign(), x)
+    got = engine.Session(m, threads=1, allow_nonfinite=True).run(x.numpy())[0]
+    want = Softsign()(x).numpy()
+    np.testing.assert_array_equal(got, want)
+    assert np.array_equal(np.signbit(got), np.signbit(want))

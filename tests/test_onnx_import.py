@@ -352,3 +352,48 @@ def test_other_formats_are_named(tmp_path, kind, data, says):
     for load in (engine.load, engine.Session):
         with pytest.raises(engine.ModelFormatError, match=says):
             load(str(f))
+
+
+def _single_op_model(node, inits, in_shape, out_shape):
+    from onnx import TensorProto, helper
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, in_shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, out_shape)],
+                          inits)
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+
+
+@pytest.mark.parametrize("op, extra, in_shape, out_shape", [
+    ("Abs", None, [2, 3, 4], [2, 3, 4]),
+    ("Tile", [1, 3, 2], [2, 3, 4], [2, 9, 8]),
+    ("Tile", [1, 1, 1], ["N", 3, 4], ["N", 3, 4]),
+    ("Expand", [2, 2, 3, 4], [1, 3, 1], [2, 2, 3, 4]),
+    ("Expand", [1, 3, 5], ["N", 3, 1], ["N", 3, 5]),
+])
+def test_abs_tile_expand_match_onnxruntime_exactly(op, extra, in_shape, out_shape):
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import helper
+    inits = [] if extra is None else [numpy_helper.from_array(np.array(extra, np.int64), "k")]
+    node = helper.make_node(op, ["x"] + (["k"] if extra is not None else []), ["y"])
+    proto = _single_op_model(node, inits, in_shape, out_shape).SerializeToString()
+    x = np.random.default_rng(0).standard_normal(
+        [2 if isinstance(d, str) else d for d in in_shape]).astype(np.float32)
+    x.flat[0], x.flat[1], x.flat[2] = -0.0, np.nan, -np.inf
+    want = ort.InferenceSession(proto).run(None, {"x": x})[0]
+    got = engine.Session(engine.from_onnx(proto), threads=1, allow_nonfinite=True).run(x)[0]
+    np.testing.assert_array_equal(got, want)          # NaN where NaN, -inf, +-0 alike
+    assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("op, extra, in_shape, says", [
+    ("Tile", [2, 1, 1], ["N", 3, 4], "Tile along the symbolic batch"),
+    ("Expand", [3, 3, 5], ["N", 3, 1], "Expand of (None, 3, 1) to [3, 3, 5] across the "
+                                       "symbolic batch"),
+])
+def test_tile_and_expand_across_the_symbolic_batch_are_named(op, extra, in_shape, says):
+    from onnx import helper
+    inits = [numpy_helper.from_array(np.array(extra, np.int64), "k")]
+    proto = _single_op_model(helper.make_node(op, ["x", "k"], ["y"]), inits, in_shape,
+                             ["N", 3, 5]).SerializeToString()
+    with pytest.raises(ConversionError, match=re.escape(says)):
+        engine.from_onnx(proto)

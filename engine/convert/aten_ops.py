@@ -724,6 +724,13 @@ def _neg(cx, a):
     return cx.b.mul(cx.graph(a.self), cx.scalar(-1.0), name=cx.name)
 
 
+@aten("abs")
+def _abs(cx, a):
+    # |x| = max(x, -x): exact, NaN stays NaN, -0 gives +0
+    x = cx.graph(a.self)
+    return cx.b.maximum(x, cx.b.mul(x, cx.scalar(-1.0), name=cx.aux("neg")), name=cx.name)
+
+
 @aten("reciprocal")
 def _reciprocal(cx, a):
     return cx.b.div(cx.scalar(1.0), cx.graph(a.self), name=cx.name)

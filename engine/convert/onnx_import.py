@@ -746,6 +746,13 @@ def _neg(cx):
     return [cx.b.mul(cx.tensor(0), np.float32(-1.0), name=cx.name)]
 
 
+@convert("Abs")
+def _abs(cx):
+    # |x| = max(x, -x): exact, NaN stays NaN, and -0 gives +0 as fabs does
+    x = cx.tensor(0)
+    return [cx.b.maximum(x, cx.b.mul(x, np.float32(-1.0), name=cx.aux("neg")), name=cx.name)]
+
+
 @convert("Reciprocal")
 def _reciprocal(cx):
     return [cx.b.div(np.float32(1.0), cx.tensor(0), name=cx.name)]
@@ -1086,10 +1093,38 @@ def _resize(cx):
 def _expand(cx):
     x = cx.tensor(0)
     shape = cx.ints(1)
-    out = np.broadcast_shapes(tuple(1 if d is None else d for d in x.shape), tuple(shape))
-    if tuple(out) == tuple(1 if d is None else d for d in x.shape):
+    have = tuple(1 if d is None else d for d in x.shape)
+    try:
+        out = np.broadcast_shapes(have, tuple(shape))
+    except ValueError:
+        raise Unsupported(f"Expand of {x.shape} to {shape}: the shapes do not broadcast")
+    if tuple(out) == have:
         return [cx.b.identity(x, name=cx.name)]
-    raise Unsupported(f"Expand of {x.shape} to {shape} at run time")
+    lead = len(out) - len(have)
+    if x.shape and x.shape[0] is None and (lead or out[0] != 1):
+        raise Unsupported(f"Expand of {x.shape} to {shape} across the symbolic batch")
+    # x times ones of the new sizes: the broadcast kernel copies, and x * 1 is exact
+    ones = np.ones([o if i < lead or have[i - lead] == 1 else 1 for i, o in enumerate(out)],
+                   np.float32)
+    return [cx.b.mul(x, ones, name=cx.name)]
+
+
+@convert("Tile")
+def _tile(cx):
+    x = cx.tensor(0)
+    reps = cx.ints(1)
+    if len(reps) != len(x.shape) or any(r < 1 for r in reps):
+        raise Unsupported(f"Tile of {x.shape} by {reps}: one repeat count >= 1 per dim")
+    if x.shape and x.shape[0] is None and reps[0] != 1:
+        raise Unsupported("Tile along the symbolic batch")
+    y = x
+    todo = [d for d, r in enumerate(reps) if r > 1]
+    if not todo:
+        return [cx.b.identity(x, name=cx.name)]
+    for k, d in enumerate(todo):     # r copies side by side along each repeated dim
+        y = cx.b.cat([y] * reps[d], dim=d,
+                     name=cx.name if k == len(todo) - 1 else cx.aux(f"tile{d}"))
+    return [y]
 
 
 def is_onnx_file(path):
