@@ -441,6 +441,91 @@ class Builder:
         Tensors."""
         return self._node("matmul", [input, other], {}, name)
 
+    def einsum(self, equation: str, *operands: TensorLike, name: Optional[str] = None
+               ) -> Tensor:
+        """As torch.einsum for the patterns vision models use, lowered to permute, reshape
+        and one batched matmul: one operand (a permutation, ``"bhwc->bchw"``) or two
+        (``"bhqd,bhkd->bhqk"``, ``"bchw,ck->bkhw"``), each letter once per operand, every
+        letter of an operand either in the output or in the other operand (no summing
+        over a letter of one side alone), no ``...``.  Anything else raises GraphError."""
+        eq = equation.replace(" ", "")
+        if "..." in eq:
+            raise GraphError(f"einsum {equation!r}: '...' is not supported; name the dims")
+        lhs, arrow, out = eq.partition("->")
+        ins = lhs.split(",")
+        if len(ins) != len(operands) or len(ins) not in (1, 2):
+            raise GraphError(f"einsum {equation!r}: one or two operands, as many as the "
+                             f"equation names (got {len(operands)})")
+        if not arrow:           # implicit output: the letters seen once, in order
+            out = "".join(sorted(c for c in set("".join(ins)) if "".join(ins).count(c) == 1))
+        xs = [self._value(o) for o in operands]
+        for term, x in zip(ins, xs):
+            if not term.isalpha() or len(set(term)) != len(term) or len(term) != x.ndim:
+                raise GraphError(f"einsum {equation!r}: {term!r} must name each of the "
+                                 f"{x.ndim} dims of a {x.shape} operand once")
+        if len(set(out)) != len(out) or not set(out) <= set("".join(ins)):
+            raise GraphError(f"einsum {equation!r}: the output {out!r} must name dims of "
+                             f"the operands, each once")
+        if len(ins) == 1:
+            if sorted(out) != sorted(ins[0]):
+                raise GraphError(f"einsum {equation!r}: sums over dims are not supported")
+            return self.permute(xs[0], [ins[0].index(c) for c in out], name=name)
+        (ta, tb), (a, b) = ins, xs
+        size = {}
+        for term, x in ((ta, a), (tb, b)):
+            for c, d in zip(term, x.shape):
+                if c in size and size[c] != d and 1 not in (d, size[c]):
+                    raise GraphError(f"einsum {equation!r}: dim {c!r} is {size[c]} in one "
+                                     f"operand and {d} in the other")
+                size[c] = d if c not in size or size[c] in (1, None) else size[c]
+        batch = [c for c in ta if c in tb and c in out]
+        contract = [c for c in ta if c in tb and c not in out]
+        free_a = [c for c in ta if c not in tb]
+        free_b = [c for c in tb if c not in ta]
+        if any(c not in out for c in free_a + free_b):
+            raise GraphError(f"einsum {equation!r}: summing over a dim of one operand alone "
+                             f"is not supported")
+        if [size[c] for c in size].count(None) > 1 or \
+                any(size[c] is None for c in contract):
+            raise GraphError(f"einsum {equation!r}: the symbolic batch may be one output "
+                             f"letter only")
+        # the symbolic batch on one side only leads that operand; matmul broadcasts the
+        # other over it (a reshape never merges it with other dims)
+        lead = [c for c in free_a + free_b if size[c] is None]
+        free_a = [c for c in free_a if c not in lead]
+        free_b = [c for c in free_b if c not in lead]
+
+        def prod(cs):
+            return int(np.prod([size[c] for c in cs])) if cs else 1
+
+        def grouped(x, term, first, second, tag):
+            """x permuted to (its lead +) batch + first + second, the last two groups
+            merged into one dim each: an operand of matmul."""
+            mine = [c for c in lead if c in term]
+            order = mine + batch + first + second
+            if order != list(term):
+                x = self.permute(x, [term.index(c) for c in order], name=self._unique(tag))
+            shape = [-1 if size[c] is None else x.shape[i]
+                     for i, c in enumerate(mine + batch)] + [prod(first), prod(second)]
+            if list(x.shape) != [None if d == -1 else d for d in shape]:
+                x = self.reshape(x, shape, name=self._unique(tag))
+            return x
+
+        am = grouped(a, ta, free_a, contract, "einsum_a")
+        bm = grouped(b, tb, contract, free_b, "einsum_b")
+        y = self.matmul(am, bm, name=self._unique("einsum_mm"))
+        # back to lead + batch + free_a + free_b, then to the output's order
+        have = lead + batch + free_a + free_b
+        shape = [-1 if size[c] is None else size[c] for c in have]
+        if list(y.shape) != [None if d == -1 else d for d in shape]:
+            y = self.reshape(y, shape, name=name if have == list(out) else
+                             self._unique("einsum_y"))
+        if have != list(out):
+            y = self.permute(y, [have.index(c) for c in out], name=name)
+        elif name is not None and y.name != name:
+            y = self.identity(y, name=name)
+        return y
+
     # -- elementwise -----------------------------------------------------------------------
     def add(self, input: TensorLike, other: TensorLike, name: Optional[str] = None) -> Tensor:
         """As torch.add (``input + other``), with broadcasting; either operand may be an

@@ -1,5 +1,7 @@
 """Builder: PyTorch-style API, errors at the call that made them, naming the layer."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,57 @@ def test_edges_of_split_transpose_reshape_constant_and_adaptive_sizes():
     assert b.adaptive_max_pool2d(x, [3, None]).shape == (None, 4, 3, 8)
     with pytest.raises(engine.GraphError, match="output_size None"):
         b.adaptive_avg_pool2d(x, None)
+
+
+EINSUMS = [  # (equation, shape a, shape b or None); None in a shape: the symbolic batch
+    ("bhqd,bhkd->bhqk", (None, 3, 5, 4), (None, 3, 6, 4)),
+    ("bhqk,bhkd->bhqd", (None, 3, 5, 6), (None, 3, 6, 4)),
+    ("bchw,ck->bkhw", (None, 4, 3, 5), (4, 7)),
+    ("nc,ck->nk", (None, 4), (4, 7)),
+    ("nc,kc->nk", (None, 4), (7, 4)),
+    ("bij,bjk->bik", (None, 3, 4), (None, 4, 5)),
+    ("bhwc->bchw", (None, 3, 4, 5), None),
+    ("bn,bn->b", (None, 6), (None, 6)),
+    ("ij,jk", (3, 4), (4, 5)),
+    ("bhwc,hkc->bhwk", (None, 3, 4, 5), (3, 6, 5)),
+    ("bi,bj->bij", (None, 3), (None, 4)),
+    ("kc,nc->nk", (7, 4), (None, 4)),
+]
+
+
+@pytest.mark.parametrize("eq, sa, sb", EINSUMS, ids=[e[0] for e in EINSUMS])
+@pytest.mark.parametrize("batch", [1, 3])
+def test_einsum_matches_numpy(eq, sa, sb, batch):
+    rng = np.random.default_rng(0)
+    b = engine.Builder()
+    ops, feeds, args = [], {}, []
+    for name, shape in (("a", sa), ("b", sb)):
+        if shape is None:
+            continue
+        x = rng.standard_normal([batch if d is None else d for d in shape]).astype(np.float32)
+        if None in shape:
+            ops.append(b.input(name, shape))
+            feeds[name] = x
+        else:
+            ops.append(x)                           # a weight: a constant
+        args.append(x)
+    b.output(b.einsum(eq, *ops, name="y"), "y")
+    got = engine.Session(b.build(), threads=1).run(feeds)[0]
+    want = np.einsum(eq, *[x.astype(np.float64) for x in args])
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-5 * max(1.0, np.abs(want).max())
+
+
+@pytest.mark.parametrize("eq, shapes, says", [
+    ("b...c,ck->b...k", [(None, 3, 4), (4, 5)], "'...' is not supported"),
+    ("bii->bi", [(None, 3, 3)], "must name each of the 3 dims"),
+    ("bij,bjk->bk", [(None, 3, 4), (None, 4, 5)], "summing over a dim of one operand alone"),
+    ("bij->bi", [(None, 3, 4)], "sums over dims are not supported"),
+    ("bi,bj,bk->bijk", [(None, 2), (None, 2), (None, 2)], "one or two operands"),
+    ("bi,bi->", [(None, 3), (None, 3)], "the symbolic batch may be one output letter only"),
+])
+def test_einsum_refusals_name_the_reason(eq, shapes, says):
+    b = engine.Builder()
+    xs = [b.input(f"x{i}", s) for i, s in enumerate(shapes)]
+    with pytest.raises(engine.GraphError, match=re.escape(says)):
+        b.einsum(eq, *xs)

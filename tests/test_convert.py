@@ -701,3 +701,32 @@ def test_abs_converts_exactly():
     want = Softsign()(x).numpy()
     np.testing.assert_array_equal(got, want)
     assert np.array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_einsum_attention_converts_and_keeps_the_batch_symbolic():
+    from engine.convert import verify
+
+    class Attn(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.randn(8, 6))
+
+        def forward(self, q, k):
+            a = torch.einsum("bhqd,bhkd->bhqk", q, k).softmax(-1)
+            return (torch.einsum("bhqk,bhkd->bhqd", a, k),
+                    torch.einsum("bqc,ck->bqk", q.flatten(1, 2), self.w))
+    net = Attn().eval()
+    m = from_torch(net, (torch.randn(2, 3, 5, 8), torch.randn(2, 3, 5, 8)))
+    assert m.inputs[0].shape[0] is None
+    for n in (1, 3):
+        x = (np.random.default_rng(n).standard_normal((n, 3, 5, 8)).astype(np.float32),
+             np.random.default_rng(n + 9).standard_normal((n, 3, 5, 8)).astype(np.float32))
+        assert verify(m, net, x)[1] < 1e-5
+
+
+def test_einsum_beyond_the_lowering_is_listed_with_the_reason():
+    class Diag(torch.nn.Module):
+        def forward(self, x):
+            return torch.einsum("bii->bi", x)
+    with pytest.raises(ConversionError, match="einsum.*must name each of the 3 dims"):
+        from_torch(Diag(), torch.randn(2, 3, 3))

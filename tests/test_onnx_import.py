@@ -397,3 +397,26 @@ def test_tile_and_expand_across_the_symbolic_batch_are_named(op, extra, in_shape
                              ["N", 3, 5]).SerializeToString()
     with pytest.raises(ConversionError, match=re.escape(says)):
         engine.from_onnx(proto)
+
+
+@pytest.mark.parametrize("eq, sa, sb, so", [
+    ("bhqd,bhkd->bhqk", ["N", 3, 5, 4], ["N", 3, 6, 4], ["N", 3, 5, 6]),
+    ("bchw,bkc->bkhw", ["N", 4, 3, 5], ["N", 7, 4], ["N", 7, 3, 5]),
+    ("ij,jk->ik", [3, 4], [4, 5], [3, 5]),
+])
+def test_onnx_einsum_matches_onnxruntime(eq, sa, sb, so):
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import TensorProto, helper
+    g = helper.make_graph(
+        [helper.make_node("Einsum", ["a", "b"], ["y"], equation=eq)], "g",
+        [helper.make_tensor_value_info("a", TensorProto.FLOAT, sa),
+         helper.make_tensor_value_info("b", TensorProto.FLOAT, sb)],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, so)])
+    proto = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    proto = proto.SerializeToString()
+    rng = np.random.default_rng(0)
+    feeds = {k: rng.standard_normal([2 if isinstance(d, str) else d for d in s])
+             .astype(np.float32) for k, s in (("a", sa), ("b", sb))}
+    want = ort.InferenceSession(proto).run(None, feeds)[0]
+    got = engine.Session(engine.from_onnx(proto), threads=1).run(feeds)[0]
+    _close(got, want, eq, rel=1e-5)

@@ -22,6 +22,8 @@ import math
 
 import numpy as np
 
+from ..errors import GraphError
+
 ATEN_OPS = {}
 
 
@@ -221,6 +223,14 @@ def _matmul(cx, a):
 @aten("bmm")
 def _bmm(cx, a):
     return cx.b.matmul(cx.tensor(a.self), cx.tensor(a.mat2), name=cx.name)
+
+
+@aten("einsum")
+def _einsum(cx, a):
+    try:
+        return cx.b.einsum(str(a.equation), *[cx.tensor(t) for t in a.tensors], name=cx.name)
+    except GraphError as e:
+        raise Unsupported(str(e)) from None
 
 
 # -- normalisation --------------------------------------------------------------------------

@@ -774,6 +774,17 @@ def _pow(cx):
     raise Unsupported(f"Pow with exponent {e} (1, 2 and -1 map to engine ops)")
 
 
+@convert("Einsum")
+def _einsum(cx):
+    try:
+        return [cx.b.einsum(cx.attr("equation").decode() if isinstance(cx.attr("equation"),
+                                                                      bytes)
+                            else str(cx.attr("equation")),
+                            *[cx.tensor(i) for i in range(cx.n_inputs())], name=cx.name)]
+    except GraphError as e:
+        raise Unsupported(str(e)) from None
+
+
 @convert("Concat")
 def _concat(cx):
     ins = [cx.tensor(i) for i in range(cx.n_inputs())]
