@@ -759,6 +759,36 @@ class Builder:
                            n_outputs=n)
         return parts if n > 1 else [parts]
 
+    def roll(self, input: Tensor, shifts: Size, dims: Size,
+             name: Optional[str] = None) -> Tensor:
+        """As torch.roll with ``dims`` given (Swin's shifted windows): each dim's elements
+        shifted by ``shifts`` places, wrapping around; a split and a concat per dim."""
+        x = self._value(input)
+        shifts = [int(shifts)] if isinstance(shifts, (int, np.integer)) else \
+            [int(s) for s in shifts]
+        dims = [int(dims)] if isinstance(dims, (int, np.integer)) else [int(d) for d in dims]
+        if len(shifts) != len(dims):
+            raise GraphError(f"roll: {len(shifts)} shifts for {len(dims)} dims")
+        steps = []
+        for s, d in zip(shifts, dims):
+            if not -x.ndim <= d < x.ndim:
+                raise GraphError(f"roll: dim {d} is out of range for a tensor of rank "
+                                 f"{x.ndim}")
+            d %= x.ndim
+            n = x.shape[d]
+            if n is None:
+                raise GraphError("roll: cannot roll along the symbolic batch dimension")
+            if s % n:
+                steps.append((s % n, d, n))
+        if not steps:
+            return x if name is None else self.identity(x, name=name)
+        for k, (s, d, n) in enumerate(steps):
+            # the last s elements move to the front
+            tail, head = self.split(x, [n - s, s], dim=d, name=self._unique("roll_split"))
+            x = self.cat([head, tail], dim=d,
+                         name=name if k == len(steps) - 1 else self._unique("roll"))
+        return x
+
     def channel_shuffle(self, input: Tensor, groups: int, name: Optional[str] = None) -> Tensor:
         """As torch.nn.functional.channel_shuffle (ShuffleNet): the channels, in ``groups``
         groups, interleaved."""
@@ -768,9 +798,36 @@ class Builder:
             value: Optional[float] = None, name: Optional[str] = None) -> Tensor:
         """As torch.nn.functional.pad: ``pad`` holds (begin, end) pairs from the last dim
         backwards; ``mode`` 'constant' (filled with ``value``, default 0), 'reflect' or
-        'replicate'."""
-        return self._node("pad", [input], dict(pad=[int(p) for p in pad], mode=mode,
-                                               value=0.0 if value is None else float(value)), name)
+        'replicate'.  Negative amounts crop (constant mode, as in PyTorch)."""
+        pad = [int(p) for p in pad]
+        value = 0.0 if value is None else float(value)
+        if any(p < 0 for p in pad) and mode == "constant":
+            input = self._crop(input, pad, name)
+            pad = [max(p, 0) for p in pad]
+            if not any(pad):
+                return input if name is None or input.name == name else \
+                    self.identity(input, name=name)
+        return self._node("pad", [input], dict(pad=pad, mode=mode, value=value), name)
+
+    def _crop(self, x, pad, name):
+        """The negative entries of a pad list cut off, dim by dim (a split's middle part)."""
+        x = self._value(x)
+        if len(pad) % 2 or len(pad) // 2 > x.ndim:
+            raise GraphError(f"pad needs (begin, end) pairs for at most {x.ndim} dims, got "
+                             f"{pad}")
+        for i in range(len(pad) // 2):
+            d = x.ndim - 1 - i
+            lo, hi = max(0, -pad[2 * i]), max(0, -pad[2 * i + 1])
+            if not (lo or hi):
+                continue
+            n = x.shape[d]
+            if n is None or lo + hi >= n:
+                raise GraphError(f"pad {pad}: cannot crop {lo} + {hi} from dim {d} of "
+                                 f"{x.shape}")
+            sizes = [s for s in (lo, n - lo - hi, hi) if s]
+            parts = self.split(x, sizes, dim=d, name=self._unique(f"{name or 'pad'}_crop"))
+            x = parts[1 if lo else 0]
+        return x
 
     def interpolate(self, input: Tensor, size: Optional[Size] = None,
                     scale_factor: Union[float, Sequence[float], None] = None,

@@ -130,3 +130,42 @@ def test_einsum_refusals_name_the_reason(eq, shapes, says):
     xs = [b.input(f"x{i}", s) for i, s in enumerate(shapes)]
     with pytest.raises(engine.GraphError, match=re.escape(says)):
         b.einsum(eq, *xs)
+
+
+@pytest.mark.parametrize("pad", [(-1, 2), (1, -2, -1, 0), (-1, -1, -2, -1), (0, 0, -1, 0)])
+def test_negative_pads_crop_as_in_pytorch(pad):
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 6, 7))
+    b.output(b.pad(x, list(pad), value=0.5, name="y"), "y")
+    a = np.random.default_rng(0).standard_normal((2, 3, 6, 7)).astype(np.float32)
+    got = engine.Session(b.build(), threads=1).run(a)[0]
+    want = a
+    for i in range(len(pad) // 2):                  # numpy: crop, then pad with 0.5
+        d = 3 - i
+        lo, hi = pad[2 * i], pad[2 * i + 1]
+        want = np.take(want, range(max(0, -lo), want.shape[d] - max(0, -hi)), axis=d)
+        width = [(0, 0)] * 4
+        width[d] = (max(0, lo), max(0, hi))
+        want = np.pad(want, width, constant_values=0.5)
+    np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("shifts, dims", [(2, 1), ((-2, 3), (2, 3)), (7, -1), (0, 2)])
+def test_roll_matches_numpy(shifts, dims):
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 5, 6))
+    b.output(b.roll(x, shifts, dims, name="y"), "y")
+    a = np.random.default_rng(0).standard_normal((2, 3, 5, 6)).astype(np.float32)
+    got = engine.Session(b.build(), threads=1).run(a)[0]
+    np.testing.assert_array_equal(got, np.roll(a, shifts, dims))
+
+
+def test_roll_and_crop_refusals():
+    b = engine.Builder()
+    x = b.input("x", (None, 3, 5))
+    with pytest.raises(engine.GraphError, match="symbolic batch"):
+        b.roll(x, 1, 0)
+    with pytest.raises(engine.GraphError, match="out of range"):
+        b.roll(x, 1, 3)
+    with pytest.raises(engine.GraphError, match="cannot crop 3 \\+ 2 from dim 2"):
+        b.pad(x, [-3, -2])

@@ -730,3 +730,18 @@ def test_einsum_beyond_the_lowering_is_listed_with_the_reason():
             return torch.einsum("bii->bi", x)
     with pytest.raises(ConversionError, match="einsum.*must name each of the 3 dims"):
         from_torch(Diag(), torch.randn(2, 3, 3))
+
+
+def test_roll_and_cropping_pads_convert_exactly():
+    import torch.nn.functional as F
+
+    class Shifted(torch.nn.Module):
+        def forward(self, x):
+            y = torch.roll(x, shifts=(-2, 3), dims=(2, 3))
+            return torch.roll(F.pad(y, (-1, 2, 1, -2)), 1, 1) * 2
+    net = Shifted()
+    m = from_torch(net, torch.randn(2, 3, 8, 9))
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, 3, 8, 9)).astype(np.float32)
+        np.testing.assert_array_equal(engine.Session(m, threads=1).run(x)[0],
+                                      net(torch.from_numpy(x)).numpy())

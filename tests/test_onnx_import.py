@@ -420,3 +420,15 @@ def test_onnx_einsum_matches_onnxruntime(eq, sa, sb, so):
     want = ort.InferenceSession(proto).run(None, feeds)[0]
     got = engine.Session(engine.from_onnx(proto), threads=1).run(feeds)[0]
     _close(got, want, eq, rel=1e-5)
+
+
+def test_onnx_pad_with_negative_amounts_crops_as_onnxruntime():
+    ort = pytest.importorskip("onnxruntime")
+    from onnx import helper
+    pads = numpy_helper.from_array(np.array([0, 0, -1, 2, 0, 0, 1, -2], np.int64), "k")
+    node = helper.make_node("Pad", ["x", "k"], ["y"], mode="constant")
+    proto = _single_op_model(node, [pads], ["N", 3, 6, 7], ["N", 3, 6, 7]).SerializeToString()
+    x = np.random.default_rng(0).standard_normal((2, 3, 6, 7)).astype(np.float32)
+    want = ort.InferenceSession(proto).run(None, {"x": x})[0]
+    got = engine.Session(engine.from_onnx(proto), threads=1).run(x)[0]
+    np.testing.assert_array_equal(got, want)

@@ -784,6 +784,16 @@ def _pad(cx, a):
     return cx.b.pad(cx.graph(a.self), cx.ints(a.pad), mode, value, name=cx.name)
 
 
+@aten("roll")
+def _roll(cx, a):
+    if not a.dims:
+        raise Unsupported("roll without dims (over the flattened tensor)")
+    try:
+        return cx.b.roll(cx.graph(a.self), cx.ints(a.shifts), cx.ints(a.dims), name=cx.name)
+    except GraphError as e:
+        raise Unsupported(str(e)) from None
+
+
 @aten("reflection_pad1d", "reflection_pad2d", "reflection_pad3d")
 def _reflection_pad(cx, a):
     return cx.b.pad(cx.graph(a.self), cx.ints(a.padding), "reflect", name=cx.name)

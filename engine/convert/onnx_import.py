@@ -953,8 +953,8 @@ def _pad(cx):
     axes = [a % n for a in axes]
     k = len(axes)
     per = {a: (pads[i], pads[i + k]) for i, a in enumerate(axes)}
-    if any(v < 0 for p in per.values() for v in p):
-        raise Unsupported(f"negative (cropping) pads {pads}")
+    if any(v < 0 for p in per.values() for v in p) and mode != "constant":
+        raise Unsupported(f"negative (cropping) pads {pads} in {mode!r} mode")
     last = max((a for a in per if per[a] != (0, 0)), default=None)
     if last is None:
         return [cx.b.identity(x, name=cx.name)]
@@ -965,8 +965,11 @@ def _pad(cx):
     if mode not in ("constant", "reflect", "edge"):
         raise Unsupported(f"Pad mode {mode!r}")
     mode = {"edge": "replicate"}.get(mode, mode)
-    return [cx.b.pad(x, flat, mode=mode, value=value if mode == "constant" else None,
-                     name=cx.name)]
+    try:                        # (negative amounts crop, in constant mode)
+        return [cx.b.pad(x, flat, mode=mode, value=value if mode == "constant" else None,
+                         name=cx.name)]
+    except GraphError as e:
+        raise Unsupported(str(e)) from None
 
 
 @convert("ReduceMean", "ReduceSum", "ReduceMax")
