@@ -745,3 +745,37 @@ def test_roll_and_cropping_pads_convert_exactly():
         x = np.random.default_rng(n).standard_normal((n, 3, 8, 9)).astype(np.float32)
         np.testing.assert_array_equal(engine.Session(m, threads=1).run(x)[0],
                                       net(torch.from_numpy(x)).numpy())
+
+
+def test_expand_and_reshape_as_convert():
+    class Expands(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.p = torch.nn.Parameter(torch.randn(1, 4, 1, 1))
+
+        def forward(self, x):
+            y = x[:, :, :1, :].expand(-1, -1, 5, -1)       # a broadcast copy along H
+            z = self.p.expand(-1, -1, 5, 6)                  # a constant expanded
+            return y + z + x.reshape_as(x) + x.mean((2, 3), keepdim=True).expand_as(x)
+    net = Expands().eval()
+    m = from_torch(net, torch.randn(2, 4, 5, 6))
+    for n in (1, 3):
+        x = np.random.default_rng(n).standard_normal((n, 4, 5, 6)).astype(np.float32)
+        want = net(torch.from_numpy(x)).detach().numpy()
+        assert np.abs(engine.Session(m, threads=1).run(x)[0] - want).max() <= \
+            1e-5 * max(1.0, np.abs(want).max())
+
+    class ClassToken(torch.nn.Module):    # a constant repeated per sample: batch-dependent
+        def __init__(self):
+            super().__init__()
+            self.c = torch.nn.Parameter(torch.randn(1, 1, 8))
+
+        def forward(self, x):
+            return torch.cat([self.c.expand(x.shape[0], -1, -1), x], 1)
+    tok = ClassToken().eval()
+    with pytest.raises(ConversionError, match="batch size fixed at the example's"):
+        from_torch(tok, torch.randn(2, 5, 8))
+    m = from_torch(tok, torch.randn(2, 5, 8), dynamic_batch=False)
+    x = torch.randn(2, 5, 8)
+    np.testing.assert_array_equal(engine.Session(m, threads=1).run(x.numpy())[0],
+                                  tok(x).detach().numpy())

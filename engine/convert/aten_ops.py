@@ -494,7 +494,7 @@ def _reshape_to_output(cx, x):
 
 
 @aten("view", "reshape", "_unsafe_view", "view_copy", "_reshape_alias", "unsqueeze",
-      "squeeze", "unflatten")
+      "squeeze", "unflatten", "reshape_as", "view_as")
 def _view(cx, a):
     return _reshape_to_output(cx, cx.graph(a.self))
 
@@ -655,12 +655,20 @@ def _unbind(cx, a):
     return [cx.b.reshape(p, out, name=cx.aux(str(i))) for i, p in enumerate(parts)]
 
 
-@aten("expand")
+@aten("expand", "expand_as")
 def _expand(cx, a):
     x = cx.graph(a.self)
-    if cx.out_shape() == tuple(cx.shape(x)):
+    have, out = tuple(cx.shape(x)), cx.out_shape()
+    if out == have:
         return cx.identity(x)
-    raise Unsupported("expand (broadcasting copies) except as a no-op")
+    lead = len(out) - len(have)
+    grows = [i for i, o in enumerate(out) if i < lead or have[i - lead] != o]
+    if any(out[i] is None for i in grows):
+        raise Unsupported(f"expand of {have} to {out} across the batch dimension (a "
+                          f"constant repeated per sample, as a class token)")
+    # x times ones of the new sizes: the broadcast kernel copies, and x * 1 is exact
+    ones = np.ones([out[i] if i in grows else 1 for i in range(len(out))], np.float32)
+    return cx.b.mul(x, ones, name=cx.name)
 
 
 @aten("channel_shuffle", "native_channel_shuffle")
