@@ -82,6 +82,21 @@ def test_batchnorm_before_padded_conv_is_not_folded():
     check_same(m, rng_array(rng, (1, 3, 5, 5)))
 
 
+def test_batchnorm_after_a_conv_with_a_fused_residual_is_not_folded_into_it():
+    # pre-activation ResNets (timm's resnetv2): bn(conv(x) + shortcut) starts the next
+    # block; the fused residual must not be scaled by the BatchNorm's weights
+    rng = np.random.default_rng(0)
+    b = engine.Builder()
+    x = b.input("x", (None, 4, 5, 5))
+    y = b.add(b.conv2d(x, rng_array(rng, (4, 4, 3, 3)), rng_array(rng, 4), padding=1), x)
+    y = b.relu(b.batch_norm(y, **bn_params(rng, 4)))
+    b.output(b.conv2d(y, rng_array(rng, (4, 4, 1, 1))))
+    m = b.build()
+    ops = [n.op for n in optimize(m).nodes]
+    assert "batch_norm" in ops or ops.count("conv") == 2
+    check_same(m, rng_array(rng, (2, 4, 5, 5)))
+
+
 def test_batchnorm_with_two_readers_is_not_folded():
     rng = np.random.default_rng(1)
     b = engine.Builder()

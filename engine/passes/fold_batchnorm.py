@@ -4,7 +4,8 @@ BatchNorm at inference is a per-channel affine map ``y = x * s + t`` with
 ``s = gamma / sqrt(var + eps)`` and ``t = beta - mean * s``.
 
 * After a conv / conv_transpose / linear (the usual order): scale that layer's output
-  channels, ``W' = W * s``, ``b' = b * s + t``.  Always exact.
+  channels, ``W' = W * s``, ``b' = b * s + t``.  Exact, unless a residual addition was
+  fused into the conv (pre-activation ResNets: ``bn(conv(x) + r)``), which is left alone.
 * Before a conv / linear: scale the layer's input channels, ``W' = W * s`` over input
   channels and ``b' = b + sum(W * t)``.  Exact only when the conv has no padding (padded
   zeros would otherwise skip the BatchNorm's shift), so padded convs are left alone.
@@ -82,6 +83,12 @@ def _fold_before(model, index, bn, layer):
     _set_params(model, index, layer, w, new_b)
 
 
+def _has_residual(layer):
+    """A conv with an addition fused in (fuse_residual: ``conv(x) + r``): a BatchNorm after
+    it would scale ``r`` too, which its weights cannot express."""
+    return len(layer.inputs) > 3 and bool(layer.inputs[3])
+
+
 def _params_constant(model, layer):
     return layer.inputs[1] in model.constants and (
         len(layer.inputs) < 3 or not layer.inputs[2] or layer.inputs[2] in model.constants)
@@ -102,6 +109,7 @@ def fold_batchnorm(model, keep=frozenset()):
             shape = model.values[x].shape if x in model.values else None
             if (layer is not None and layer.op in PRODUCERS and _params_constant(model, layer)
                     and layer.attrs.get("activation") is None
+                    and not _has_residual(layer)
                     and g.single_consumer(x) is bn
                     and (layer.op != "linear" or (shape is not None and len(shape) == 2))):
                 _fold_after(model, g, layer, bn)
