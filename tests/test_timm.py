@@ -21,7 +21,10 @@ torch = pytest.importorskip("torch")
 from engine.convert.tv_compat import import_torchvision  # noqa: E402
 
 import_torchvision()                  # timm imports torchvision; its compiled ops may not load
-timm = pytest.importorskip("timm")
+try:
+    import timm
+except Exception as e:      # noqa: BLE001  (missing, or a torchvision that will not import)
+    pytest.skip(f"timm not importable: {type(e).__name__}: {e}", allow_module_level=True)
 
 import engine  # noqa: E402
 from engine.convert import ConversionError, from_torch  # noqa: E402
