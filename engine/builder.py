@@ -527,6 +527,11 @@ class Builder:
         return y
 
     # -- elementwise -----------------------------------------------------------------------
+    def abs(self, input: Tensor, name: Optional[str] = None) -> Tensor:
+        """As torch.abs, as ``maximum(x, -x)``: exact, NaN stays NaN, -0 gives +0."""
+        neg = self.mul(input, np.float32(-1.0), name=self._unique("abs_neg"))
+        return self.maximum(input, neg, name=name)
+
     def add(self, input: TensorLike, other: TensorLike, name: Optional[str] = None) -> Tensor:
         """As torch.add (``input + other``), with broadcasting; either operand may be an
         array or a scalar (made a constant)."""

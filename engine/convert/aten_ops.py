@@ -744,9 +744,7 @@ def _neg(cx, a):
 
 @aten("abs")
 def _abs(cx, a):
-    # |x| = max(x, -x): exact, NaN stays NaN, -0 gives +0
-    x = cx.graph(a.self)
-    return cx.b.maximum(x, cx.b.mul(x, cx.scalar(-1.0), name=cx.aux("neg")), name=cx.name)
+    return cx.b.abs(cx.graph(a.self), name=cx.name)
 
 
 @aten("reciprocal")

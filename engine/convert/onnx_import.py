@@ -36,20 +36,19 @@ class Unsupported(Exception):
     """This node cannot be mapped (the message says why)."""
 
 
-def convert(*ops):
-    def deco(fn):
-        for op in ops:
-            CONVERT[op] = fn
-        return fn
-    return deco
+def _registrar(table):
+    """A decorator factory filling ``table``: ``@name("OpA", "OpB")`` maps both ops."""
+    def register(*ops):
+        def deco(fn):
+            for op in ops:
+                table[op] = fn
+            return fn
+        return deco
+    return register
 
 
-def fold(*ops):
-    def deco(fn):
-        for op in ops:
-            FOLD[op] = fn
-        return fn
-    return deco
+convert = _registrar(CONVERT)   # ONNX op -> engine ops
+fold = _registrar(FOLD)         # ONNX op -> NumPy, for constant inputs at import
 
 
 def supported_ops():
@@ -748,9 +747,7 @@ def _neg(cx):
 
 @convert("Abs")
 def _abs(cx):
-    # |x| = max(x, -x): exact, NaN stays NaN, and -0 gives +0 as fabs does
-    x = cx.tensor(0)
-    return [cx.b.maximum(x, cx.b.mul(x, np.float32(-1.0), name=cx.aux("neg")), name=cx.name)]
+    return [cx.b.abs(cx.tensor(0), name=cx.name)]
 
 
 @convert("Reciprocal")
